@@ -1,0 +1,1 @@
+"""sriov: a Docker network and IPAM plugin that leases SR-IOV virtual functions."""

@@ -1,0 +1,40 @@
+"""The plugin's error classes.
+
+Every failure that leaves the plugin is one of these, mapped to an HTTP status
+and answered as ``{"Err": message}``. Messages name the operation, the thing and
+the value, and where it helps, the fix.
+"""
+
+
+class PluginError(Exception):
+    """Base class; ``status`` is the HTTP status Docker receives."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(PluginError):
+    """The request is wrong (bad option, malformed value, unknown id)."""
+
+    status = 400
+
+
+class Conflict(PluginError):
+    """The request is well formed but collides with what is held (taken address, no free VF)."""
+
+    status = 409
+
+
+class DeviceError(PluginError):
+    """sysfs or netlink refused an operation on a device."""
+
+    status = 500
+
+
+class StoreError(PluginError):
+    """The state store failed."""
+
+    status = 500

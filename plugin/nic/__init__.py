@@ -1,0 +1,1 @@
+"""The NIC layer: the only code that reads sysfs or speaks netlink."""

@@ -1,0 +1,93 @@
+"""Types shared by the sysfs reader and the NIC backends.
+
+A backend is the narrow port through which VFs are programmed: the kernel
+backend speaks netlink through the PF (IFLA_VF_*), the simulated backend applies
+the same settings to the simulated NIC. Everything above it is shared.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PfInfo:
+    """A physical function as sysfs describes it."""
+
+    name: str  # PF netdev, e.g. "enp1s0f0"
+    pci: str  # PCI address, e.g. "0000:3b:00.0"
+    totalvfs: int  # sriov_totalvfs
+    numvfs: int  # sriov_numvfs
+    mtu: int  # /sys/class/net/<pf>/mtu
+
+
+@dataclass(frozen=True)
+class VfInfo:
+    """One virtual function of a PF as sysfs describes it."""
+
+    pf: str  # PF netdev name
+    index: int  # N of virtfnN
+    pci: str  # the VF's PCI address
+    netdev: str | None  # VF netdev in this namespace (sysfs net/<name>), None if none
+    driver: str | None  # bound driver ("iavf", "mlx5_core", "vfio-pci"), None if unbound
+
+
+class NetdevStatus(enum.Enum):
+    """What the host namespace says about a VF netdev."""
+
+    ABSENT = "absent"  # not in this namespace (moved into a container, or gone)
+    IDLE = "idle"  # present and not up with addresses: free for us
+    BUSY = "busy"  # present, up and addressed: somebody else uses it
+
+
+VLAN_PROTOS = ("802.1Q", "802.1ad")
+LINK_STATES = ("auto", "enable", "disable")
+
+
+@dataclass(frozen=True)
+class VfSettings:
+    """The settings of one VF that the plugin programs and restores.
+
+    ``mac`` is the admin MAC set through the PF (00:00:00:00:00:00 when unset),
+    ``mtu`` is the MTU of the VF's netdev. A field that the device does not
+    report is None and is never changed nor restored.
+    """
+
+    mac: str | None = None
+    vlan: int | None = None
+    qos: int | None = None
+    proto: str | None = None  # one of VLAN_PROTOS
+    spoofchk: bool | None = None
+    trust: bool | None = None
+    link_state: str | None = None  # one of LINK_STATES
+    min_tx_rate: int | None = None  # Mbit/s
+    max_tx_rate: int | None = None  # Mbit/s
+    mtu: int | None = None
+
+
+class NicBackend(Protocol):
+    """The calls the plugin makes to program VFs; nothing else.
+
+    Each setter raises plugin.errors.DeviceError naming the operation, the VF and
+    the value, e.g. "set VF 3 of enp1s0f0 vlan to 100: Operation not supported".
+    """
+
+    def read_vf(self, vf: VfInfo) -> VfSettings: ...
+
+    def set_vlan(self, vf: VfInfo, vlan: int, qos: int, proto: str) -> None: ...
+
+    def set_mac(self, vf: VfInfo, mac: str) -> None: ...
+
+    def set_rate(self, vf: VfInfo, min_tx_rate: int, max_tx_rate: int) -> None: ...
+
+    def set_spoofchk(self, vf: VfInfo, on: bool) -> None: ...
+
+    def set_trust(self, vf: VfInfo, on: bool) -> None: ...
+
+    def set_link_state(self, vf: VfInfo, state: str) -> None: ...
+
+    def set_mtu(self, vf: VfInfo, mtu: int) -> None: ...
+
+    def netdev_status(self, name: str) -> NetdevStatus: ...
