@@ -1,0 +1,41 @@
+"""Command line: ``python -m plugin serve`` and ``python -m plugin sim ...``."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: python -m plugin serve            run the plugin (configured by SRIOV_* variables)
+       python -m plugin sim COMMAND ...    manage a simulated SR-IOV NIC (sim --help)"""
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "serve":
+        return serve()
+    if argv[0] == "sim":
+        from plugin.nic.simnic import run_cli
+
+        return run_cli(argv[1:])
+    print(f"unknown command {argv[0]!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+def serve() -> int:
+    from plugin.config import ConfigError, load_config
+    from plugin.server import configure_logging, serve
+
+    try:
+        config = load_config(os.environ)
+    except ConfigError as exc:
+        print(f"sriov: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

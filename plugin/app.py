@@ -1,0 +1,142 @@
+"""The Falcon application: HTTP in, JSON out, and nothing else.
+
+Docker calls ``POST /<Interface>.<Method>`` with no Content-Type and, for some
+methods, an empty body. Each method is one route whose responder reads the body,
+checks it against the method's JSON Schema and hands it to a handler (see
+``plugin.handlers``); every failure leaves as a non-2xx ``{"Err": message}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import falcon
+
+from plugin.errors import InvalidRequest, PluginError
+
+log = logging.getLogger("sriov")
+
+Handler = Callable[[dict], dict]
+
+# Body fields worth a place in the one-line request log, and their short names.
+LOGGED_FIELDS = (
+    ("NetworkID", "net", 12),
+    ("EndpointID", "ep", 12),
+    ("PoolID", "pool", 64),
+    ("Pool", "cidr", 64),
+    ("Address", "addr", 64),
+)
+
+
+class ProtocolMethod:
+    """The responder of one protocol method."""
+
+    def __init__(self, method: str, handler: Handler, validate: Callable[[str, object], None]):
+        self._method = method
+        self._handler = handler
+        self._validate = validate
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_body(req, self._method)
+        req.context.ids = request_ids(body)
+        self._validate(self._method, body)
+        reply = self._handler(body)
+        req.context.reply_ids = request_ids(reply)
+        resp.text = json.dumps(reply)
+
+
+def read_body(req: falcon.Request, method: str) -> object:
+    """The JSON body; Docker sends an empty one for argument-less calls, which means {}."""
+    raw = req.bounded_stream.read()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"{method}: request body is not JSON: {exc}") from None
+
+
+def request_ids(body: object) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts = []
+    for field, name, width in LOGGED_FIELDS:
+        value = body.get(field)
+        if isinstance(value, str) and value:
+            parts.append(f"{name}={value[:width]}")
+    return " ".join(parts)
+
+
+class RequestLog:
+    """Middleware: one info line per request with method, ids, outcome and milliseconds."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+        req.context.ids = ""
+        req.context.reply_ids = ""
+        req.context.error = ""
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        elapsed_ms = (time.perf_counter() - req.context.started) * 1000
+        method = req.path.lstrip("/")
+        outcome = resp.status if isinstance(resp.status, str) else str(resp.status)
+        detail = req.context.error or req.context.reply_ids
+        log.info(
+            "%s %s -> %s %s (%.1f ms)",
+            method,
+            req.context.ids,
+            outcome.split(" ")[0],
+            detail,
+            elapsed_ms,
+        )
+
+
+def _reply_error(req: falcon.Request, resp: falcon.Response, status: int, message: str) -> None:
+    req.context.error = message
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps({"Err": message})
+
+
+def _plugin_error(req, resp, ex: PluginError, params) -> None:
+    _reply_error(req, resp, ex.status, ex.message)
+
+
+def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    if isinstance(ex, falcon.HTTPNotFound):
+        message = f"unknown method {req.path.lstrip('/')!r}: this plugin implements " + (
+            "Plugin.Activate, NetworkDriver.* and IpamDriver.*"
+        )
+    else:
+        message = f"{req.method} {req.path}: {ex.title}" + (
+            f": {ex.description}" if ex.description else ""
+        )
+    _reply_error(req, resp, ex.status_code, message)
+
+
+def _unexpected_error(req, resp, ex: Exception, params) -> None:
+    method = req.path.lstrip("/")
+    log.exception("%s failed unexpectedly", method)
+    _reply_error(
+        req,
+        resp,
+        500,
+        f"{method}: internal error ({type(ex).__name__}); the plugin log has the details",
+    )
+
+
+def create_app(
+    handlers: Mapping[str, Handler], validate: Callable[[str, object], None]
+) -> falcon.App:
+    """Build the WSGI app: one route per protocol method in ``handlers``."""
+    app = falcon.App(middleware=[RequestLog()])
+    app.req_options.strip_url_path_trailing_slash = True
+    for method, handler in handlers.items():
+        app.add_route(f"/{method}", ProtocolMethod(method, handler, validate))
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(PluginError, _plugin_error)
+    return app

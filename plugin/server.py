@@ -1,0 +1,66 @@
+"""Build the real collaborators from the configuration and serve them on the socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import waitress
+
+from plugin.app import create_app
+from plugin.config import Config
+from plugin.handlers import ipam_handlers, plugin_handlers
+from plugin.ipam import IpamService
+from plugin.schema import RequestValidator
+from plugin.store import Store
+
+log = logging.getLogger("sriov")
+
+SERVER_THREADS = 8
+
+
+def build_app(config: Config):
+    """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend."""
+    store = Store(config.state_dir)
+    handlers = plugin_handlers()
+    handlers.update(ipam_handlers(IpamService(store, config.default_pools)))
+    return create_app(handlers, RequestValidator().validate)
+
+
+def prepare_socket(path: Path) -> None:
+    """Make the socket's directory and remove a socket left by an earlier run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()
+
+
+def serve(config: Config) -> None:
+    app = build_app(config)
+    prepare_socket(config.socket)
+    log.info(
+        "sriov plugin serving on %s (state %s, sysfs %s, nic %s, default pools %s)",
+        config.socket,
+        config.state_dir,
+        config.sysfs,
+        config.nic,
+        ",".join(str(p) for p in config.default_pools),
+    )
+    waitress.serve(
+        app,
+        unix_socket=str(config.socket),
+        unix_socket_perms="660",
+        threads=SERVER_THREADS,
+        ident="sriov",
+        _quiet=True,
+    )
+
+
+def configure_logging(level: int) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    logging.getLogger("waitress").setLevel(max(level, logging.WARNING))
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,0 +1,361 @@
+"""The one store: every byte of state the plugin keeps goes through here.
+
+SQLite in WAL mode with synchronous commits, one connection per thread, one
+transaction per request (``BEGIN IMMEDIATE``, because a read decides the write).
+Leases are rows guarded by unique keys, so a double lease is impossible rather
+than unlikely. Addresses are stored as 16-byte big-endian integers so that IPv4
+and IPv6 sort and compare the same way inside one index.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from plugin.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pools (
+    id            TEXT PRIMARY KEY,
+    address_space TEXT NOT NULL,
+    family        INTEGER NOT NULL,
+    cidr          TEXT NOT NULL,
+    subpool       TEXT NOT NULL,
+    first         BLOB NOT NULL,
+    last          BLOB NOT NULL,
+    request_key   TEXT NOT NULL UNIQUE,
+    holders       INTEGER NOT NULL CHECK (holders > 0),
+    cursor        BLOB
+);
+CREATE INDEX IF NOT EXISTS pools_by_range ON pools (address_space, family, first);
+CREATE TABLE IF NOT EXISTS addresses (
+    pool_id TEXT NOT NULL REFERENCES pools (id) ON DELETE CASCADE,
+    addr    BLOB NOT NULL,
+    kind    TEXT NOT NULL,
+    PRIMARY KEY (pool_id, addr)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS networks (
+    id      TEXT PRIMARY KEY,
+    options TEXT NOT NULL,
+    gateway  TEXT,
+    gateway6 TEXT
+);
+CREATE TABLE IF NOT EXISTS network_ports (
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    pf         TEXT NOT NULL,
+    vlan       INTEGER NOT NULL,
+    PRIMARY KEY (pf, vlan)
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id         TEXT PRIMARY KEY,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    pf         TEXT NOT NULL,
+    vf         INTEGER NOT NULL,
+    pci        TEXT NOT NULL,
+    netdev     TEXT NOT NULL,
+    mac        TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    address6   TEXT NOT NULL,
+    original   TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('programming', 'ready')),
+    UNIQUE (pf, vf)
+);
+"""
+
+ADDRESS_BYTES = 16
+
+
+def encode_address(value: int) -> bytes:
+    return value.to_bytes(ADDRESS_BYTES, "big")
+
+
+def decode_address(blob: bytes) -> int:
+    return int.from_bytes(blob, "big")
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    id: str
+    address_space: str
+    family: int
+    cidr: str
+    subpool: str
+    first: int
+    last: int
+    holders: int
+    cursor: int | None
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    id: str
+    network_id: str
+    pf: str
+    vf: int
+    pci: str
+    netdev: str
+    mac: str
+    address: str
+    address6: str
+    original: dict
+    state: str
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    id: str
+    options: dict
+    gateway: str | None
+    gateway6: str | None
+
+
+class Transaction:
+    """The queries of one request; every method runs inside the open transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def _one(self, sql: str, *args) -> tuple | None:
+        return self._conn.execute(sql, args).fetchone()
+
+    # --- pools -----------------------------------------------------------
+
+    def pool(self, pool_id: str) -> PoolRow | None:
+        row = self._one("SELECT * FROM pools WHERE id = ?", pool_id)
+        return _pool_row(row) if row else None
+
+    def pool_by_request(self, request_key: str) -> PoolRow | None:
+        row = self._one("SELECT * FROM pools WHERE request_key = ?", request_key)
+        return _pool_row(row) if row else None
+
+    def overlapping_pool(self, space: str, family: int, first: int, last: int) -> PoolRow | None:
+        """The held pool in ``space`` that overlaps [first, last] and ends last, if any."""
+        row = self._one(
+            "SELECT * FROM pools WHERE address_space = ? AND family = ? AND first <= ? "
+            "AND last >= ? ORDER BY last DESC LIMIT 1",
+            space,
+            family,
+            encode_address(last),
+            encode_address(first),
+        )
+        return _pool_row(row) if row else None
+
+    def insert_pool(self, pool: PoolRow, request_key: str) -> None:
+        self._conn.execute(
+            "INSERT INTO pools (id, address_space, family, cidr, subpool, first, last, "
+            "request_key, holders, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                pool.id,
+                pool.address_space,
+                pool.family,
+                pool.cidr,
+                pool.subpool,
+                encode_address(pool.first),
+                encode_address(pool.last),
+                request_key,
+                pool.holders,
+            ),
+        )
+
+    def set_pool_holders(self, pool_id: str, holders: int) -> None:
+        self._conn.execute("UPDATE pools SET holders = ? WHERE id = ?", (holders, pool_id))
+
+    def delete_pool(self, pool_id: str) -> None:
+        self._conn.execute("DELETE FROM pools WHERE id = ?", (pool_id,))
+
+    def set_pool_cursor(self, pool_id: str, cursor: int) -> None:
+        self._conn.execute(
+            "UPDATE pools SET cursor = ? WHERE id = ?", (encode_address(cursor), pool_id)
+        )
+
+    # --- addresses -------------------------------------------------------
+
+    def address_kind(self, pool_id: str, addr: int) -> str | None:
+        row = self._one(
+            "SELECT kind FROM addresses WHERE pool_id = ? AND addr = ?",
+            pool_id,
+            encode_address(addr),
+        )
+        return row[0] if row else None
+
+    def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
+        self._conn.execute(
+            "INSERT INTO addresses (pool_id, addr, kind) VALUES (?, ?, ?)",
+            (pool_id, encode_address(addr), kind),
+        )
+
+    def delete_address(self, pool_id: str, addr: int) -> bool:
+        cur = self._conn.execute(
+            "DELETE FROM addresses WHERE pool_id = ? AND addr = ?",
+            (pool_id, encode_address(addr)),
+        )
+        return cur.rowcount > 0
+
+    def first_free_address(self, pool_id: str, low: int, high: int) -> int | None:
+        """The lowest address in [low, high] that holds no row, or None.
+
+        Walks the index from ``low`` and stops at the first gap, so the cost is
+        the length of the run of held addresses that starts at ``low``: nothing
+        when allocation follows the pool's cursor.
+        """
+        expected = low
+        rows = self._conn.execute(
+            "SELECT addr FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ? "
+            "ORDER BY addr",
+            (pool_id, encode_address(low), encode_address(high)),
+        )
+        for (blob,) in rows:
+            held = decode_address(blob)
+            if held != expected:
+                break
+            expected = held + 1
+        return expected if expected <= high else None
+
+    def count_addresses(self, pool_id: str, low: int, high: int) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ?",
+            pool_id,
+            encode_address(low),
+            encode_address(high),
+        )
+        return row[0]
+
+    # --- networks --------------------------------------------------------
+
+    def network(self, network_id: str) -> NetworkRow | None:
+        row = self._one("SELECT * FROM networks WHERE id = ?", network_id)
+        if row is None:
+            return None
+        return NetworkRow(row[0], json.loads(row[1]), row[2], row[3])
+
+    def network_using_port(self, pf: str, vlan: int) -> str | None:
+        row = self._one("SELECT network_id FROM network_ports WHERE pf = ? AND vlan = ?", pf, vlan)
+        return row[0] if row else None
+
+    def insert_network(self, network: NetworkRow, pfs: tuple[str, ...], vlan: int) -> None:
+        self._conn.execute(
+            "INSERT INTO networks (id, options, gateway, gateway6) VALUES (?, ?, ?, ?)",
+            (network.id, json.dumps(network.options), network.gateway, network.gateway6),
+        )
+        self._conn.executemany(
+            "INSERT INTO network_ports (network_id, pf, vlan) VALUES (?, ?, ?)",
+            [(network.id, pf, vlan) for pf in pfs],
+        )
+
+    def delete_network(self, network_id: str) -> None:
+        self._conn.execute("DELETE FROM networks WHERE id = ?", (network_id,))
+
+    # --- endpoints (VF leases) -------------------------------------------
+
+    def endpoint(self, endpoint_id: str) -> EndpointRow | None:
+        row = self._one("SELECT * FROM endpoints WHERE id = ?", endpoint_id)
+        return _endpoint_row(row) if row else None
+
+    def endpoints_of_network(self, network_id: str) -> list[EndpointRow]:
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE network_id = ? ORDER BY id", (network_id,)
+        )
+        return [_endpoint_row(row) for row in rows]
+
+    def endpoints_in_state(self, state: str) -> list[EndpointRow]:
+        rows = self._conn.execute("SELECT * FROM endpoints WHERE state = ? ORDER BY id", (state,))
+        return [_endpoint_row(row) for row in rows]
+
+    def leased_vfs(self, pf: str) -> set[int]:
+        rows = self._conn.execute("SELECT vf FROM endpoints WHERE pf = ?", (pf,))
+        return {row[0] for row in rows}
+
+    def insert_endpoint(self, ep: EndpointRow) -> None:
+        self._conn.execute(
+            "INSERT INTO endpoints (id, network_id, pf, vf, pci, netdev, mac, address, "
+            "address6, original, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ep.id,
+                ep.network_id,
+                ep.pf,
+                ep.vf,
+                ep.pci,
+                ep.netdev,
+                ep.mac,
+                ep.address,
+                ep.address6,
+                json.dumps(ep.original),
+                ep.state,
+            ),
+        )
+
+    def set_endpoint_state(self, endpoint_id: str, state: str) -> None:
+        self._conn.execute("UPDATE endpoints SET state = ? WHERE id = ?", (state, endpoint_id))
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        self._conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+
+
+def _pool_row(row: tuple) -> PoolRow:
+    (pool_id, space, family, cidr, subpool, first, last, _key, holders, cursor) = row
+    return PoolRow(
+        id=pool_id,
+        address_space=space,
+        family=family,
+        cidr=cidr,
+        subpool=subpool,
+        first=decode_address(first),
+        last=decode_address(last),
+        holders=holders,
+        cursor=decode_address(cursor) if cursor is not None else None,
+    )
+
+
+def _endpoint_row(row: tuple) -> EndpointRow:
+    fields = list(row)
+    fields[9] = json.loads(fields[9])
+    return EndpointRow(*fields)
+
+
+class Store:
+    """SQLite state under ``state_dir``; one connection per thread."""
+
+    FILENAME = "sriov.db"
+
+    def __init__(self, state_dir: Path):
+        self.path = Path(state_dir) / self.FILENAME
+        self._local = threading.local()
+        try:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            self._connection().executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"open state store {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"begin transaction on {self.path}: {exc}") from exc
+        try:
+            yield Transaction(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"commit to {self.path}: {exc}") from exc
