@@ -1,0 +1,107 @@
+"""JSON Schema checks for the requests Docker sends.
+
+One schema per protocol method lives in ``plugin/schemas/<Interface>.<Method>.json``;
+``common.json`` holds the shared definitions the others reference as
+``common.json#/$defs/...``. The files are read once, through
+``importlib.resources`` so an installed package finds them too, and each method's
+validator is built once, when the ``RequestValidator`` is made.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from importlib import resources
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from plugin.errors import InvalidRequest
+
+COMMON = "common.json"
+_MAX_VALUE_REPR = 100
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _schema_files() -> Iterator[tuple[str, dict]]:
+    """Yield (file name, parsed schema) for every JSON file in plugin/schemas."""
+    folder = resources.files("plugin").joinpath("schemas")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            yield entry.name, json.loads(entry.read_text(encoding="utf-8"))
+
+
+def load_schemas() -> tuple[dict, dict[str, dict]]:
+    """Return (common.json, {method: schema}) as stored in the package."""
+    common = None
+    methods = {}
+    for name, schema in _schema_files():
+        if name == COMMON:
+            common = schema
+        else:
+            methods[name.removesuffix(".json")] = schema
+    if common is None:
+        raise RuntimeError(f"request schemas: {COMMON} is missing from plugin/schemas")
+    return common, methods
+
+
+def _path_step(part: object, first: bool) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    if _PLAIN_KEY.match(str(part)):
+        return str(part) if first else f".{part}"
+    return f"[{json.dumps(part)}]"
+
+
+def _json_path(path) -> str:
+    """Render an error path like ``IPv4Data[0].Pool`` or ``Options["com.docker.x"]``.
+
+    The top of the body is ``body``.
+    """
+    text = "".join(_path_step(part, index == 0) for index, part in enumerate(path))
+    return text or "body"
+
+
+def _shorten_value(error: ValidationError) -> str:
+    """The error message with a huge offending value cut down to its start and length."""
+    shown = repr(error.instance)
+    if len(shown) <= _MAX_VALUE_REPR:
+        return error.message
+    short = f"{shown[:_MAX_VALUE_REPR]}... ({len(shown)} chars)"
+    return error.message.replace(shown, short)
+
+
+def describe_error(method: str, error: ValidationError) -> str:
+    """Say which method, which field and what is wrong with it."""
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        field = _json_path([*error.absolute_path, missing[0]])
+        return f"{method}: {field}: required property is missing"
+    return f"{method}: {_json_path(error.absolute_path)}: {_shorten_value(error)}"
+
+
+class RequestValidator:
+    """Checks request bodies against the schema of their method."""
+
+    def __init__(self):
+        common, schemas = load_schemas()
+        Draft202012Validator.check_schema(common)
+        registry = Registry().with_resource(COMMON, Resource.from_contents(common, DRAFT202012))
+        self._validators = {}
+        for method, schema in schemas.items():
+            Draft202012Validator.check_schema(schema)
+            self._validators[method] = Draft202012Validator(schema, registry=registry)
+
+    def methods(self) -> set[str]:
+        """The ``<Interface>.<Method>`` names that have a schema."""
+        return set(self._validators)
+
+    def validate(self, method: str, body: object) -> None:
+        """Raise InvalidRequest naming the method, field and problem if ``body`` is wrong."""
+        validator = self._validators.get(method)
+        if validator is None:
+            raise InvalidRequest(f"{method}: no request schema for this method")
+        error = best_match(validator.iter_errors(body))
+        if error is not None:
+            raise InvalidRequest(describe_error(method, error))
