@@ -1,0 +1,177 @@
+"""Read (and for sriov_numvfs, write) the SR-IOV layout in sysfs.
+
+Every path derives from one root: ``/sys`` on a host, or the directory of a
+simulated NIC. The layout is the kernel's::
+
+    class/net/<pf>            -> ../../devices/pci0000:00/<pf pci>/net/<pf>
+    class/net/<pf>/device     -> ../../../<pf pci>        (the PF's PCI directory)
+    class/net/<pf>/mtu
+    <pf pci>/sriov_totalvfs, <pf pci>/sriov_numvfs
+    <pf pci>/virtfn<N>        -> ../<vf pci>
+    <vf pci>/physfn           -> ../<pf pci>
+    <vf pci>/net/<vf netdev>/ (only while a netdev driver is bound and the
+                               netdev is in this namespace)
+    <vf pci>/driver           -> ../../../bus/pci/drivers/<driver>
+
+"Missing" and "broken" differ: a link that does not exist is an answer (no
+``physfn`` means "not a VF"); a link that exists but cannot be followed is an
+error worth reporting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from plugin.errors import DeviceError, InvalidRequest
+from plugin.nic.base import PfInfo, VfInfo
+from plugin.nic.names import check_ifname, check_pci_address
+
+_VIRTFN = re.compile(r"virtfn(\d+)")
+
+
+class Sysfs:
+    """The SR-IOV view of one sysfs root."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def pf(self, name: str) -> PfInfo:
+        """Describe PF ``name``; InvalidRequest if it is missing, not SR-IOV, or a VF."""
+        device = self._pf_device(name)
+        return PfInfo(
+            name=name,
+            pci=device.name,
+            totalvfs=self._read_int(device / "sriov_totalvfs"),
+            numvfs=self._read_int(device / "sriov_numvfs"),
+            mtu=self._read_int(self._netdir(name) / "mtu"),
+        )
+
+    def vfs(self, pf_name: str) -> list[VfInfo]:
+        """The enabled VFs of ``pf_name`` (virtfn0..virtfn<numvfs-1>), ordered by index."""
+        device = self._pf_device(pf_name)
+        numvfs = self._read_int(device / "sriov_numvfs")
+        return [
+            self._vf(pf_name, index, link)
+            for index, link in self._virtfn_links(device)
+            if index < numvfs
+        ]
+
+    def vf_by_pci(self, pf_name: str, pci: str) -> VfInfo:
+        """The VF of ``pf_name`` at PCI address ``pci``; InvalidRequest if it is not one."""
+        pci = check_pci_address(pci)
+        for vf in self.vfs(pf_name):
+            if vf.pci == pci:
+                return vf
+        raise InvalidRequest(f"{pci} is not an enabled VF of {pf_name}")
+
+    def set_numvfs(self, pf_name: str, n: int) -> None:
+        """Write ``n`` to the PF's sriov_numvfs.
+
+        The kernel refuses to change a non-zero count to another non-zero count
+        (EBUSY): the caller writes 0 first if that is what it means to do.
+        """
+        pf = self.pf(pf_name)
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= pf.totalvfs:
+            raise InvalidRequest(f"numvfs {n!r} out of range 0-{pf.totalvfs} for {pf_name}")
+        path = self._pf_device(pf_name) / "sriov_numvfs"
+        try:
+            path.write_text(f"{n}\n")
+        except OSError as err:
+            raise DeviceError(f"write {n} to {path}: {err.strerror or err}") from err
+
+    def physfn(self, pci: str) -> str | None:
+        """The PCI address of the PF of device ``pci``, or None if it is not a VF."""
+        pci = check_pci_address(pci)
+        link = self._pci_dir(pci) / "physfn"
+        target = self._link_target(link)
+        return None if target is None else target.name
+
+    def _pf_device(self, name: str) -> Path:
+        """The PCI directory of PF ``name``, after every check that makes it a PF."""
+        check_ifname(name, "pf_iface")
+        netdir = self._netdir(name)
+        if not os.path.lexists(netdir):
+            raise InvalidRequest(f"pf_iface {name} not found (no {netdir})")
+        device = self._link_target(netdir / "device")
+        if device is None:
+            raise InvalidRequest(
+                f"pf_iface {name} has no SR-IOV (no {netdir / 'device'}: not a PCI device)"
+            )
+        parent = self._link_target(device / "physfn")
+        if parent is not None:
+            raise InvalidRequest(
+                f"pf_iface {name} is a VF of the PF at {parent.name}, not a PF: "
+                f"give the PF's interface ({', '.join(self._netdevs(parent)) or 'none found'})"
+            )
+        if not (device / "sriov_totalvfs").exists():
+            raise InvalidRequest(f"pf_iface {name} has no SR-IOV (no sriov_totalvfs)")
+        return device
+
+    def _netdir(self, name: str) -> Path:
+        return self.root / "class" / "net" / name
+
+    def _pci_dir(self, pci: str) -> Path:
+        return self.root / "bus" / "pci" / "devices" / pci
+
+    def _virtfn_links(self, device: Path) -> list[tuple[int, Path]]:
+        try:
+            names = os.listdir(device)
+        except OSError as err:
+            raise DeviceError(f"list {device}: {err.strerror or err}") from err
+        found = [(int(m.group(1)), device / n) for n in names if (m := _VIRTFN.fullmatch(n))]
+        return sorted(found)
+
+    def _vf(self, pf_name: str, index: int, link: Path) -> VfInfo:
+        vf_dir = self._link_target(link)
+        if vf_dir is None:
+            raise DeviceError(f"read VF {index} of {pf_name}: {link} vanished")
+        netdevs = self._netdevs(vf_dir)
+        driver = self._link_target(vf_dir / "driver")
+        return VfInfo(
+            pf=pf_name,
+            index=index,
+            pci=vf_dir.name,
+            netdev=netdevs[0] if netdevs else None,
+            driver=None if driver is None else driver.name,
+        )
+
+    @staticmethod
+    def _netdevs(device: Path) -> list[str]:
+        """The netdev names under ``device``/net, sorted; none if there is no net/ dir."""
+        try:
+            return sorted(os.listdir(device / "net"))
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise DeviceError(f"list {device / 'net'}: {err.strerror or err}") from err
+
+    @staticmethod
+    def _link_target(link: Path) -> Path | None:
+        """Where symlink ``link`` leads, None if there is no such link.
+
+        A link that exists but is not a symlink or points nowhere is broken:
+        DeviceError names it.
+        """
+        try:
+            target = os.readlink(link)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise DeviceError(f"read link {link}: {err.strerror or err}") from err
+        resolved = (link.parent / target).resolve()
+        if not resolved.exists():
+            raise DeviceError(f"read link {link}: it points to {target}, which does not exist")
+        return resolved
+
+    @staticmethod
+    def _read_int(path: Path) -> int:
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise DeviceError(f"read {path}: {err.strerror or err}") from err
+        try:
+            return int(text.strip())
+        except ValueError as err:
+            raise DeviceError(f"read {path}: {text.strip()!r} is not a number") from err

@@ -1,0 +1,77 @@
+"""Declare small sysfs trees as data and build them in a temporary directory.
+
+A tree is a dict from a path relative to the root to one of: a ``str`` (a file
+with that content), ``Link(target)`` (a symlink, target as the kernel writes
+it, usually relative) or ``DIR`` (an empty directory).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DIR = object()
+PCI_ROOT = "devices/pci0000:00"
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str
+
+
+def build(root: Path, tree: dict) -> Path:
+    """Create ``tree`` under ``root`` and return ``root``."""
+    for rel, node in tree.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if node is DIR:
+            path.mkdir(exist_ok=True)
+        elif isinstance(node, Link):
+            os.symlink(node.target, path)
+        else:
+            path.write_text(node)
+    return root
+
+
+def netdev(name: str, pci: str, mtu: int = 1500) -> dict:
+    """A netdev of the PCI function ``pci``, visible in class/net."""
+    return {
+        f"{PCI_ROOT}/{pci}/net/{name}/mtu": f"{mtu}\n",
+        f"{PCI_ROOT}/{pci}/net/{name}/device": Link(f"../../../{pci}"),
+        f"class/net/{name}": Link(f"../../{PCI_ROOT}/{pci}/net/{name}"),
+    }
+
+
+def pci_function(pci: str, driver: str | None) -> dict:
+    tree = {f"bus/pci/devices/{pci}": Link(f"../../../{PCI_ROOT}/{pci}")}
+    if driver:
+        tree[f"{PCI_ROOT}/{pci}/driver"] = Link(f"../../../bus/pci/drivers/{driver}")
+        tree[f"bus/pci/drivers/{driver}"] = DIR
+    else:
+        tree[f"{PCI_ROOT}/{pci}"] = DIR
+    return tree
+
+
+def pf(name: str, pci: str, totalvfs: int, numvfs: int, mtu: int = 1500) -> dict:
+    """A PF with its SR-IOV files and no VFs yet."""
+    return {
+        **pci_function(pci, "ice"),
+        **netdev(name, pci, mtu),
+        f"{PCI_ROOT}/{pci}/sriov_totalvfs": f"{totalvfs}\n",
+        f"{PCI_ROOT}/{pci}/sriov_numvfs": f"{numvfs}\n",
+    }
+
+
+def vf(
+    pf_pci: str, index: int, pci: str, netdev_name: str | None, driver: str | None = "iavf"
+) -> dict:
+    """VF ``index`` of the PF at ``pf_pci``; ``netdev_name`` None for a VF without a netdev."""
+    tree = {
+        **pci_function(pci, driver),
+        f"{PCI_ROOT}/{pf_pci}/virtfn{index}": Link(f"../{pci}"),
+        f"{PCI_ROOT}/{pci}/physfn": Link(f"../{pf_pci}"),
+    }
+    if netdev_name:
+        tree.update(netdev(netdev_name, pci))
+    return tree
