@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from plugin.ipam import IpamService
+from plugin.network import NetworkService
 
 Handler = Callable[[dict], dict]
 
@@ -55,4 +56,63 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
         "IpamDriver.ReleasePool": release_pool,
         "IpamDriver.RequestAddress": request_address,
         "IpamDriver.ReleaseAddress": release_address,
+    }
+
+
+def network_handlers(network: NetworkService) -> dict[str, Handler]:
+    def create_network(body: dict) -> dict:
+        """{NetworkID, Options, IPv4Data, IPv6Data} -> {}"""
+        network.create_network(
+            body["NetworkID"],
+            body.get("Options"),
+            body.get("IPv4Data") or [],
+            body.get("IPv6Data") or [],
+        )
+        return {}
+
+    def delete_network(body: dict) -> dict:
+        """{NetworkID} -> {}"""
+        network.delete_network(body["NetworkID"])
+        return {}
+
+    def create_endpoint(body: dict) -> dict:
+        """{NetworkID, EndpointID, Interface, Options} -> {Interface: {MacAddress}} or {}"""
+        return network.create_endpoint(
+            body["NetworkID"], body["EndpointID"], body.get("Interface"), body.get("Options")
+        )
+
+    def delete_endpoint(body: dict) -> dict:
+        """{NetworkID, EndpointID} -> {}"""
+        network.delete_endpoint(body["EndpointID"])
+        return {}
+
+    def endpoint_info(body: dict) -> dict:
+        """{NetworkID, EndpointID} -> {Value: {pf, vf, pci, netdev, vlan, mac}}"""
+        return {"Value": network.endpoint_info(body["EndpointID"])}
+
+    def join(body: dict) -> dict:
+        """{NetworkID, EndpointID, SandboxKey, Options} -> {InterfaceName, Gateway, ...}"""
+        return network.join(body["NetworkID"], body["EndpointID"])
+
+    def nothing_to_do(body: dict) -> dict:
+        return {}
+
+    return {
+        "NetworkDriver.GetCapabilities": lambda body: network.capabilities(),
+        "NetworkDriver.CreateNetwork": create_network,
+        "NetworkDriver.DeleteNetwork": delete_network,
+        "NetworkDriver.CreateEndpoint": create_endpoint,
+        "NetworkDriver.DeleteEndpoint": delete_endpoint,
+        "NetworkDriver.EndpointOperInfo": endpoint_info,
+        "NetworkDriver.Join": join,
+        # Docker moves the VF netdev back to the host itself; the lease ends at DeleteEndpoint.
+        "NetworkDriver.Leave": nothing_to_do,
+        # Swarm's network allocation and discovery events need nothing from a local VF driver.
+        "NetworkDriver.AllocateNetwork": lambda body: {"Options": {}},
+        "NetworkDriver.FreeNetwork": nothing_to_do,
+        "NetworkDriver.DiscoverNew": nothing_to_do,
+        "NetworkDriver.DiscoverDelete": nothing_to_do,
+        # A VF sits on the wire directly: there is no NAT or port mapping to program.
+        "NetworkDriver.ProgramExternalConnectivity": nothing_to_do,
+        "NetworkDriver.RevokeExternalConnectivity": nothing_to_do,
     }

@@ -10,8 +10,10 @@ import waitress
 
 from plugin.app import create_app
 from plugin.config import Config
-from plugin.handlers import ipam_handlers, plugin_handlers
+from plugin.handlers import ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
+from plugin.network import NetworkService
+from plugin.nic.sysfs import Sysfs
 from plugin.schema import RequestValidator
 from plugin.store import Store
 
@@ -20,11 +22,26 @@ log = logging.getLogger("sriov")
 SERVER_THREADS = 8
 
 
+def build_backend(config: Config, sysfs: Sysfs):
+    """The NIC backend SRIOV_NIC names: never guessed from what the machine looks like."""
+    if config.nic == "sim":
+        from plugin.nic.sim import SimBackend
+
+        return SimBackend(sysfs)
+    from plugin.nic.kernel import KernelBackend
+
+    return KernelBackend(sysfs)
+
+
 def build_app(config: Config):
     """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend."""
     store = Store(config.state_dir)
+    sysfs = Sysfs(config.sysfs)
+    network = NetworkService(store, sysfs, build_backend(config, sysfs))
+    network.recover()
     handlers = plugin_handlers()
     handlers.update(ipam_handlers(IpamService(store, config.default_pools)))
+    handlers.update(network_handlers(network))
     return create_app(handlers, RequestValidator().validate)
 
 

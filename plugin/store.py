@@ -289,8 +289,12 @@ class Transaction:
             ),
         )
 
-    def set_endpoint_state(self, endpoint_id: str, state: str) -> None:
-        self._conn.execute("UPDATE endpoints SET state = ? WHERE id = ?", (state, endpoint_id))
+    def finish_endpoint(self, endpoint_id: str, original: dict) -> None:
+        """Mark the lease ready, with the original values of exactly what was changed."""
+        self._conn.execute(
+            "UPDATE endpoints SET state = 'ready', original = ? WHERE id = ?",
+            (json.dumps(original), endpoint_id),
+        )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self._conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
