@@ -1,0 +1,46 @@
+"""Fixtures any test may use: a temporary store, plugin environment and plugin process."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from support import PluginProcess
+
+from plugin.store import Store
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def store(state_dir: Path) -> Store:
+    """A real SQLite store in a fresh directory."""
+    return Store(state_dir)
+
+
+@pytest.fixture
+def socket_dir():
+    """A short directory for unix sockets (their paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="sriov-", dir="/tmp") as path:
+        yield Path(path)
+
+
+@pytest.fixture
+def plugin_env(socket_dir: Path, state_dir: Path) -> dict:
+    """SRIOV_* variables for a plugin on a temporary socket and state directory."""
+    return {
+        "SRIOV_SOCKET": str(socket_dir / "sriov.sock"),
+        "SRIOV_STATE_DIR": str(state_dir),
+        "SRIOV_LOG_LEVEL": "info",
+    }
+
+
+@pytest.fixture
+def plugin(plugin_env: dict):
+    """A running ``python -m plugin serve``; stopped when the test ends."""
+    with PluginProcess(plugin_env) as process:
+        yield process
