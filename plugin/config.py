@@ -61,9 +61,10 @@ def parse_default_pools(value: str) -> tuple[DefaultPool, ...]:
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, default).strip().lower()
+    given = env.get(name, default)
+    value = given.strip().lower()
     if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed: use one of {', '.join(allowed)}")
+        raise ConfigError(f"{name}={given!r} is not allowed: use one of {', '.join(allowed)}")
     return value
 
 
