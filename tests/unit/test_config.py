@@ -1,0 +1,137 @@
+"""Every SRIOV_* variable: its default, a good value, and a bad value's one-line error."""
+
+import ipaddress
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plugin.config import ConfigError, DefaultPool, load_config, parse_default_pools
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_when_nothing_is_set():
+    config = load_config({})
+    assert config.socket == Path("/run/docker/plugins/sriov.sock")
+    assert config.state_dir == Path("/var/lib/sriov")
+    assert config.sysfs == Path("/sys")
+    assert config.nic == "kernel"
+    assert config.log_level == logging.INFO
+    assert [str(p) for p in config.default_pools] == ["10.128.0.0/9:24", "fd00:5e::/48:64"]
+
+
+def test_every_variable_is_read():
+    config = load_config(
+        {
+            "SRIOV_SOCKET": "/tmp/x/sriov.sock",
+            "SRIOV_STATE_DIR": "/srv/state",
+            "SRIOV_SYSFS": "/tmp/simsys",
+            "SRIOV_NIC": "sim",
+            "SRIOV_LOG_LEVEL": "debug",
+            "SRIOV_DEFAULT_POOLS": "172.30.0.0/16:26",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert config.socket == Path("/tmp/x/sriov.sock")
+    assert config.state_dir == Path("/srv/state")
+    assert config.sysfs == Path("/tmp/simsys")
+    assert config.nic == "sim"
+    assert config.log_level == logging.DEBUG
+    assert config.default_pools == (DefaultPool(ipaddress.ip_network("172.30.0.0/16"), 26),)
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [("debug", logging.DEBUG), ("INFO", logging.INFO), (" warning ", logging.WARNING),
+     ("error", logging.ERROR)],
+)  # fmt: skip
+def test_log_levels_ignore_case_and_spaces(value, level):
+    assert load_config({"SRIOV_LOG_LEVEL": value}).log_level == level
+
+
+@pytest.mark.parametrize("value", ["kernel", "sim", "SIM"])
+def test_nic_kinds(value):
+    assert load_config({"SRIOV_NIC": value}).nic == value.lower()
+
+
+def test_default_pools_list_with_spaces():
+    pools = parse_default_pools("10.0.0.0/8:24, fd00::/48:64")
+    assert pools == (
+        DefaultPool(ipaddress.ip_network("10.0.0.0/8"), 24),
+        DefaultPool(ipaddress.ip_network("fd00::/48"), 64),
+    )
+
+
+def test_default_pool_size_may_equal_the_base():
+    assert parse_default_pools("10.9.0.0/24:24")[0].size == 24
+
+
+# (variable, bad value, words the one line must contain besides the variable and value)
+BAD_VALUES = [
+    ("SRIOV_SOCKET", "run/sriov.sock", ["absolute path"]),
+    ("SRIOV_SOCKET", "", ["absolute path"]),
+    ("SRIOV_STATE_DIR", "state", ["absolute path"]),
+    ("SRIOV_SYSFS", "sys", ["absolute path"]),
+    ("SRIOV_NIC", "mellanox", ["kernel, sim"]),
+    ("SRIOV_LOG_LEVEL", "loud", ["debug, info, warning, error"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.0/8", ["base/prefix:size"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.0/8:x", ["base/prefix:size"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.1/8:24", ["host bits"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.0/33:34", ["10.0.0.0/33"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.0/16:8", ["between /16 and /32"]),
+    ("SRIOV_DEFAULT_POOLS", "fd00::/48:129", ["between /48 and /128"]),
+    ("SRIOV_DEFAULT_POOLS", "10.0.0.0/8:24,", ["base/prefix:size"]),
+    ("SRIOV_DEFAULT_POOLS", "", ["base/prefix:size"]),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "words"), BAD_VALUES)
+def test_bad_value_is_one_line_naming_variable_value_and_allowed(name, value, words):
+    with pytest.raises(ConfigError) as raised:
+        load_config({name: value})
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}={value!r} is not allowed")
+    for word in words:
+        assert word in message
+
+
+def test_bad_value_message_quotes_the_value_as_given():
+    """The user must recognise what they typed, not a normalised copy of it."""
+    with pytest.raises(ConfigError, match=r"SRIOV_NIC=' Mellanox ' is not allowed"):
+        load_config({"SRIOV_NIC": " Mellanox "})
+
+
+def run_serve(env: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SRIOV_")}
+    return subprocess.run(
+        [sys.executable, "-m", "plugin", "serve"],
+        env={**clean, **env, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(("name", "value"), [("SRIOV_NIC", "fake"), ("SRIOV_STATE_DIR", "rel")])
+def test_serve_with_bad_value_exits_nonzero_with_one_line(tmp_path, name, value):
+    env = {"SRIOV_SOCKET": str(tmp_path / "s.sock"), "SRIOV_STATE_DIR": str(tmp_path)}
+    result = run_serve({**env, name: value})
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{name}={value!r} is not allowed" in lines[0]
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_cli_without_command_prints_usage_and_fails():
+    result = subprocess.run(
+        [sys.executable, "-m", "plugin"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "python -m plugin serve" in result.stdout
