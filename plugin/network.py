@@ -142,13 +142,14 @@ class NetworkService:
         """Lease a VF, program it, and answer the Interface fields Docker did not give."""
         interface = interface or {}
         given_mac = interface.get("MacAddress") or ""
-        mac = check_mac(given_mac) if given_mac else self._new_mac()
+        mac = check_mac(given_mac) if given_mac else ""
         wanted = parse_endpoint_options(options)
         with self._store.transaction() as tx:
             network = _known_network(tx, network_id, "CreateEndpoint")
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
+            mac = mac or self._new_mac()
             lease = self._choose_vf(tx, network, wanted.vf_index, wanted.vf_pci, mac)
             snapshot = self._backend.read_vf(lease.vf)
             tx.insert_endpoint(

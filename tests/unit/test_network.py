@@ -1,0 +1,338 @@
+"""NetworkService over a temporary sysfs tree, a real SQLite store and a fake NIC backend.
+
+The fake stands in only for the VF programming calls (no SR-IOV hardware here);
+sysfs parsing, option checks, leases and the store are the real ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+from sysfs_trees import build, pf, vf
+
+from plugin.errors import Conflict, DeviceError, InvalidRequest
+from plugin.network import NetworkService, check_mac, random_mac
+from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.sysfs import Sysfs
+from plugin.store import Store
+
+PF0, PF1 = "0000:3b:00.0", "0000:3c:00.0"
+FACTORY = VfSettings(
+    mac="00:00:00:00:00:00",
+    vlan=0,
+    qos=0,
+    proto="802.1Q",
+    spoofchk=True,
+    trust=False,
+    link_state="auto",
+    min_tx_rate=0,
+    max_tx_rate=0,
+    mtu=1500,
+)
+
+
+class FakeNic:
+    """Holds VF settings in memory, records every call and fails where told."""
+
+    def __init__(self):
+        self.settings: dict[tuple[str, int], VfSettings] = {}
+        self.status: dict[str, NetdevStatus] = {}
+        self.calls: list[tuple] = []
+        self.fail_step: str | None = None
+
+    def _set(self, step: str, vf: VfInfo, **changes) -> None:
+        self.calls.append((step, vf.pf, vf.index, changes))
+        if step == self.fail_step:
+            raise DeviceError(f"set VF {vf.index} of {vf.pf} {step}: Operation not supported")
+        current = self.settings.get((vf.pf, vf.index), FACTORY)
+        self.settings[(vf.pf, vf.index)] = dataclasses.replace(current, **changes)
+
+    def read_vf(self, vf):
+        return self.settings.get((vf.pf, vf.index), FACTORY)
+
+    def set_vlan(self, vf, vlan, qos, proto):
+        self._set("vlan", vf, vlan=vlan, qos=qos, proto=proto)
+
+    def set_mac(self, vf, mac):
+        self._set("mac", vf, mac=mac)
+
+    def set_rate(self, vf, min_tx_rate, max_tx_rate):
+        self._set("rate", vf, min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate)
+
+    def set_spoofchk(self, vf, on):
+        self._set("spoofchk", vf, spoofchk=on)
+
+    def set_trust(self, vf, on):
+        self._set("trust", vf, trust=on)
+
+    def set_link_state(self, vf, state):
+        self._set("link_state", vf, link_state=state)
+
+    def set_mtu(self, vf, mtu):
+        self._set("mtu", vf, mtu=mtu)
+
+    def netdev_status(self, name):
+        return self.status.get(name, NetdevStatus.IDLE)
+
+
+def nic_tree(vfs0=4, vfs1=0, numvfs0=None, mtu=1500):
+    tree = {**pf("pf0", PF0, vfs0, vfs0 if numvfs0 is None else numvfs0, mtu)}
+    for i in range(vfs0):
+        tree.update(vf(PF0, i, f"0000:3b:02.{i}", f"pf0v{i}"))
+    if vfs1:
+        tree.update(pf("pf1", PF1, vfs1, vfs1, mtu))
+        for i in range(vfs1):
+            tree.update(vf(PF1, i, f"0000:3c:02.{i}", f"pf1v{i}"))
+    return tree
+
+
+def net_id(n: int) -> str:
+    return f"{n:064x}"
+
+
+def ep_id(n: int) -> str:
+    return f"e{n:063x}"
+
+
+def options(**flags) -> dict:
+    return {"com.docker.network.generic": {k: str(v) for k, v in flags.items()}}
+
+
+IPV4 = [{"AddressSpace": "local", "Pool": "10.1.0.0/24", "Gateway": "10.1.0.1/24"}]
+
+
+@pytest.fixture
+def make(tmp_path):
+    """Build a service over ``tree``; returns (service, fake nic, store)."""
+
+    def build_service(tree=None, macs=None):
+        sysfs = Sysfs(build(tmp_path / "sys", tree or nic_tree()))
+        nic = FakeNic()
+        store = Store(tmp_path / "state")
+        new_mac = iter(macs).__next__ if macs else random_mac
+        return NetworkService(store, sysfs, nic, new_mac), nic, store
+
+    return build_service
+
+
+def test_capabilities_are_local_scope_global_connectivity():
+    assert NetworkService.capabilities() == {"Scope": "local", "ConnectivityScope": "global"}
+
+
+def test_endpoint_programs_vf_in_driver_order_and_returns_generated_mac(make):
+    svc, nic, _ = make(macs=["02:00:00:00:00:01"])
+    opts = options(pf_iface="pf0", vlanid=100, spoofchk="off", mtu=1400)
+    svc.create_network(net_id(1), opts, IPV4, [])
+    reply = svc.create_endpoint(net_id(1), ep_id(1), {"Address": "10.1.0.2/24"}, {})
+    assert reply == {"Interface": {"MacAddress": "02:00:00:00:00:01"}}
+    assert [c[0] for c in nic.calls] == ["vlan", "mac", "spoofchk", "mtu"]
+    assert nic.settings[("pf0", 0)] == dataclasses.replace(
+        FACTORY, mac="02:00:00:00:00:01", vlan=100, spoofchk=False, mtu=1400
+    )
+
+
+def test_docker_given_mac_is_used_and_not_returned(make):
+    svc, nic, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    reply = svc.create_endpoint(net_id(1), ep_id(1), {"MacAddress": "02:42:0A:01:00:09"}, None)
+    assert reply == {}
+    assert nic.settings[("pf0", 0)].mac == "02:42:0a:01:00:09"
+
+
+def test_delete_endpoint_restores_exactly_the_changed_settings(make):
+    svc, nic, _ = make()
+    before = dataclasses.replace(FACTORY, trust=True, max_tx_rate=0, mtu=1400)
+    nic.settings[("pf0", 0)] = before
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=7, mtu=1300), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    nic.calls.clear()
+    svc.delete_endpoint(ep_id(1))
+    assert nic.settings[("pf0", 0)] == before
+    assert {c[0] for c in nic.calls} == {"vlan", "mac", "mtu"}  # trust was never touched
+
+
+def test_released_vf_is_leased_again(make):
+    svc, _, _ = make(nic_tree(vfs0=1))
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    with pytest.raises(Conflict, match=r"no free VF on pf0: 1 of 1 leased"):
+        svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    assert svc.endpoint_info(ep_id(2))["vf"] == 0
+
+
+def test_lowest_free_vf_skips_busy_absent_and_vfio(make):
+    tree = nic_tree(vfs0=4)
+    tree.update(vf(PF0, 0, "0000:3b:02.0", None, "vfio-pci"))
+    del tree["devices/pci0000:00/0000:3b:02.0/net/pf0v0/mtu"]
+    del tree["devices/pci0000:00/0000:3b:02.0/net/pf0v0/device"]
+    del tree["class/net/pf0v0"]
+    svc, nic, _ = make(tree)
+    nic.status = {"pf0v1": NetdevStatus.BUSY, "pf0v2": NetdevStatus.ABSENT}
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert svc.endpoint_info(ep_id(1))["vf"] == 3
+    with pytest.raises(Conflict) as err:
+        svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    assert "pf0: 1 of 4 leased, 3 unusable" in err.value.message
+
+
+def test_several_pfs_draw_from_the_one_with_most_free_vfs(make):
+    svc, _, _ = make(nic_tree(vfs0=2, vfs1=3))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    leased = []
+    for n in range(5):
+        svc.create_endpoint(net_id(1), ep_id(n), {}, {})
+        info = svc.endpoint_info(ep_id(n))
+        leased.append((info["pf"], info["vf"]))
+    assert leased == [("pf1", 0), ("pf0", 0), ("pf1", 1), ("pf0", 1), ("pf1", 2)]
+    with pytest.raises(Conflict, match=r"pf0: 2 of 2 leased; pf1: 3 of 3 leased"):
+        svc.create_endpoint(net_id(1), ep_id(9), {}, {})
+
+
+def test_vf_option_pins_by_index_and_by_pci(make):
+    svc, _, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "2"})
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {"vf": "0000:3b:02.3"})
+    assert svc.endpoint_info(ep_id(1))["vf"] == 2
+    assert svc.endpoint_info(ep_id(2))["pci"] == "0000:3b:02.3"
+    with pytest.raises(Conflict, match="already leased"):
+        svc.create_endpoint(net_id(1), ep_id(3), {}, {"vf": "2"})
+    with pytest.raises(InvalidRequest, match="not an enabled VF"):
+        svc.create_endpoint(net_id(1), ep_id(3), {}, {"vf": "9"})
+
+
+def test_failed_step_undoes_earlier_steps_and_releases_the_lease(make):
+    svc, nic, _ = make(nic_tree(vfs0=1))
+    nic.fail_step = "spoofchk"
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=5, spoofchk="off"), IPV4, [])
+    with pytest.raises(DeviceError, match="spoofchk"):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert nic.settings[("pf0", 0)] == FACTORY
+    nic.fail_step = None
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})  # the VF was released
+    assert nic.settings[("pf0", 0)].vlan == 5
+
+
+def test_repeated_create_endpoint_returns_the_same_answer_and_leaks_nothing(make):
+    svc, _, _ = make(nic_tree(vfs0=2), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    first = svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert svc.create_endpoint(net_id(1), ep_id(1), {}, {}) == first
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})  # VF 1 is still free
+
+
+def test_join_names_the_vf_netdev_and_gateways(make):
+    svc, _, _ = make()
+    ipv6 = [{"AddressSpace": "local", "Pool": "fd00::/64", "Gateway": "fd00::1/64"}]
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, ipv6)
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert svc.join(net_id(1), ep_id(1)) == {
+        "InterfaceName": {"SrcName": "pf0v0", "DstPrefix": "eth"},
+        "DisableGatewayService": True,
+        "StaticRoutes": [],
+        "Gateway": "10.1.0.1",
+        "GatewayIPv6": "fd00::1",
+    }
+
+
+def test_internal_network_has_no_gateway(make):
+    svc, _, _ = make()
+    opts = options(pf_iface="pf0") | {"com.docker.network.internal": True}
+    svc.create_network(net_id(1), opts, IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert "Gateway" not in svc.join(net_id(1), ep_id(1))
+
+
+def test_same_pf_and_vlan_in_two_networks_conflicts_and_changes_nothing(make):
+    svc, _, store = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=10), IPV4, [])
+    with pytest.raises(
+        Conflict, match=f"PF pf0 VLAN 10 is already used by network {net_id(1)[:12]}"
+    ):
+        svc.create_network(net_id(2), options(pf_iface="pf0", vlanid=10), IPV4, [])
+    with store.transaction() as tx:
+        assert tx.network(net_id(2)) is None
+    svc.create_network(net_id(3), options(pf_iface="pf0", vlanid=11), IPV4, [])
+
+
+def test_create_network_rejects_bad_pf_and_mtu_before_any_change(make):
+    svc, _, store = make(nic_tree(numvfs0=0))
+    with pytest.raises(InvalidRequest, match="pf9"):
+        svc.create_network(net_id(1), options(pf_iface="pf0,pf9"), IPV4, [])
+    with pytest.raises(InvalidRequest, match="mtu 9000 is above the MTU 1500 of PF pf0"):
+        svc.create_network(net_id(1), options(pf_iface="pf0", mtu=9000), IPV4, [])
+    assert svc._sysfs.pf("pf0").numvfs == 0
+    with store.transaction() as tx:
+        assert tx.network(net_id(1)) is None
+
+
+def test_create_network_enables_vfs_when_numvfs_is_zero(make):
+    svc, _, _ = make(nic_tree(numvfs0=0))
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    assert svc._sysfs.pf("pf0").numvfs == 4
+
+
+def test_unknown_network_and_unknown_endpoint(make):
+    svc, _, _ = make()
+    with pytest.raises(InvalidRequest, match="not an sriov network"):
+        svc.create_endpoint(net_id(5), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(7))  # unknown: succeeds
+    svc.delete_network(net_id(7))
+
+
+def test_delete_network_releases_endpoints_docker_left_behind(make):
+    svc, nic, store = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=3), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_network(net_id(1))
+    assert nic.settings[("pf0", 0)] == FACTORY
+    with store.transaction() as tx:
+        assert tx.leased_vfs("pf0") == set()
+
+
+def test_recover_undoes_an_endpoint_interrupted_while_programming(make):
+    svc, nic, store = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=3), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    with store.transaction() as tx:  # as if the plugin died between lease and finish
+        tx._conn.execute("UPDATE endpoints SET state = 'programming'")
+    svc.recover()
+    assert nic.settings[("pf0", 0)] == FACTORY
+    with store.transaction() as tx:
+        assert tx.endpoint(ep_id(1)) is None
+
+
+def test_concurrent_create_endpoint_never_leases_a_vf_twice(make):
+    svc, _, _ = make(nic_tree(vfs0=4))
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    outcomes = []
+
+    def create(n):
+        try:
+            svc.create_endpoint(net_id(1), ep_id(n), {}, {})
+            outcomes.append(("ok", svc.endpoint_info(ep_id(n))["vf"]))
+        except Conflict as exc:
+            outcomes.append(("conflict", exc.message))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    leased = sorted(v for kind, v in outcomes if kind == "ok")
+    assert leased == [0, 1, 2, 3]
+    assert sum(kind == "conflict" for kind, _ in outcomes) == 12
+
+
+def test_mac_checks():
+    assert check_mac("02:42:AC:11:00:02") == "02:42:ac:11:00:02"
+    for bad in ("01:00:5e:00:00:01", "00:00:00:00:00:00", "zz:42:ac:11:00:02"):
+        with pytest.raises(InvalidRequest):
+            check_mac(bad)
+    mac = random_mac()
+    assert int(mac[:2], 16) & 0x03 == 0x02  # unicast, locally administered
