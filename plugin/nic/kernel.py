@@ -1,0 +1,157 @@
+"""The NIC backend for real SR-IOV hardware: VF settings through the PF over netlink.
+
+Settings go into IFLA_VFINFO_LIST of an RTM_SETLINK on the PF
+(``ipr.link("set", index=<pf>, vf={...})``); they are read back from an
+RTM_GETLINK with ext_mask=1 (RTEXT_FILTER_VF). Only the MTU is set on the VF's
+own netdev.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from plugin.errors import DeviceError
+from plugin.nic import netlink
+from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfSettings
+from plugin.nic.names import check_ifname
+from plugin.nic.program import check_settings, vf_error, vf_label
+from plugin.nic.sysfs import Sysfs
+
+RTEXT_FILTER_VF = 1
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
+PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
+NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
+
+
+class KernelBackend:
+    """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 IPRoute objects."""
+
+    def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute):
+        self.sysfs = sysfs
+        self._iproute = iproute_factory
+
+    def read_vf(self, vf: VfInfo) -> VfSettings:
+        """The VF's settings as the PF reports them, plus its netdev's MTU."""
+        try:
+            with self._iproute() as ipr:
+                pf = ipr.link("get", index=netlink.require_index(ipr, vf.pf), ext_mask=1)[0]
+                mtu = netlink.get_mtu(ipr, vf.netdev) if vf.netdev else None
+        except NetlinkError as err:
+            raise DeviceError(f"read {vf_label(vf)}: {netlink.strerror(err)}") from err
+        info = _vf_info(pf, vf.index)
+        if info is None:
+            raise DeviceError(f"read {vf_label(vf)}: {vf.pf} reports no VF {vf.index}")
+        return _settings(info, mtu)
+
+    def set_vlan(self, vf: VfInfo, vlan: int, qos: int, proto: str) -> None:
+        check_settings(VfSettings(vlan=vlan, qos=qos, proto=proto))
+        if proto == "802.1Q":  # the classic attribute, which every driver takes
+            spec = {"vlan": vlan, "qos": qos}
+        else:  # IFLA_VF_VLAN_LIST carries the protocol
+            spec = [{"vlan": vlan, "qos": qos, "proto": PROTO_BY_NAME[proto]}]
+        self._set_vf(vf, "vlan", {"vlan": vlan, "qos": qos, "proto": proto}, {"vlan": spec})
+
+    def set_mac(self, vf: VfInfo, mac: str) -> None:
+        check_settings(VfSettings(mac=mac))
+        self._set_vf(vf, "mac", {"mac": mac}, {"mac": mac.lower()})
+
+    def set_rate(self, vf: VfInfo, min_tx_rate: int, max_tx_rate: int) -> None:
+        check_settings(VfSettings(min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate))
+        rates = {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}
+        self._set_vf(vf, "rate", rates, {"rate": dict(rates)})
+
+    def set_spoofchk(self, vf: VfInfo, on: bool) -> None:
+        check_settings(VfSettings(spoofchk=on))
+        self._set_vf(vf, "spoofchk", {"spoofchk": on}, {"spoofchk": int(on)})
+
+    def set_trust(self, vf: VfInfo, on: bool) -> None:
+        check_settings(VfSettings(trust=on))
+        self._set_vf(vf, "trust", {"trust": on}, {"trust": int(on)})
+
+    def set_link_state(self, vf: VfInfo, state: str) -> None:
+        check_settings(VfSettings(link_state=state))
+        code = LINK_STATES.index(state)  # IFLA_VF_LINK_STATE_AUTO=0, ENABLE=1, DISABLE=2
+        self._set_vf(vf, "link_state", {"link_state": state}, {"link_state": code})
+
+    def set_mtu(self, vf: VfInfo, mtu: int) -> None:
+        check_settings(VfSettings(mtu=mtu))
+        if vf.netdev is None:
+            raise vf_error(vf, "mtu", {"mtu": mtu}, "the VF has no netdev")
+        try:
+            with self._iproute() as ipr:
+                netlink.set_mtu(ipr, check_ifname(vf.netdev), mtu)
+        except NetlinkError as err:
+            raise vf_error(
+                vf, "mtu", {"mtu": mtu}, f"{vf.netdev}: {netlink.strerror(err)}"
+            ) from err
+
+    def netdev_status(self, name: str) -> NetdevStatus:
+        check_ifname(name)
+        try:
+            with self._iproute() as ipr:
+                return netlink.netdev_status(ipr, name)
+        except NetlinkError as err:
+            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+
+    def _set_vf(self, vf: VfInfo, step: str, values: dict, attrs: dict) -> None:
+        """One RTM_SETLINK on the PF carrying ``attrs`` for VF ``vf.index``."""
+        try:
+            with self._iproute() as ipr:
+                pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
+                ipr.link("set", index=pf_index, vf={"vf": vf.index, **attrs})
+        except NetlinkError as err:
+            raise vf_error(vf, step, values, netlink.strerror(err)) from err
+
+
+def _vf_info(pf_msg, index: int):
+    """The IFLA_VF_INFO of VF ``index`` in an RTM_NEWLINK of the PF, None if absent."""
+    vflist = pf_msg.get_attr("IFLA_VFINFO_LIST")
+    if vflist is None:
+        return None
+    for info in vflist.get_attrs("IFLA_VF_INFO"):
+        mac = info.get_attr("IFLA_VF_MAC")
+        if mac is not None and mac["vf"] == index:
+            return info
+    return None
+
+
+def _settings(info, mtu: int | None) -> VfSettings:
+    vlan = info.get_attr("IFLA_VF_VLAN")
+    rate = info.get_attr("IFLA_VF_RATE")
+    link_state = _field(info, "IFLA_VF_LINK_STATE", "link_state")
+    return VfSettings(
+        mac=info.get_attr("IFLA_VF_MAC")["mac"],
+        vlan=None if vlan is None else vlan["vlan"],
+        qos=None if vlan is None else vlan["qos"],
+        proto=None if vlan is None else _proto(info),
+        spoofchk=_flag(info, "IFLA_VF_SPOOFCHK", "spoofchk"),
+        trust=_flag(info, "IFLA_VF_TRUST", "trust"),
+        link_state=LINK_STATES[link_state] if link_state in (0, 1, 2) else None,
+        min_tx_rate=None if rate is None else rate["min_tx_rate"],
+        max_tx_rate=None if rate is None else rate["max_tx_rate"],
+        mtu=mtu,
+    )
+
+
+def _proto(info) -> str | None:
+    """The VLAN protocol from IFLA_VF_VLAN_LIST; 802.1Q when the kernel sends no list."""
+    vlist = info.get_attr("IFLA_VF_VLAN_LIST")
+    entries = [] if vlist is None else vlist.get_attrs("IFLA_VF_VLAN_INFO")
+    if not entries:
+        return "802.1Q"
+    return PROTO_NAMES.get(entries[0]["proto"])
+
+
+def _field(info, attr: str, key: str) -> int | None:
+    value = info.get_attr(attr)
+    return None if value is None else value[key]
+
+
+def _flag(info, attr: str, key: str) -> bool | None:
+    value = _field(info, attr, key)
+    return None if value is None or value == NOT_REPORTED else bool(value)

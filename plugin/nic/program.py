@@ -1,0 +1,212 @@
+"""Apply VF settings and restore the originals, the same way for every backend.
+
+``program_vf`` snapshots the VF first, applies only what was asked, in the
+order drivers tolerate (VLAN, then MAC, which some drivers apply
+asynchronously, then rates, spoofchk, trust, link state, and MTU last), and
+undoes what it did if a later step fails. It returns the original values of the
+fields it changed; the caller stores them durably and later hands them to
+``restore_vf``, which puts back exactly those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from plugin.errors import DeviceError, InvalidRequest, PluginError
+from plugin.nic.base import LINK_STATES, VLAN_PROTOS, NicBackend, VfInfo, VfSettings
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+MIN_MTU = 68
+MAX_MTU = 65535
+
+
+@dataclass(frozen=True)
+class Step:
+    """One programming step: the fields written together, and how."""
+
+    name: str
+    fields: tuple[str, ...]
+    apply: Callable[[NicBackend, VfInfo, dict], None]
+    defaults: tuple[tuple[str, object], ...] = ()  # for restoring a partial group
+
+
+STEPS = (
+    Step(
+        "vlan",
+        ("vlan", "qos", "proto"),
+        lambda b, vf, v: b.set_vlan(vf, v["vlan"], v["qos"], v["proto"]),
+        (("qos", 0), ("proto", "802.1Q")),
+    ),
+    Step("mac", ("mac",), lambda b, vf, v: b.set_mac(vf, v["mac"])),
+    Step(
+        "rate",
+        ("min_tx_rate", "max_tx_rate"),
+        lambda b, vf, v: b.set_rate(vf, v["min_tx_rate"], v["max_tx_rate"]),
+        (("min_tx_rate", 0), ("max_tx_rate", 0)),
+    ),
+    Step("spoofchk", ("spoofchk",), lambda b, vf, v: b.set_spoofchk(vf, v["spoofchk"])),
+    Step("trust", ("trust",), lambda b, vf, v: b.set_trust(vf, v["trust"])),
+    Step("link_state", ("link_state",), lambda b, vf, v: b.set_link_state(vf, v["link_state"])),
+    Step("mtu", ("mtu",), lambda b, vf, v: b.set_mtu(vf, v["mtu"])),
+)
+
+
+def vf_label(vf: VfInfo) -> str:
+    return f"VF {vf.index} of {vf.pf}"
+
+
+def setting_text(step: str, values: dict) -> str:
+    """How error messages show a step's values: "vlan to 100", "spoofchk to off"."""
+    if step == "vlan":
+        text = str(values["vlan"])
+        if values.get("qos") or values.get("proto", "802.1Q") != "802.1Q":
+            text += f" qos {values.get('qos', 0)} proto {values.get('proto', '802.1Q')}"
+        return f"vlan to {text}"
+    if step == "rate":
+        return (
+            f"rate to min {values['min_tx_rate']} max {values['max_tx_rate']} Mbit/s"
+            if "min_tx_rate" in values
+            else f"rate to {values}"
+        )
+    (value,) = values.values()
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{step} to {value}"
+
+
+def vf_error(vf: VfInfo, step: str, values: dict, why: str) -> DeviceError:
+    """DeviceError "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"."""
+    return DeviceError(f"set {vf_label(vf)} {setting_text(step, values)}: {why}")
+
+
+def check_settings(settings: VfSettings) -> None:
+    """Raise InvalidRequest for the first value no device could accept."""
+    s = settings
+    _check_int("vlan", s.vlan, 0, 4094)
+    _check_int("qos", s.qos, 0, 7)
+    _check_int("min_tx_rate", s.min_tx_rate, 0, 2**32 - 1)
+    _check_int("max_tx_rate", s.max_tx_rate, 0, 2**32 - 1)
+    _check_int("mtu", s.mtu, MIN_MTU, MAX_MTU)
+    if s.proto is not None and s.proto not in VLAN_PROTOS:
+        raise InvalidRequest(f"vlan proto {s.proto!r} is not one of {', '.join(VLAN_PROTOS)}")
+    if s.link_state is not None and s.link_state not in LINK_STATES:
+        raise InvalidRequest(f"link_state {s.link_state!r} is not one of {', '.join(LINK_STATES)}")
+    for name in ("spoofchk", "trust"):
+        if getattr(s, name) is not None and not isinstance(getattr(s, name), bool):
+            raise InvalidRequest(f"{name} {getattr(s, name)!r} is not true or false")
+    if s.mac is not None:
+        if not isinstance(s.mac, str) or not _MAC.fullmatch(s.mac.lower()):
+            raise InvalidRequest(f"mac {s.mac!r} is not a MAC address like 02:00:00:aa:bb:cc")
+        if int(s.mac[:2], 16) & 1:
+            raise InvalidRequest(f"mac {s.mac} is a multicast address; a VF needs a unicast one")
+    if s.max_tx_rate and s.min_tx_rate and s.min_tx_rate > s.max_tx_rate:
+        raise InvalidRequest(
+            f"min_tx_rate {s.min_tx_rate} is above max_tx_rate {s.max_tx_rate} (Mbit/s)"
+        )
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest(f"{name} {value!r} out of range {low}-{high}")
+
+
+def program_vf(backend: NicBackend, vf: VfInfo, desired: VfSettings) -> VfSettings:
+    """Apply the non-None fields of ``desired``; return the originals of what changed.
+
+    A group written together (vlan+qos+proto, min+max rate) is returned whole.
+    Fields already at the desired value are left alone and not returned. If a
+    step fails, the completed steps are undone in reverse order and DeviceError
+    names the failed step (and any undo that failed too).
+    """
+    check_settings(desired)
+    original = backend.read_vf(vf)
+    plan = _plan(vf, original, desired)
+    done: list[tuple[Step, dict]] = []
+    for step, before, target in plan:
+        try:
+            step.apply(backend, vf, target)
+        except Exception as err:
+            failure = _as_device_error(vf, step, target, err)
+            raise DeviceError(failure.message + _undo(backend, vf, done)) from err
+        done.append((step, before))
+    changed = {field: value for _step, before in done for field, value in before.items()}
+    return VfSettings(**changed)
+
+
+def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings):
+    """The steps to run as (step, original values, target values), checked before any change."""
+    plan = []
+    for step in STEPS:
+        asked = {f: getattr(desired, f) for f in step.fields if getattr(desired, f) is not None}
+        if not asked:
+            continue
+        before = {f: getattr(original, f) for f in step.fields}
+        unreported = [f for f, v in before.items() if v is None]
+        if unreported:
+            raise vf_error(
+                vf,
+                step.name,
+                {**dict(step.defaults), **before, **asked},
+                f"the device does not report {', '.join(unreported)}, so the original could "
+                "not be restored; nothing was changed",
+            )
+        target = {**before, **asked}
+        if target != before:
+            plan.append((step, before, target))
+    return plan
+
+
+def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str:
+    """Restore completed steps in reverse order; a note for the error message."""
+    if not done:
+        return " (nothing else had been changed)"
+    undone, failed = [], []
+    for step, before in reversed(done):
+        try:
+            step.apply(backend, vf, before)
+            undone.append(step.name)
+        except Exception as err:
+            failed.append(_as_device_error(vf, step, before, err).message)
+    note = f" (undone: {', '.join(undone)})" if undone else ""
+    if failed:
+        note += f" (undo also failed: {'; '.join(failed)})"
+    return note
+
+
+def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
+    """Put back exactly the non-None fields of ``original``, in programming order.
+
+    Every step is tried even if one fails; DeviceError then lists the failures.
+    A partial group is completed with neutral values (qos 0, proto 802.1Q,
+    rate 0) because the device takes the group in one call.
+    """
+    failed, attempted = [], 0
+    for step in STEPS:
+        given = {f: getattr(original, f) for f in step.fields if getattr(original, f) is not None}
+        if not given:
+            continue
+        values = {**dict(step.defaults), **given}
+        attempted += 1
+        if len(values) != len(step.fields):
+            missing = ", ".join(f for f in step.fields if f not in values)
+            failed.append(f"cannot restore {', '.join(given)} of {vf_label(vf)} without {missing}")
+            continue
+        try:
+            step.apply(backend, vf, values)
+        except Exception as err:
+            failed.append(_as_device_error(vf, step, values, err).message)
+    if failed:
+        raise DeviceError(
+            f"restore {vf_label(vf)}: {len(failed)} of {attempted} steps failed: "
+            + "; ".join(failed)
+        )
+
+
+def _as_device_error(vf: VfInfo, step: Step, values: dict, err: Exception) -> DeviceError:
+    if isinstance(err, PluginError):
+        return DeviceError(err.message)
+    return vf_error(vf, step.name, values, str(err) or type(err).__name__)

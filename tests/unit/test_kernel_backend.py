@@ -1,0 +1,300 @@
+"""KernelBackend against a recording fake of pyroute2's IPRoute.
+
+The fake turns each recorded ``vf={...}`` through pyroute2's own request
+filter into the IFLA_VF_* attributes that would go to the kernel, applies them
+to a model of the PF's VFs, and answers "get" with real encoded-then-decoded
+RTM_NEWLINK messages, so parsing is tested against pyroute2's structures.
+"""
+
+import copy
+import errno
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.requests.link import LinkIPRouteFilter
+
+from plugin.errors import DeviceError, InvalidRequest
+from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.kernel import KernelBackend
+from plugin.nic.program import program_vf, restore_vf
+from plugin.nic.sysfs import Sysfs
+
+PF_INDEX = 7
+VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
+
+
+def message(attrs, index=0, flags=0):
+    """A real RTM_NEWLINK as pyroute2 would hand it over from the kernel."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["flags"] = flags
+    msg["attrs"] = attrs
+    msg.encode()
+    decoded = ifinfmsg(msg.data)
+    decoded.decode()
+    return decoded
+
+
+class FakeIPRoute:
+    """Records every call; models VF state for the PF and links by name."""
+
+    def __init__(self):
+        self.calls = []
+        self.links = {"enp1s0f0": PF_INDEX, "enp1s0f0v3": 12}
+        self.mtu = {12: 1500}
+        self.flags = {12: 0}
+        self.addresses = {12: []}
+        self.report_trust = True
+        self.fail_on = {}  # NLA name (or "mtu") -> errno
+        self.vfs = {
+            n: {
+                "IFLA_VF_MAC": {"mac": "00:00:00:00:00:00"},
+                "IFLA_VF_VLAN": {"vlan": 0, "qos": 0},
+                "IFLA_VF_VLAN_LIST": vlan_entry(0, 0),
+                "IFLA_VF_SPOOFCHK": {"spoofchk": 1},
+                "IFLA_VF_TRUST": {"trust": 0},
+                "IFLA_VF_LINK_STATE": {"link_state": 0},
+                "IFLA_VF_RATE": {"min_tx_rate": 0, "max_tx_rate": 0},
+            }
+            for n in range(4)
+        }
+        self.open = 0
+
+    def __enter__(self):
+        self.open += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.open -= 1
+
+    def link_lookup(self, ifname):
+        return [self.links[ifname]] if ifname in self.links else []
+
+    def link(self, command, **kwargs):
+        self.calls.append((command, copy.deepcopy(kwargs)))
+        if command == "get" and kwargs.get("ext_mask") == 1:
+            return [self._pf_message()]
+        if command == "get":
+            index = kwargs["index"]
+            return [message([("IFLA_MTU", self.mtu[index])], index, self.flags[index])]
+        if command == "set" and "vf" in kwargs:
+            return self._set_vf(kwargs["vf"])
+        if command == "set" and "mtu" in kwargs:
+            if "mtu" in self.fail_on:
+                raise NetlinkError(self.fail_on["mtu"])
+            self.mtu[kwargs["index"]] = kwargs["mtu"]
+            return []
+        raise AssertionError(f"unexpected call {command} {kwargs}")
+
+    def get_addr(self, index):
+        return self.addresses[index]
+
+    def _set_vf(self, spec):
+        nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
+        (info,) = nlas["attrs"]
+        message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))])  # it must encode
+        for name, _value in info[1]["attrs"]:
+            if name in self.fail_on:
+                raise NetlinkError(self.fail_on[name])
+        for name, value in info[1]["attrs"]:
+            if name == "IFLA_VF_VLAN_LIST":
+                (entry,) = value["attrs"]
+                vf = self.vfs[entry[1]["vf"]]
+                vf["IFLA_VF_VLAN"] = {"vlan": entry[1]["vlan"], "qos": entry[1]["qos"]}
+                vf[name] = vlan_entry(entry[1]["vlan"], entry[1]["qos"], entry[1]["proto"])
+                continue
+            vf = self.vfs[value.pop("vf")]
+            if name == "IFLA_VF_VLAN":
+                vf[name] = value
+                vf["IFLA_VF_VLAN_LIST"] = vlan_entry(value["vlan"], value["qos"])
+            else:
+                vf[name] = value
+        return []
+
+    def _pf_message(self):
+        infos = []
+        for n, vf in self.vfs.items():
+            attrs = [
+                (name, {"vf": n, **value})
+                if name != "IFLA_VF_VLAN_LIST"
+                else (name, {"attrs": [("IFLA_VF_VLAN_INFO", {"vf": n, **value})]})
+                for name, value in vf.items()
+                if self.report_trust or name != "IFLA_VF_TRUST"
+            ]
+            infos.append(("IFLA_VF_INFO", {"attrs": attrs}))
+        return message(
+            [("IFLA_IFNAME", "enp1s0f0"), ("IFLA_VFINFO_LIST", {"attrs": infos})], PF_INDEX
+        )
+
+
+def vlan_entry(vlan, qos, proto=0x8100):
+    return {"vlan": vlan, "qos": qos, "proto": proto}
+
+
+@pytest.fixture
+def fake():
+    return FakeIPRoute()
+
+
+@pytest.fixture
+def backend(fake, tmp_path):
+    return KernelBackend(Sysfs(tmp_path), iproute_factory=lambda: fake)
+
+
+def vf_sets(fake):
+    return [kwargs for command, kwargs in fake.calls if command == "set"]
+
+
+def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
+    fake.vfs[3].update(
+        {
+            "IFLA_VF_MAC": {"mac": "02:11:22:33:44:55"},
+            "IFLA_VF_VLAN": {"vlan": 100, "qos": 5},
+            "IFLA_VF_VLAN_LIST": vlan_entry(100, 5, 0x88A8),
+            "IFLA_VF_SPOOFCHK": {"spoofchk": 0},
+            "IFLA_VF_TRUST": {"trust": 1},
+            "IFLA_VF_LINK_STATE": {"link_state": 2},
+            "IFLA_VF_RATE": {"min_tx_rate": 10, "max_tx_rate": 1000},
+        }
+    )
+    fake.mtu[12] = 9000
+    assert backend.read_vf(VF3) == VfSettings(
+        mac="02:11:22:33:44:55",
+        vlan=100,
+        qos=5,
+        proto="802.1ad",
+        spoofchk=False,
+        trust=True,
+        link_state="disable",
+        min_tx_rate=10,
+        max_tx_rate=1000,
+        mtu=9000,
+    )
+    assert ("get", {"index": PF_INDEX, "ext_mask": 1}) in fake.calls
+    assert fake.open == 0
+
+
+def test_read_vf_reports_unreported_trust_as_none(backend, fake):
+    fake.vfs[3]["IFLA_VF_TRUST"] = {"trust": 0xFFFFFFFF}
+    assert backend.read_vf(VF3).trust is None
+    fake.report_trust = False
+    assert backend.read_vf(VF3).trust is None
+
+
+def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
+    missing = VfInfo("enp1s0f0", 9, "0000:3b:03.1", None, "iavf")
+    with pytest.raises(DeviceError, match="read VF 9 of enp1s0f0: enp1s0f0 reports no VF 9"):
+        backend.read_vf(missing)
+
+
+def test_read_vf_without_netdev_has_no_mtu(backend):
+    assert backend.read_vf(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "vfio-pci")).mtu is None
+
+
+@pytest.mark.parametrize(
+    ("call", "vf_attrs"),
+    [
+        (lambda b: b.set_vlan(VF3, 100, 0, "802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
+        (
+            lambda b: b.set_vlan(VF3, 100, 3, "802.1ad"),
+            {"vlan": [{"vlan": 100, "qos": 3, "proto": 0x88A8}]},
+        ),
+        (lambda b: b.set_mac(VF3, "02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
+        (
+            lambda b: b.set_rate(VF3, 10, 500),
+            {"rate": {"min_tx_rate": 10, "max_tx_rate": 500}},
+        ),
+        (lambda b: b.set_spoofchk(VF3, False), {"spoofchk": 0}),
+        (lambda b: b.set_trust(VF3, True), {"trust": 1}),
+        (lambda b: b.set_link_state(VF3, "auto"), {"link_state": 0}),
+        (lambda b: b.set_link_state(VF3, "enable"), {"link_state": 1}),
+        (lambda b: b.set_link_state(VF3, "disable"), {"link_state": 2}),
+    ],
+)
+def test_each_setter_sends_exactly_one_vf_attribute_through_the_pf(backend, fake, call, vf_attrs):
+    call(backend)
+    assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+
+
+def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
+    backend.set_vlan(VF3, 200, 1, "802.1ad")
+    assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(200, 1, 0x88A8)
+    read = backend.read_vf(VF3)
+    assert (read.vlan, read.qos, read.proto) == (200, 1, "802.1ad")
+
+
+def test_mtu_is_set_on_the_vf_netdev_not_the_pf(backend, fake):
+    backend.set_mtu(VF3, 9000)
+    assert vf_sets(fake) == [{"index": 12, "mtu": 9000}]
+
+
+def test_netlink_refusal_names_operation_vf_value_and_errno(backend, fake):
+    fake.fail_on["IFLA_VF_VLAN"] = errno.EOPNOTSUPP
+    with pytest.raises(DeviceError) as err:
+        backend.set_vlan(VF3, 100, 0, "802.1Q")
+    assert err.value.message == "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"
+
+
+def test_missing_pf_is_reported_as_no_such_device(backend, fake):
+    del fake.links["enp1s0f0"]
+    with pytest.raises(DeviceError, match="set VF 3 of enp1s0f0 trust to on: No such device"):
+        backend.set_trust(VF3, True)
+
+
+def test_mtu_failure_names_the_netdev(backend, fake):
+    fake.fail_on["mtu"] = errno.EINVAL
+    with pytest.raises(DeviceError) as err:
+        backend.set_mtu(VF3, 9000)
+    assert err.value.message == "set VF 3 of enp1s0f0 mtu to 9000: enp1s0f0v3: Invalid argument"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda b: b.set_vlan(VF3, 4095, 0, "802.1Q"),
+        lambda b: b.set_vlan(VF3, 1, 0, "802.1x"),
+        lambda b: b.set_mac(VF3, "01:00:5e:00:00:01"),
+        lambda b: b.set_link_state(VF3, "up"),
+        lambda b: b.set_mtu(VF3, 20),
+    ],
+)
+def test_bad_values_never_reach_netlink(backend, fake, call):
+    with pytest.raises(InvalidRequest):
+        call(backend)
+    assert vf_sets(fake) == []
+
+
+def test_netdev_status_idle_busy_absent(backend, fake):
+    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+    fake.flags[12] = 1  # IFF_UP, but no address yet
+    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+    fake.addresses[12] = [message([], 12)]
+    fake.addresses[12][0]["family"] = 2
+    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.BUSY
+    assert backend.netdev_status("enp1s0f0v7") is NetdevStatus.ABSENT
+
+
+def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original(backend, fake):
+    before = copy.deepcopy(fake.vfs[3])
+    desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
+    original = program_vf(backend, VF3, desired)
+    assert vf_sets(fake) == [
+        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 100, "qos": 0}}},
+        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "02:00:00:00:00:03"}},
+        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 0}},
+        {"index": 12, "mtu": 9000},
+    ]
+    assert original == VfSettings(
+        mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
+    )
+    fake.calls.clear()
+    restore_vf(backend, VF3, original)
+    assert vf_sets(fake) == [
+        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 0, "qos": 0}}},
+        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "00:00:00:00:00:00"}},
+        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 1}},
+        {"index": 12, "mtu": 1500},
+    ]
+    assert fake.vfs[3] == before
+    assert fake.mtu[12] == 1500
