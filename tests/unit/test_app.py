@@ -1,0 +1,213 @@
+"""The Falcon app with real services on a temporary store, driven as Docker drives it."""
+
+import json
+import logging
+
+import falcon
+import falcon.testing
+import pytest
+
+from plugin.app import create_app
+from plugin.config import parse_default_pools
+from plugin.errors import Conflict
+from plugin.handlers import ipam_handlers, plugin_handlers
+from plugin.ipam import IpamService
+from plugin.schema import RequestValidator
+
+
+@pytest.fixture(scope="module")
+def validate():
+    return RequestValidator().validate
+
+
+@pytest.fixture
+def handlers(store):
+    handlers = plugin_handlers()
+    handlers.update(ipam_handlers(IpamService(store, parse_default_pools("10.9.0.0/16:24"))))
+    return handlers
+
+
+@pytest.fixture
+def client(handlers, validate):
+    return falcon.testing.TestClient(create_app(handlers, validate))
+
+
+def post(client, method: str, body: bytes = b"") -> falcon.testing.Result:
+    """POST as Docker does (no Content-Type, the body as given); every reply is a JSON object."""
+    result = client.simulate_post(f"/{method}", body=body, headers={})
+    assert isinstance(json.loads(result.text), dict), result.text
+    return result
+
+
+def post_json(client, method: str, body: dict) -> falcon.testing.Result:
+    return post(client, method, json.dumps(body).encode())
+
+
+def test_activate_with_empty_body(client):
+    result = post(client, "Plugin.Activate")
+    assert result.status_code == 200
+    assert result.json == {"Implements": ["NetworkDriver", "IpamDriver"]}
+
+
+def test_activate_with_whitespace_body(client):
+    assert post(client, "Plugin.Activate", b" \n").status_code == 200
+
+
+def test_get_capabilities_with_empty_body(client):
+    result = post(client, "IpamDriver.GetCapabilities")
+    assert result.status_code == 200
+    assert result.json == {"RequiresMACAddress": False, "RequiresRequestReplay": False}
+
+
+def test_default_address_spaces_with_empty_body(client):
+    result = post(client, "IpamDriver.GetDefaultAddressSpaces")
+    assert result.status_code == 200
+    assert result.json == {
+        "LocalDefaultAddressSpace": "local",
+        "GlobalDefaultAddressSpace": "global",
+    }
+
+
+def test_request_pool_and_address_round_trip(client):
+    pool = post_json(client, "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "",
+                     "SubPool": "", "Options": None, "V6": False})  # fmt: skip
+    assert pool.status_code == 200
+    assert pool.json["Pool"] == "10.9.0.0/24"
+    assert pool.json["Data"] == {}
+    pool_id = pool.json["PoolID"]
+    gateway = post_json(
+        client,
+        "IpamDriver.RequestAddress",
+        {"PoolID": pool_id, "Address": "",
+         "Options": {"RequestAddressType": "com.docker.network.gateway"}},
+    )  # fmt: skip
+    assert (gateway.status_code, gateway.json) == (200, {"Address": "10.9.0.1/24", "Data": {}})
+    address = post_json(
+        client, "IpamDriver.RequestAddress", {"PoolID": pool_id, "Address": "", "Options": None}
+    )
+    assert address.json["Address"] == "10.9.0.2/24"
+    released = post_json(
+        client, "IpamDriver.ReleaseAddress", {"PoolID": pool_id, "Address": "10.9.0.2"}
+    )
+    assert (released.status_code, released.json) == (200, {})
+    assert post_json(client, "IpamDriver.ReleasePool", {"PoolID": pool_id}).json == {}
+
+
+@pytest.mark.parametrize("body", [b"{", b"not json", b"\xff\xfe", b'{"PoolID": }'])
+def test_malformed_json_is_400(client, body):
+    result = post(client, "IpamDriver.RequestPool", body)
+    assert result.status_code == 400
+    assert result.json["Err"].startswith("IpamDriver.RequestPool: request body is not JSON")
+
+
+def test_body_that_is_not_an_object_is_400(client):
+    result = post(client, "IpamDriver.RequestPool", b"[]")
+    assert result.status_code == 400
+    assert result.json["Err"].startswith("IpamDriver.RequestPool: body:")
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "field"),
+    [
+        ("IpamDriver.RequestPool", {}, "AddressSpace: required property is missing"),
+        ("IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": 5}, "Pool:"),
+        ("IpamDriver.RequestPool", {"AddressSpace": "local", "V6": "yes"}, "V6:"),
+        ("IpamDriver.RequestAddress", {"PoolID": ""}, "PoolID:"),
+        ("IpamDriver.RequestAddress", {"PoolID": "p", "Address": "x;y"}, "Address:"),
+        ("IpamDriver.ReleaseAddress", {"PoolID": "p"}, "Address: required property is missing"),
+        ("IpamDriver.ReleasePool", {}, "PoolID: required property is missing"),
+    ],
+)
+def test_schema_violation_is_400_naming_the_field(client, store, method, body, field):
+    result = post_json(client, method, body)
+    assert result.status_code == 400
+    assert result.json["Err"].startswith(f"{method}: {field}")
+
+
+def test_service_errors_keep_their_status(client):
+    body = {"AddressSpace": "local", "Pool": "10.1.0.0/24"}
+    assert post_json(client, "IpamDriver.RequestPool", body).status_code == 200
+    overlap = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.0/16"})
+    assert overlap.status_code == 409
+    assert overlap.json == {
+        "Err": "RequestPool: 10.1.0.0/16 overlaps pool 10.1.0.0/24 in address space local"
+    }
+    bad = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.5/24"})
+    assert bad.status_code == 400
+    assert "did you mean 10.1.0.0/24?" in bad.json["Err"]
+
+
+def test_unknown_method_is_404_with_err(client):
+    result = post(client, "NetworkDriver.Teleport")
+    assert result.status_code == 404
+    assert "unknown method 'NetworkDriver.Teleport'" in result.json["Err"]
+
+
+def test_unknown_path_is_404_with_err(client):
+    result = post(client, "")
+    assert result.status_code == 404
+    assert "Err" in result.json
+
+
+@pytest.mark.parametrize("verb", ["GET", "PUT", "DELETE"])
+def test_other_verbs_are_refused_with_err(client, verb):
+    result = client.simulate_request(verb, "/Plugin.Activate")
+    assert not 200 <= result.status_code < 300
+    assert result.json["Err"] == f"{verb} /Plugin.Activate: 405 Method Not Allowed"
+
+
+def test_trailing_slash_is_the_same_method(client):
+    assert post(client, "Plugin.Activate/").status_code == 200
+
+
+def exploding(body: dict) -> dict:
+    raise RuntimeError("secret detail /var/lib/sriov/sriov.db")
+
+
+def test_unexpected_exception_is_500_without_traceback_but_logged(validate, caplog):
+    app = create_app({"Plugin.Activate": exploding}, validate)
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        result = post(falcon.testing.TestClient(app), "Plugin.Activate")
+    assert result.status_code == 500
+    assert result.json == {
+        "Err": "Plugin.Activate: internal error (RuntimeError); the plugin log has the details"
+    }
+    assert "Traceback" not in result.text
+    assert "secret detail" not in result.text
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    assert "secret detail" in caplog.text
+    assert "Traceback" in caplog.text
+
+
+def test_plugin_error_from_handler_uses_its_status(validate):
+    def conflicted(body: dict) -> dict:
+        raise Conflict("RequestAddress: 10.0.0.1 in 10.0.0.0/24 is already in use")
+
+    app = create_app({"Plugin.Activate": conflicted}, validate)
+    result = post(falcon.testing.TestClient(app), "Plugin.Activate")
+    assert result.status_code == 409
+    assert result.json == {"Err": "RequestAddress: 10.0.0.1 in 10.0.0.0/24 is already in use"}
+
+
+def test_handler_receives_the_body_only_after_validation(validate):
+    seen = []
+    app = create_app({"IpamDriver.ReleasePool": seen.append}, validate)
+    result = post(falcon.testing.TestClient(app), "IpamDriver.ReleasePool", b"{}")
+    assert result.status_code == 400
+    assert seen == []
+
+
+def test_one_log_line_per_request_with_method_ids_and_outcome(client, caplog):
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        post_json(
+            client, "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.3.0.0/24"}
+        )
+        post_json(
+            client, "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.3.0.0/16"}
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "sriov"]
+    assert len(lines) == 2
+    assert lines[0].startswith("IpamDriver.RequestPool cidr=10.3.0.0/24 -> 200 pool=local/10.3")
+    assert lines[1].startswith("IpamDriver.RequestPool cidr=10.3.0.0/16 -> 409 RequestPool: 10.3")
