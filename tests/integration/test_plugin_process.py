@@ -1,0 +1,173 @@
+"""The real ``python -m plugin serve`` on a unix socket, spoken to as Docker speaks.
+
+No root needed: a temporary socket and state directory are enough for the
+plugin service and the IPAM driver.
+"""
+
+import ipaddress
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support import PluginClient, PluginProcess
+
+GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+STARTUP_CONTRACT_SECONDS = 1.0
+
+
+def request_pool(client: PluginClient, cidr: str = "") -> dict:
+    return client.ok(
+        "IpamDriver.RequestPool",
+        {"AddressSpace": "local", "Pool": cidr, "SubPool": "", "Options": None, "V6": False},
+    )
+
+
+def request_address(client: PluginClient, pool_id: str, address: str = "") -> tuple[int, dict]:
+    return client.call(
+        "IpamDriver.RequestAddress", {"PoolID": pool_id, "Address": address, "Options": None}
+    )
+
+
+def test_answers_within_one_second_of_start_like_docker_expects(plugin):
+    assert plugin.startup_seconds < STARTUP_CONTRACT_SECONDS, plugin.log()
+    client = plugin.client
+    assert client.ok("Plugin.Activate") == {"Implements": ["NetworkDriver", "IpamDriver"]}
+    assert client.ok("IpamDriver.GetCapabilities")["RequiresRequestReplay"] is False
+    assert client.ok("IpamDriver.GetDefaultAddressSpaces") == {
+        "LocalDefaultAddressSpace": "local",
+        "GlobalDefaultAddressSpace": "global",
+    }
+    status, reply = client.call("IpamDriver.RequestPool", raw=b"{not json")
+    assert status == 400
+    assert "not JSON" in reply["Err"]
+    status, reply = client.call("Nope.Nothing")
+    assert status == 404
+    assert "Err" in reply
+
+
+def test_logs_one_line_per_request(plugin):
+    pool_id = request_pool(plugin.client, "10.7.0.0/24")["PoolID"]
+    request_address(plugin.client, pool_id)
+    lines = [line for line in plugin.log().splitlines() if "IpamDriver.RequestAddress" in line]
+    assert len(lines) == 1
+    assert "-> 200 addr=10.7.0.1/24" in lines[0]
+
+
+def allocate_until_stopped(socket_path, pool_id: str, acked: list[str], reached: threading.Event):
+    """Request addresses until the connection dies; record each address answered with 200."""
+    client = PluginClient(socket_path, timeout=10)
+    try:
+        while True:
+            status, reply = request_address(client, pool_id)
+            if status != 200:
+                return
+            acked.append(reply["Address"])
+            if len(acked) == 300:
+                reached.set()
+    except OSError:
+        return
+    finally:
+        reached.set()
+        client.close()
+
+
+def test_kill9_mid_run_loses_no_acknowledged_address_and_hands_none_out_twice(plugin_env):
+    pool_size = 1022  # usable addresses of a /22
+    first = PluginProcess(plugin_env).start()
+    pool_id = request_pool(first.client, "10.20.0.0/22")["PoolID"]
+    acked: list[str] = []
+    reached = threading.Event()
+    worker = threading.Thread(
+        target=allocate_until_stopped, args=(first.socket_path, pool_id, acked, reached)
+    )
+    worker.start()
+    reached.wait(timeout=60)
+    first.kill9()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert 300 <= len(acked) < pool_size, "the kill did not land in the middle of the run"
+
+    with PluginProcess(plugin_env) as second:
+        client = second.client
+        for address in acked:
+            status, reply = request_address(client, pool_id, address.split("/")[0])
+            assert status == 409, f"{address} was acknowledged before the kill but is free now"
+            assert "already in use" in reply["Err"]
+        after: list[str] = []
+        while True:
+            status, reply = request_address(client, pool_id)
+            if status != 200:
+                break
+            after.append(reply["Address"])
+        assert status == 409
+        assert "no free address in 10.20.0.0/22" in reply["Err"]
+    assert len(set(after)) == len(after)
+    assert not set(after) & set(acked)
+    # The request in flight at the kill may have committed without its answer arriving.
+    assert len(acked) + len(after) in (pool_size, pool_size - 1)
+
+
+def test_concurrent_requests_on_one_pool_never_share_an_address(plugin):
+    threads, per_thread = 16, 50
+    pool_id = request_pool(plugin.client, "10.30.0.0/22")["PoolID"]
+
+    def allocate(_: int) -> list[str]:
+        client = PluginClient(plugin.socket_path)
+        try:
+            return [client.ok("IpamDriver.RequestAddress", {"PoolID": pool_id})["Address"]
+                    for _ in range(per_thread)]  # fmt: skip
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = [a for batch in pool.map(allocate, range(threads)) for a in batch]
+    assert len(results) == threads * per_thread
+    assert len(set(results)) == threads * per_thread
+    network = ipaddress.ip_network("10.30.0.0/22")
+    assert all(ipaddress.ip_interface(a).ip in network for a in results)
+
+
+@pytest.fixture
+def small_defaults(plugin_env):
+    return {**plugin_env, "SRIOV_DEFAULT_POOLS": "10.40.0.0/16:24"}
+
+
+def test_concurrent_default_pools_do_not_overlap(small_defaults):
+    threads, per_thread = 8, 8
+    with PluginProcess(small_defaults) as plugin:
+
+        def request_pools(_: int) -> list[str]:
+            client = PluginClient(plugin.socket_path)
+            try:
+                return [request_pool(client)["Pool"] for _ in range(per_thread)]
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(threads) as pool:
+            pools = [p for batch in pool.map(request_pools, range(threads)) for p in batch]
+    networks = sorted(ipaddress.ip_network(p) for p in pools)
+    assert len(networks) == threads * per_thread
+    base = ipaddress.ip_network("10.40.0.0/16")
+    assert all(n.prefixlen == 24 and n.subnet_of(base) for n in networks)
+    assert not any(a.overlaps(b) for a, b in itertools.pairwise(networks))
+
+
+def test_state_survives_a_clean_restart(plugin_env):
+    with PluginProcess(plugin_env) as first:
+        pool_id = request_pool(first.client, "10.50.0.0/24")["PoolID"]
+        gateway = first.client.ok(
+            "IpamDriver.RequestAddress", {"PoolID": pool_id, "Address": "", "Options": GATEWAY}
+        )
+        assert gateway["Address"] == "10.50.0.1/24"
+    with PluginProcess(plugin_env) as second:
+        status, _ = request_address(second.client, pool_id, "10.50.0.1")
+        assert status == 409
+        assert request_address(second.client, pool_id)[1]["Address"] == "10.50.0.2/24"
+
+
+def test_bad_configuration_fails_fast_with_the_reason(plugin_env):
+    process = PluginProcess({**plugin_env, "SRIOV_DEFAULT_POOLS": "10.0.0.0/8"})
+    with pytest.raises(RuntimeError, match="exited with 2") as raised:
+        process.start()
+    assert "SRIOV_DEFAULT_POOLS='10.0.0.0/8' is not allowed" in str(raised.value)
