@@ -1,0 +1,262 @@
+"""The simulated NIC for real: veths, bridges and sysfs tree in a private namespace.
+
+A fresh network namespace stands for the host, so the fabric's links never meet
+the real host's. Code runs in it through ``ip netns exec`` subprocesses (the
+pytest process never changes namespace); each VF netdev is then moved into a
+namespace of its own, standing for a container, and pinged across the fabric.
+Every namespace is deleted in teardown, which also removes any link left in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+class Namespaces:
+    """Named network namespaces made for one test and deleted after it."""
+
+    def __init__(self):
+        self.tag = uuid.uuid4().hex[:6]
+        self.names: list[str] = []
+
+    def add(self, role: str) -> str:
+        name = f"sriovsim{self.tag}{role}"
+        run("ip", "netns", "add", name)
+        self.names.append(name)
+        return name
+
+    def exec(self, ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run("ip", "netns", "exec", ns, *argv, check=check)
+
+    def python(self, ns: str, code: str) -> object:
+        """Run ``code`` in ``ns``; it prints one JSON value, which is returned."""
+        out = self.exec(ns, sys.executable, "-c", textwrap.dedent(code)).stdout
+        return json.loads(out)
+
+    def links(self, ns: str) -> set[str]:
+        return {link["ifname"] for link in json.loads(self.exec(ns, "ip", "-j", "link").stdout)}
+
+    def delete_all(self) -> None:
+        for name in self.names:
+            run("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def namespaces():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces")
+    spaces = Namespaces()
+    try:
+        yield spaces
+    finally:
+        spaces.delete_all()
+
+
+def sim(namespaces: Namespaces, host: str, *args: str, check: bool = True):
+    code = "import sys; from plugin.nic.simnic import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+    return namespaces.exec(host, sys.executable, "-c", code, *args, check=check)
+
+
+def program(namespaces, host, root, pf, index, **settings):
+    """Apply ``settings`` to a VF through SimBackend in ``host``; return what read_vf says."""
+    return namespaces.python(
+        host,
+        f"""
+        import dataclasses, json
+        from plugin.nic.base import VfSettings
+        from plugin.nic.program import program_vf
+        from plugin.nic.sim import SimBackend
+        from plugin.nic.sysfs import Sysfs
+        sysfs = Sysfs({str(root)!r})
+        backend = SimBackend(sysfs)
+        vf = sysfs.vfs({pf!r})[{index}]
+        program_vf(backend, vf, VfSettings(**{settings!r}))
+        print(json.dumps(dataclasses.asdict(backend.read_vf(vf))))
+        """,
+    )
+
+
+def into_container(namespaces, host, netdev, address):
+    """Do what Docker does with a VF: move its netdev into a namespace, address it, up."""
+    container = namespaces.add(netdev[-3:])
+    namespaces.exec(host, "ip", "link", "set", netdev, "netns", container)
+    namespaces.exec(container, "ip", "addr", "add", f"{address}/24", "dev", netdev)
+    namespaces.exec(container, "ip", "link", "set", netdev, "up")
+    return container
+
+
+def pings(namespaces, ns, address) -> bool:
+    proc = namespaces.exec(ns, "ping", "-c", "1", "-W", "2", address, check=False)
+    return proc.returncode == 0
+
+
+def test_two_pfs_share_one_fabric_and_vlans_separate_vfs(namespaces, tmp_path):
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpa", "--vfs", "2", "--sysfs", str(root))
+    sim(namespaces, host, "create", "--pf", "tpb", "--vfs", "2", "--sysfs", str(root))
+
+    parsed = namespaces.python(
+        host,
+        f"""
+        import dataclasses, json
+        from plugin.nic.sysfs import Sysfs
+        s = Sysfs({str(root)!r})
+        print(json.dumps({{pf: [dataclasses.asdict(s.pf(pf)),
+                               [dataclasses.asdict(v) for v in s.vfs(pf)]]
+                          for pf in ("tpa", "tpb")}}))
+        """,
+    )
+    pf_a, vfs_a = parsed["tpa"]
+    pf_b, vfs_b = parsed["tpb"]
+    assert (pf_a["totalvfs"], pf_a["numvfs"], pf_a["mtu"]) == (2, 2, 1500)
+    assert pf_a["pci"] != pf_b["pci"]
+    assert [v["netdev"] for v in vfs_a + vfs_b] == ["tpav0", "tpav1", "tpbv0", "tpbv1"]
+    assert len({v["pci"] for v in vfs_a + vfs_b}) == 4
+    assert {v["driver"] for v in vfs_a + vfs_b} == {"sim_vf"}
+
+    a0 = program(namespaces, host, root, "tpa", 0, vlan=100, mac="02:00:00:00:0a:00", mtu=9000)
+    assert (a0["vlan"], a0["mac"], a0["mtu"], a0["spoofchk"]) == (
+        100,
+        "02:00:00:00:0a:00",
+        9000,
+        True,
+    )
+    b0 = program(namespaces, host, root, "tpb", 0, vlan=100, spoofchk=False, trust=True)
+    assert (b0["vlan"], b0["spoofchk"], b0["trust"]) == (100, False, True)
+    a1 = program(namespaces, host, root, "tpa", 1, vlan=200, qos=3, proto="802.1ad")
+    assert (a1["vlan"], a1["qos"], a1["proto"]) == (200, 3, "802.1ad")
+
+    ca0 = into_container(namespaces, host, "tpav0", "10.77.0.1")
+    cb0 = into_container(namespaces, host, "tpbv0", "10.77.0.2")
+    ca1 = into_container(namespaces, host, "tpav1", "10.77.0.3")
+    mac = json.loads(namespaces.exec(ca0, "ip", "-j", "link", "show", "tpav0").stdout)[0]
+    assert mac["address"] == "02:00:00:00:0a:00"
+
+    assert pings(namespaces, ca0, "10.77.0.2"), "same VLAN, different PFs: must reach"
+    assert not pings(namespaces, ca0, "10.77.0.3"), "different VLANs: must not reach"
+
+    # The VF netdev is in a container; its switch port is not, so the VLAN still changes.
+    moved = program(namespaces, host, root, "tpa", 1, vlan=100, link_state="enable")
+    assert (moved["vlan"], moved["link_state"], moved["mtu"]) == (100, "enable", None)
+    assert pings(namespaces, ca1, "10.77.0.1")
+
+    shown = sim(namespaces, host, "show", "--sysfs", str(root)).stdout
+    assert "PF tpa pci 0000:01:00.0 totalvfs 2 numvfs 2 mtu 1500" in shown
+    lines = {line.split()[5]: line for line in shown.splitlines() if line.startswith("  VF")}
+    assert "(absent)" in lines["tpav0"] and "vlan 100" in lines["tpav0"]
+    assert "mac 02:00:00:00:0a:00" in lines["tpav0"]
+    assert "spoofchk off trust on" in lines["tpbv0"]
+    assert "qos 3 proto 802.1ad" in lines["tpav1"] and "link_state enable" in lines["tpav1"]
+    bridges = {vf: line.split(" bridge ")[1].split()[0] for vf, line in lines.items()}
+    assert bridges["tpav0"] == bridges["tpav1"] == bridges["tpbv0"] != bridges["tpbv1"]
+
+    sim(namespaces, host, "destroy", "--pf", "tpa", "--sysfs", str(root))
+    assert "tpbv1" in namespaces.links(host)
+    assert namespaces.links(ca1) == {"lo"}, "the VF end went with its port, even in a container"
+    assert not (root / "class/net/tpa").exists()
+    assert program(namespaces, host, root, "tpb", 1, vlan=0)["vlan"] == 0
+    sim(namespaces, host, "destroy", "--pf", "tpb", "--sysfs", str(root))
+    sim(namespaces, host, "destroy", "--pf", "tpb", "--sysfs", str(root))  # idempotent
+    assert namespaces.links(host) == {"lo"}
+    for container in (ca0, cb0, ca1):
+        assert namespaces.links(container) == {"lo"}
+    assert sorted(p.name for p in (root / "sriov-sim").iterdir()) == ["fabric.json", "lock"]
+    assert list((root / "class/net").iterdir()) == []
+    assert list((root / "devices/pci0000:00").iterdir()) == []
+
+
+def test_numvfs_zero_hides_vfs_until_written(namespaces, tmp_path):
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "tpz",
+        "--vfs",
+        "3",
+        "--numvfs",
+        "0",
+        "--sysfs",
+        str(root),
+    )
+    counts = namespaces.python(
+        host,
+        f"""
+        import json
+        from plugin.nic.sysfs import Sysfs
+        s = Sysfs({str(root)!r})
+        before = len(s.vfs("tpz"))
+        s.set_numvfs("tpz", s.pf("tpz").totalvfs)
+        print(json.dumps([before, [v.netdev for v in s.vfs("tpz")]]))
+        """,
+    )
+    assert counts == [0, ["tpzv0", "tpzv1", "tpzv2"]]
+
+
+def test_create_refuses_bad_input_and_leaves_nothing(namespaces, tmp_path):
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    too_long = sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "abcdefghijklm",
+        "--vfs",
+        "12",
+        "--sysfs",
+        str(root),
+        check=False,
+    )
+    assert too_long.returncode == 1
+    assert "'abcdefghijklmv10' is not a valid interface name" in too_long.stderr
+    sim(namespaces, host, "create", "--pf", "tpd", "--vfs", "1", "--sysfs", str(root))
+    made = namespaces.links(host)
+    again = sim(
+        namespaces, host, "create", "--pf", "tpd", "--vfs", "1", "--sysfs", str(root), check=False
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert namespaces.links(host) == made
+    # a link that takes a VF's name makes create fail before any change, nothing leaks
+    namespaces.exec(host, "ip", "link", "add", "tpev0", "type", "bridge")
+    clash = sim(
+        namespaces, host, "create", "--pf", "tpe", "--vfs", "1", "--sysfs", str(root), check=False
+    )
+    assert clash.returncode == 1 and "links tpev0 exist" in clash.stderr
+    assert not (root / "class/net/tpe").exists()
+    assert not (root / "sriov-sim/tpe.json").exists()
+    assert namespaces.links(host) == made | {"tpev0"}
+
+
+def test_two_roots_never_share_link_names(namespaces, tmp_path):
+    host = namespaces.add("h")
+    sim(namespaces, host, "create", "--pf", "tpf", "--vfs", "1", "--sysfs", str(tmp_path / "one"))
+    before = namespaces.links(host)
+    sim(namespaces, host, "create", "--pf", "tpg", "--vfs", "1", "--sysfs", str(tmp_path / "two"))
+    added = namespaces.links(host) - before
+    assert len(added) == 3  # VF, its port, and a VLAN 0 bridge of its own
+    sim(namespaces, host, "destroy", "--pf", "tpg", "--sysfs", str(tmp_path / "two"))
+    assert namespaces.links(host) == before
