@@ -260,3 +260,44 @@ def test_two_roots_never_share_link_names(namespaces, tmp_path):
     assert len(added) == 3  # VF, its port, and a VLAN 0 bridge of its own
     sim(namespaces, host, "destroy", "--pf", "tpg", "--sysfs", str(tmp_path / "two"))
     assert namespaces.links(host) == before
+
+
+def test_root_seen_at_another_path_still_drives_the_same_fabric(namespaces, tmp_path):
+    """The plugin may see the root bind-mounted elsewhere: nothing may depend on its path."""
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpm", "--vfs", "2", "--sysfs", str(root))
+    state = (root / "sriov-sim/tpm.json").read_text()
+    assert str(tmp_path) not in state
+    links = namespaces.links(host)
+    elsewhere = tmp_path / "mounted-elsewhere"
+    root.rename(elsewhere)
+    assert program(namespaces, host, elsewhere, "tpm", 1, vlan=42)["vlan"] == 42
+    bridges = namespaces.links(host) - links
+    assert len(bridges) == 1 and next(iter(bridges)).endswith("b42")
+    sim(namespaces, host, "destroy", "--pf", "tpm", "--sysfs", str(elsewhere))
+    assert namespaces.links(host) == {"lo"}
+
+
+def test_concurrent_updates_of_one_pf_lose_nothing(namespaces, tmp_path):
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpc", "--vfs", "2", "--sysfs", str(root))
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from plugin.nic import simnic
+        index = int(sys.argv[1])
+        for rate in range(1, 41):
+            simnic.record({str(root)!r}, "tpc", index, max_tx_rate=rate * (index + 1))
+            simnic.set_vlan({str(root)!r}, "tpc", index, 10 + index, 0, "802.1Q")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    workers = [
+        subprocess.Popen(["ip", "netns", "exec", host, sys.executable, "-c", code, str(i)], env=env)
+        for i in (0, 1)
+    ]
+    assert [w.wait() for w in workers] == [0, 0]
+    vfs = json.loads((root / "sriov-sim/tpc.json").read_text())["vfs"]
+    assert [(vf["max_tx_rate"], vf["vlan"]) for vf in vfs] == [(40, 10), (80, 11)]
