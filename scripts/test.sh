@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): dependencies, lint, then pytest in three stages.
+#
+# Usage: scripts/test.sh [PYTEST ARGS...]   (extra arguments go to every pytest stage)
+# Stages: ruff check; unit (-m "not netns and not docker"); netns (-m netns, needs root);
+# docker (-m docker; starts dockerd first, and stops it at the end if it started it).
+# Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+failed=()
+summary=()
+started_dockerd_pid=
+
+heading() {
+    printf '\n===== %s =====\n' "$1"
+}
+
+# run_stage NAME COMMAND...: run one stage, time it, record its result.
+run_stage() {
+    local name=$1 start status
+    shift
+    heading "$name"
+    start=$SECONDS
+    "$@"
+    status=$?
+    summary+=("$(printf '%-7s %s  %ss' "$name" "$([ "$status" -eq 0 ] && echo ok || echo FAILED)" $((SECONDS - start)))")
+    [ "$status" -eq 0 ] || failed+=("$name")
+}
+
+# pytest, with its exit status 5 (no tests selected for the marker) counted as a pass.
+run_pytest() {
+    pytest "$@"
+    local status=$?
+    [ "$status" -eq 5 ] && return 0
+    return "$status"
+}
+
+stop_started_dockerd() {
+    [ -n "$started_dockerd_pid" ] || return 0
+    kill "$started_dockerd_pid" 2>/dev/null || return 0
+    for _ in $(seq 30); do
+        kill -0 "$started_dockerd_pid" 2>/dev/null || return 0
+        sleep 1
+    done
+}
+
+start_dockerd() {
+    local out
+    out=$(scripts/start-dockerd.sh) || return 1
+    echo "$out"
+    if [[ $out =~ ^dockerd\ started,\ pid\ ([0-9]+) ]]; then
+        started_dockerd_pid=${BASH_REMATCH[1]}
+    fi
+}
+
+docker_stage() {
+    start_dockerd || return 1
+    run_pytest -m docker "$@"
+}
+
+heading "dependencies"
+if ! scripts/install-deps.sh; then
+    echo "test.sh: scripts/install-deps.sh failed" >&2
+    exit 1
+fi
+export PATH="$repo/.venv/bin:$PATH"
+trap stop_started_dockerd EXIT
+
+run_stage ruff ruff check .
+run_stage unit run_pytest -m "not netns and not docker" "$@"
+run_stage netns run_pytest -m netns "$@"
+run_stage docker docker_stage "$@"
+
+heading "summary"
+printf '%s\n' "${summary[@]}"
+if [ "${#failed[@]}" -ne 0 ]; then
+    echo "failed: ${failed[*]}"
+    exit 1
+fi
+echo "all stages passed"

@@ -1,0 +1,402 @@
+"""Drive a real Docker Engine from tests: the CLI, the plugin, a test image, simulated NICs.
+
+Everything goes through the ``docker`` CLI (any client that negotiates the
+engine's API version) and the repo's scripts, so the tests exercise exactly what
+a user runs. The conftest fixtures build on these helpers; tests of the network
+driver import them too:
+
+    from dockerlib import PLUGIN, container_ip, docker  # tests/e2e is on sys.path
+
+Names of everything the tests create start with ``NAME_PREFIX``, so a later
+session can remove what a killed one left behind (``remove_leftovers``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO / "scripts"
+PLUGIN = "sriov:latest"  # managed plugins resolve as drivers only by full name:tag
+TEST_IMAGE = "sriov-test-busybox:latest"
+NAME_PREFIX = "sriov-e2e-"
+DOCKERD_PIDFILE = Path("/var/run/docker.pid")
+STATE_SUBDIR = "sriov-state"  # config.json: SRIOV_STATE_DIR below the state mount
+BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: runs in an image with no libc
+
+
+class DockerError(AssertionError):
+    """A docker command failed; the message holds the command and its stderr."""
+
+
+def run_docker(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS`` and return the finished process, whatever its exit status."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def docker(*args: str, check: bool = True, timeout: float = 180) -> str:
+    """Run ``docker ARGS`` and return its stripped stdout; raise DockerError on failure."""
+    result = run_docker(*args, timeout=timeout)
+    if check and result.returncode != 0:
+        raise DockerError(
+            f"docker {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
+        )
+    return result.stdout.strip()
+
+
+def docker_fails(*args: str, timeout: float = 180) -> str:
+    """Run ``docker ARGS``, assert that it fails, and return its stderr."""
+    result = run_docker(*args, timeout=timeout)
+    assert result.returncode != 0, f"docker {' '.join(args)} succeeded: {result.stdout}"
+    return result.stderr.strip()
+
+
+def unique_name(kind: str) -> str:
+    """A fresh name for a container, network or sim, marked as the tests' own."""
+    return f"{NAME_PREFIX}{kind}-{uuid.uuid4().hex[:8]}"
+
+
+def run_script(name: str, *args: str, timeout: float = 1200) -> str:
+    """Run ``scripts/NAME ARGS``; return stdout, raise with stdout and stderr on failure."""
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"scripts/{name} {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+# ---- the engine ------------------------------------------------------------------------
+
+
+def engine_answers() -> bool:
+    return run_docker("info", timeout=30).returncode == 0
+
+
+def start_dockerd() -> int | None:
+    """Start dockerd unless an engine answers; return the pid if this call started it."""
+    output = run_script("start-dockerd.sh", timeout=120)
+    words = output.split()
+    if output.startswith("dockerd started, pid "):
+        return int(words[3].rstrip(","))
+    return None
+
+
+def dockerd_pid() -> int:
+    """The pid of the running dockerd, from the pid file it writes."""
+    return int(DOCKERD_PIDFILE.read_text().strip())
+
+
+def stop_dockerd(pid: int, timeout: float = 60) -> None:
+    """SIGTERM dockerd ``pid`` and wait until it has exited."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    wait_until(lambda: not _process_alive(pid), timeout, f"dockerd {pid} to exit")
+
+
+def restart_dockerd() -> int:
+    """Stop the running dockerd and start a new one; return the new pid.
+
+    Containers without a restart policy stop; enabled plugins come back enabled.
+    """
+    stop_dockerd(dockerd_pid())
+    pid = start_dockerd()
+    assert pid is not None, "dockerd still answered after it was stopped"
+    return pid
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().split()
+    return status[2] != "Z"
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---- the plugin --------------------------------------------------------------------------
+
+
+def build_plugin(name: str = PLUGIN) -> str:
+    """Build the plugin with scripts/build-plugin.sh and create it (disabled) as ``name``."""
+    return run_script("build-plugin.sh", name)
+
+
+def plugin_enabled(name: str = PLUGIN) -> bool:
+    return docker("plugin", "inspect", "-f", "{{.Enabled}}", name) == "true"
+
+
+def plugin_settings(name: str = PLUGIN) -> dict[str, str]:
+    """The plugin's env values and mount sources, keyed as ``docker plugin set`` takes them."""
+    settings = json.loads(docker("plugin", "inspect", "-f", "{{json .Settings}}", name))
+    values = dict(item.split("=", 1) for item in settings["Env"])
+    for mount in settings["Mounts"]:
+        values[f"{mount['Name']}.source"] = mount["Source"]
+    return values
+
+
+def configure_plugin(settings: dict[str, str], name: str = PLUGIN) -> None:
+    """Disable the plugin, apply ``docker plugin set`` settings, enable it again.
+
+    Keys are as ``docker plugin set`` takes them: env names (``SRIOV_NIC``) and
+    mount sources (``sysfs.source``, ``state.source``).
+    """
+    if plugin_enabled(name):
+        docker("plugin", "disable", "-f", name)
+    if settings:
+        docker("plugin", "set", name, *(f"{key}={value}" for key, value in settings.items()))
+    docker("plugin", "enable", name)
+
+
+def remove_plugin(name: str) -> None:
+    """Disable and remove plugin ``name`` if it exists."""
+    if run_docker("plugin", "inspect", name).returncode != 0:
+        return
+    docker("plugin", "rm", "-f", name)
+
+
+# ---- the test image ------------------------------------------------------------------------
+
+
+def make_busybox_image(image: str = TEST_IMAGE) -> str:
+    """Import an image holding only a static busybox and its applets; reuse one that exists.
+
+    The image has no libc, so the busybox must be static (Debian's busybox-static).
+    """
+    if run_docker("image", "inspect", image).returncode == 0:
+        return image
+    applets = subprocess.run(
+        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    with tempfile.TemporaryDirectory() as tmp:
+        tar_path = Path(tmp) / "busybox.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            for directory in ("bin", "dev", "etc", "proc", "root", "sys", "tmp"):
+                tar.addfile(_tar_dir(directory))
+            tar.add(BUSYBOX, arcname="bin/busybox")
+            for applet in applets:
+                if applet != "busybox":
+                    tar.addfile(_tar_symlink(f"bin/{applet}", "busybox"))
+        docker(
+            "import", "--change", 'CMD ["sh"]', "--change", "ENV PATH=/bin", str(tar_path), image
+        )
+    return image
+
+
+def _tar_dir(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o1777 if name == "tmp" else 0o755
+    return info
+
+
+def _tar_symlink(name: str, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+# ---- containers and networks ------------------------------------------------------------
+
+
+def container_ip(container: str, network: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address Docker gave ``container`` on ``network``, or None."""
+    text = docker(
+        "inspect",
+        "-f",
+        f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+        container,
+    )
+    return ipaddress.IPv4Address(text) if text else None
+
+
+def network_subnets(network: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets of ``network`` as Docker recorded them from the IPAM driver."""
+    config = json.loads(docker("network", "inspect", "-f", "{{json .IPAM.Config}}", network))
+    return [ipaddress.ip_network(entry["Subnet"]) for entry in config or []]
+
+
+def network_gateway(network: str) -> ipaddress.IPv4Address:
+    config = json.loads(docker("network", "inspect", "-f", "{{json .IPAM.Config}}", network))
+    return ipaddress.IPv4Address(config[0]["Gateway"])
+
+
+def running_containers_on(network: str) -> list[str]:
+    return docker("ps", "-q", "--filter", f"network={network}").split()
+
+
+def remove_leftovers() -> None:
+    """Remove containers and networks named with NAME_PREFIX (left by a killed session)."""
+    containers = docker("ps", "-aq", "--filter", f"name={NAME_PREFIX}").split()
+    if containers:
+        docker("rm", "-f", *containers)
+    networks = docker("network", "ls", "-q", "--filter", f"name={NAME_PREFIX}").split()
+    if networks:
+        docker("network", "rm", *networks)
+
+
+# ---- simulated NICs --------------------------------------------------------------------------
+
+
+@dataclass
+class SimNic:
+    """A simulated SR-IOV NIC: a sysfs tree under ``sysfs`` and veths/bridges on the host."""
+
+    pf: str
+    vfs: int
+    sysfs: Path
+
+    def create(self) -> None:
+        self._sim("create", "--pf", self.pf, "--vfs", str(self.vfs))
+
+    def destroy(self) -> None:
+        self._sim("destroy", "--pf", self.pf)
+
+    def show(self) -> str:
+        return self._sim("show")
+
+    def _sim(self, command: str, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "plugin", "sim", command, *args, "--sysfs", str(self.sysfs)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"sim {command} {' '.join(args)} --sysfs {self.sysfs} exited "
+                f"{result.returncode}: {result.stderr.strip()}"
+            )
+        return result.stdout
+
+
+# ---- what a test made, removed even when it fails -------------------------------------------
+
+
+@dataclass
+class Resources:
+    """Containers, networks and simulated NICs one test made, with their cleanup.
+
+    ``cleanup`` removes containers, then networks, puts the plugin back on the
+    sysfs it used before a sim took it over, then destroys the sims, collecting
+    every failure instead of stopping at the first.
+    """
+
+    plugin: str = PLUGIN
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    sims: list[SimNic] = field(default_factory=list)
+    default_settings: dict[str, str] = field(default_factory=dict)
+
+    def network(self, *args: str, name: str | None = None) -> str:
+        """``docker network create ARGS NAME``; return the name."""
+        name = name or unique_name("net")
+        self.networks.append(name)
+        docker("network", "create", *args, name)
+        return name
+
+    def run(
+        self,
+        *args: str,
+        image: str = TEST_IMAGE,
+        command: tuple[str, ...] = ("sleep", "600"),
+        name: str | None = None,
+    ) -> str:
+        """``docker run -d --name NAME ARGS IMAGE COMMAND``; return the name."""
+        name = name or unique_name("ctr")
+        self.containers.append(name)
+        docker("run", "-d", "--name", name, *args, image, *command)
+        return name
+
+    def run_fails(
+        self, *args: str, image: str = TEST_IMAGE, command: tuple[str, ...] = ("sleep", "600")
+    ) -> str:
+        """``docker run -d`` that must fail (Docker keeps the container, created); return stderr."""
+        name = unique_name("ctr")
+        self.containers.append(name)
+        return docker_fails("run", "-d", "--name", name, *args, image, *command)
+
+    def sim_nic(self, sysfs: Path, pf: str, vfs: int) -> SimNic:
+        """Create a simulated NIC and point the plugin at it (SRIOV_NIC=sim)."""
+        sim = SimNic(pf=pf, vfs=vfs, sysfs=sysfs)
+        self.sims.append(sim)
+        sim.create()
+        if not self.default_settings:
+            current = plugin_settings(self.plugin)
+            self.default_settings = {key: current[key] for key in ("sysfs.source", "SRIOV_NIC")}
+        configure_plugin({"sysfs.source": str(sysfs), "SRIOV_NIC": "sim"}, self.plugin)
+        return sim
+
+    def cleanup(self) -> None:
+        errors: list[str] = []
+        for action in (
+            lambda: self._remove(["rm", "-f"], self.containers),
+            lambda: self._remove(["network", "rm"], self.networks),
+            self._restore_plugin,
+            self._destroy_sims,
+        ):
+            try:
+                action()
+            except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+                errors.append(str(exc))
+        if errors:
+            raise AssertionError("cleanup failed:\n" + "\n".join(errors))
+
+    def _remove(self, command: list[str], names: list[str]) -> None:
+        existing = [n for n in names if run_docker(*_inspect_for(command), n).returncode == 0]
+        if existing:
+            docker(*command, *existing)
+        names.clear()
+
+    def _destroy_sims(self) -> None:
+        while self.sims:
+            sim = self.sims.pop()
+            sim.destroy()
+            shutil.rmtree(sim.sysfs, ignore_errors=True)
+
+    def _restore_plugin(self) -> None:
+        if self.default_settings:
+            configure_plugin(self.default_settings, self.plugin)
+            self.default_settings = {}
+        elif not plugin_enabled(self.plugin):
+            docker("plugin", "enable", self.plugin)
+
+
+def _inspect_for(remove_command: list[str]) -> list[str]:
+    return ["network", "inspect"] if remove_command[0] == "network" else ["container", "inspect"]
