@@ -25,6 +25,7 @@ def main(argv: list[str]) -> int:
 
 def serve() -> int:
     from plugin.config import ConfigError, load_config
+    from plugin.errors import PluginError
     from plugin.server import configure_logging, serve
 
     try:
@@ -33,7 +34,11 @@ def serve() -> int:
         print(f"sriov: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
-    serve(config)
+    try:
+        serve(config)
+    except PluginError as exc:
+        print(f"sriov: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -182,12 +182,21 @@ class IpamService:
         return f"{ipaddress.ip_address(leased)}/{network.prefixlen}"
 
     def release_address(self, pool_id: str, address: str) -> None:
-        """Free ``address``; unknown pools and addresses are already free."""
+        """Free ``address``; unknown pools and addresses are already free.
+
+        The gateway of a pool that several networks share stays held until the
+        last of them goes: Docker releases it when any one network is removed.
+        """
         try:
             value = int(ipaddress.ip_interface(address).ip)
         except ValueError:
             raise InvalidRequest(f"ReleaseAddress: {address!r} is not an IP address") from None
         with self._store.transaction() as tx:
+            pool = tx.pool(pool_id)
+            if pool is None:
+                return
+            if pool.holders > 1 and tx.address_kind(pool_id, value) == "gateway":
+                return
             tx.delete_address(pool_id, value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 import waitress
@@ -63,6 +64,7 @@ def serve(config: Config) -> None:
         config.nic,
         ",".join(str(p) for p in config.default_pools),
     )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     waitress.serve(
         app,
         unix_socket=str(config.socket),
@@ -71,6 +73,12 @@ def serve(config: Config) -> None:
         ident="sriov",
         _quiet=True,
     )
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """Docker stops a plugin with SIGTERM: leave through SystemExit so the exit is clean."""
+    log.info("SIGTERM: stopping")
+    raise SystemExit(0)
 
 
 def configure_logging(level: int) -> None:

@@ -135,3 +135,14 @@ def test_cli_without_command_prints_usage_and_fails():
     )
     assert result.returncode == 2
     assert "python -m plugin serve" in result.stdout
+
+
+def test_serve_with_unusable_state_dir_exits_with_one_line_naming_it(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = {"SRIOV_SOCKET": str(tmp_path / "s.sock"), "SRIOV_STATE_DIR": str(blocker / "state")}
+    result = run_serve(env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"sriov: open state store {blocker}/state/sriov.db")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s.sock").exists()

@@ -496,3 +496,20 @@ def test_state_persists_across_a_new_store(ipam, state_dir):
         reopened.request_pool("local", "10.1.0.0/16", "", None, False)
     reopened.release_pool(shared)
     assert reopened.request_pool("local", "10.2.0.0/24", "", None, False).pool_id == shared
+
+
+def test_shared_pool_keeps_its_gateway_until_the_last_network_releases_it(tmp_path):
+    ipam = IpamService(Store(tmp_path), ())
+    gateway_opts = {"RequestAddressType": "com.docker.network.gateway"}
+    first = ipam.request_pool("local", "10.5.0.0/24", "", None, False)
+    second = ipam.request_pool("local", "10.5.0.0/24", "", None, False)
+    assert first == second
+    assert ipam.request_address(first.pool_id, "", gateway_opts) == "10.5.0.1/24"
+    assert ipam.request_address(first.pool_id, "", gateway_opts) == "10.5.0.1/24"
+    ipam.release_address(first.pool_id, "10.5.0.1")  # one network goes
+    ipam.release_pool(first.pool_id)
+    with pytest.raises(Conflict):
+        ipam.request_address(first.pool_id, "10.5.0.1", None)  # still the other's gateway
+    ipam.release_address(first.pool_id, "10.5.0.1")  # the last one goes
+    ipam.release_pool(first.pool_id)
+    assert ipam.request_pool("local", "10.5.0.0/16", "", None, False)  # nothing left behind
