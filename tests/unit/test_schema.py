@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from plugin.errors import InvalidRequest
-from plugin.schema import RequestValidator, load_schemas
+from plugin.schema import RequestValidator, inline_refs, load_schemas
 
 NET = "5f3e2a9c" * 8
 EP = "0d1c2b3a" * 8
@@ -429,3 +429,19 @@ def test_a_broken_reference_is_not_silently_ignored():
             name = ref.rsplit("/", 1)[-1]
             assert ref in (f"common.json#/$defs/{name}", f"#/$defs/{name}")
             assert name in common["$defs"]
+
+
+def test_inline_refs_resolves_nested_shared_definitions():
+    definitions = {
+        "cidr": {"type": "string", "pattern": "/"},
+        "entry": {"type": "object", "properties": {"Pool": {"$ref": "#/$defs/cidr"}}},
+    }
+    schema = {"type": "array", "items": {"$ref": "common.json#/$defs/entry", "minItems": 1}}
+    assert inline_refs(schema, definitions) == {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {"Pool": {"type": "string", "pattern": "/"}},
+            "minItems": 1,
+        },
+    }
