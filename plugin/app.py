@@ -84,14 +84,9 @@ class RequestLog:
         method = req.path.lstrip("/")
         outcome = resp.status if isinstance(resp.status, str) else str(resp.status)
         detail = req.context.error or req.context.reply_ids
-        log.info(
-            "%s %s -> %s %s (%.1f ms)",
-            method,
-            req.context.ids,
-            outcome.split(" ")[0],
-            detail,
-            elapsed_ms,
-        )
+        request = " ".join(part for part in (method, req.context.ids) if part)
+        result = " ".join(part for part in (outcome.split(" ")[0], detail) if part)
+        log.info("%s -> %s (%.1f ms)", request, result, elapsed_ms)
 
 
 def _reply_error(req: falcon.Request, resp: falcon.Response, status: int, message: str) -> None:
