@@ -38,11 +38,15 @@ run_pytest() {
     return "$status"
 }
 
+# Stop dockerd if this script started it; the docker tests may have restarted it since,
+# so the pid to stop is the one in dockerd's pid file now.
 stop_started_dockerd() {
     [ -n "$started_dockerd_pid" ] || return 0
-    kill "$started_dockerd_pid" 2>/dev/null || return 0
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || return 0
     for _ in $(seq 30); do
-        kill -0 "$started_dockerd_pid" 2>/dev/null || return 0
+        kill -0 "$pid" 2>/dev/null || return 0
         sleep 1
     done
 }

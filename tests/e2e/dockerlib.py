@@ -35,6 +35,9 @@ NAME_PREFIX = "sriov-e2e-"
 DOCKERD_PIDFILE = Path("/var/run/docker.pid")
 STATE_SUBDIR = "sriov-state"  # config.json: SRIOV_STATE_DIR below the state mount
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: runs in an image with no libc
+# A container's PID 1 ignores SIGTERM unless it handles it: without the trap, every stop
+# (and a dockerd shutdown) waits out Docker's 10 s grace period.
+IDLE_COMMAND = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
 
 
 class DockerError(AssertionError):
@@ -335,7 +338,7 @@ class Resources:
         self,
         *args: str,
         image: str = TEST_IMAGE,
-        command: tuple[str, ...] = ("sleep", "600"),
+        command: tuple[str, ...] = IDLE_COMMAND,
         name: str | None = None,
     ) -> str:
         """``docker run -d --name NAME ARGS IMAGE COMMAND``; return the name."""
@@ -345,7 +348,7 @@ class Resources:
         return name
 
     def run_fails(
-        self, *args: str, image: str = TEST_IMAGE, command: tuple[str, ...] = ("sleep", "600")
+        self, *args: str, image: str = TEST_IMAGE, command: tuple[str, ...] = IDLE_COMMAND
     ) -> str:
         """``docker run -d`` that must fail (Docker keeps the container, created); return stderr."""
         name = unique_name("ctr")
