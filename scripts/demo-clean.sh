@@ -53,7 +53,7 @@ remove_networks() {
     fi
     local names
     # shellcheck disable=SC2086
-    names=$(docker network inspect -f '{{.Name}}' $networks | tr '\n' ' ')
+    names=$(docker network inspect -f '{{.Name}}' $networks | paste -sd ' ')
     # shellcheck disable=SC2086
     docker network rm $networks >/dev/null
     echo "removed demo networks: $names"
@@ -64,8 +64,12 @@ destroy_sim() {
         echo "no simulated NIC under $dir/sys"
         return
     fi
+    if ! (cd "$repo" && python -m plugin sim show --sysfs "$dir/sys") | grep -q "^PF $pf "; then
+        echo "no simulated PF $pf under $dir/sys"
+        return
+    fi
     (cd "$repo" && python -m plugin sim destroy --pf "$pf" --sysfs "$dir/sys")
-    echo "destroyed simulated NIC $pf under $dir/sys (if it was there)"
+    echo "destroyed simulated PF $pf (its VFs and VLAN bridges) under $dir/sys"
 }
 
 remove_plugin_and_image() {

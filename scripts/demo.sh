@@ -3,7 +3,8 @@
 #
 # Usage: scripts/demo.sh          (as root)
 # Environment:
-#   DEMO_PF      simulated PF name, at most 11 characters (default simpf0)
+#   DEMO_PF      simulated PF name (default simpf0); its VFs are named <pf>v<N>, so it has
+#                at most 13 characters
 #   DEMO_DIR     directory of the simulated sysfs and the plugin state (default /var/lib/sriov-demo)
 #   DEMO_PLUGIN  plugin name (default sriov:latest)
 #   DOCKER_HOST  the Docker Engine to use, as for the docker CLI
@@ -14,7 +15,7 @@
 # it and enable it, create networks red (VLAN 100) and blue (VLAN 200), run two
 # containers on red and one on blue, show what each got, then check that red reaches
 # red and blue does not reach red. Prints PASS/FAIL per check; exits 1 if any failed.
-set -euo pipefail
+set -Eeuo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -43,10 +44,21 @@ step() {
     printf '\n==> %s\n' "$*"
 }
 
+# The VF netdevs <pf>v<N> must be valid interface names (at most 15 bytes); check before
+# anything is built rather than fail when the simulated NIC is made.
+check_pf_name() {
+    local max=$((15 - 1 - ${#vfs}))
+    if ! [[ $pf =~ ^[A-Za-z0-9_.-]+$ ]] || [ "${#pf}" -gt "$max" ]; then
+        echo "demo.sh: DEMO_PF '$pf' is not a usable PF name: use 1-$max letters, digits, '_', '.' or '-'" \
+            "(its VFs are named ${pf}v0..${pf}v$((vfs - 1)), at most 15 characters)" >&2
+        exit 2
+    fi
+}
+
 report_failed_step() {
     echo >&2
     echo "demo.sh: failed during: $current_step" >&2
-    echo "what the demo made so far stays for inspection; scripts/demo-clean.sh removes it" >&2
+    echo "what the demo made so far stays for inspection; $(demo_overrides)scripts/demo-clean.sh removes it" >&2
 }
 
 python() {
@@ -142,7 +154,18 @@ pings() {
     docker exec "$1" ping -c 3 -W 2 "$2"
 }
 
+# The DEMO_* settings that differ from the defaults, as a prefix for the clean-up command.
+demo_overrides() {
+    local overrides=()
+    [ "$pf" = simpf0 ] || overrides+=("DEMO_PF=$pf")
+    [ "$dir" = /var/lib/sriov-demo ] || overrides+=("DEMO_DIR=$dir")
+    [ "$plugin" = sriov:latest ] || overrides+=("DEMO_PLUGIN=$plugin")
+    [ "${#overrides[@]}" -eq 0 ] || echo "${overrides[*]} "
+}
+
 print_summary() {
+    local clean
+    clean="$(demo_overrides)scripts/demo-clean.sh"
     cat <<EOF
 
 ==> What the demo did
@@ -154,10 +177,10 @@ print_summary() {
 - containers sriov-demo-red1, sriov-demo-red2 (red) and sriov-demo-blue1 (blue), image $image
 
 Try:  docker exec sriov-demo-red1 ip addr show eth0
-      $repo/.venv/bin/python -m plugin sim show --sysfs $dir/sys   (run in $repo)
+      cd $repo && .venv/bin/python -m plugin sim show --sysfs $dir/sys
 
-Clean up:  scripts/demo-clean.sh         removes the containers, networks and simulated NIC
-           scripts/demo-clean.sh --all   also removes the plugin $plugin, the image and $dir
+Clean up:  $clean         removes the containers, networks and simulated NIC
+           $clean --all   also removes the plugin $plugin, the image and $dir
 (the Docker Engine keeps running)
 EOF
 }
@@ -166,6 +189,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "demo.sh: must run as root (it installs packages, starts dockerd, creates interfaces)" >&2
     exit 1
 fi
+check_pf_name
 trap report_failed_step ERR
 
 step "Installing what is missing (scripts/install-deps.sh)"
