@@ -1,0 +1,270 @@
+"""The NetworkDriver under a real Docker Engine: containers get simulated VFs as eth0.
+
+All tests share one simulated sysfs root, which the plugin is pointed at once
+per module (each reconfiguration is a disable/enable); every test makes its own
+PF under that root, so their VFs, VLANs and leases do not mix. What a test
+makes is removed after it, pass or fail: containers, then networks, then its PF.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dockerlib
+import pytest
+from dockerlib import PLUGIN, Resources, SimNic, container_ip, docker, docker_fails
+from vflib import (
+    QUICK_STOP,
+    container_gateway,
+    container_ipv6,
+    container_mac,
+    default_route_of,
+    docker_for_mac_address,
+    interface_of,
+    interface_with_mac,
+    pings,
+    restart_engine,
+    sim_vfs,
+    vf_with_mac,
+)
+
+pytestmark = pytest.mark.docker
+
+SIM_SETTINGS = ("sysfs.source", "SRIOV_NIC")
+
+
+class Lab:
+    """One test's containers and networks (a harness Resources) and its simulated PFs."""
+
+    def __init__(self, resources: Resources, root: Path):
+        self.resources = resources
+        self.root = root
+        self.sims: list[SimNic] = []
+
+    def pf(self, vfs: int) -> SimNic:
+        """A new simulated PF with ``vfs`` VFs under the shared root the plugin reads."""
+        sim = SimNic(pf=f"en{uuid.uuid4().hex[:6]}", vfs=vfs, sysfs=self.root)
+        self.sims.append(sim)
+        sim.create()
+        return sim
+
+    def network(self, sim: SimNic, vlan: int, *args: str) -> str:
+        """An sriov network (driver and IPAM) on ``sim``'s PF and ``vlan``."""
+        return self.resources.network(
+            "-d",
+            PLUGIN,
+            "--ipam-driver",
+            PLUGIN,
+            "-o",
+            f"pf_iface={sim.pf}",
+            "-o",
+            f"vlanid={vlan}",
+            *args,
+        )
+
+    def run(self, network: str, *args: str, command: tuple[str, ...] = QUICK_STOP) -> str:
+        return self.resources.run("--network", network, *args, command=command)
+
+    def cleanup(self) -> None:
+        try:
+            self.resources.cleanup()
+        finally:
+            while self.sims:
+                self.sims.pop().destroy()
+
+
+@pytest.fixture(scope="module")
+def sim_root(plugin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A simulated sysfs root the plugin uses (SRIOV_NIC=sim) for the whole module."""
+    root = tmp_path_factory.mktemp("sim-sysfs")
+    current = dockerlib.plugin_settings(plugin)
+    dockerlib.configure_plugin({"sysfs.source": str(root), "SRIOV_NIC": "sim"}, plugin)
+    yield root
+    dockerlib.configure_plugin({key: current[key] for key in SIM_SETTINGS}, plugin)
+
+
+@pytest.fixture
+def lab(plugin: str, test_image: str, sim_root: Path) -> Iterator[Lab]:
+    made = Lab(Resources(plugin=plugin), sim_root)
+    yield made
+    made.cleanup()
+
+
+def create_fails(*args: str) -> str:
+    """``docker network create`` that must fail; return the error and check no network stayed."""
+    name = dockerlib.unique_name("net")
+    error = docker_fails("network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN, *args, name)
+    assert dockerlib.run_docker("network", "inspect", name).returncode != 0, (
+        f"failed create left network {name} behind"
+    )
+    return error
+
+
+def test_bad_options_fail_at_create_time_and_leave_no_network_or_pool(lab):
+    sim = lab.pf(vfs=2)
+    subnet = "10.91.1.0/24"
+    pf = f"pf_iface={sim.pf}"
+    wrong = [
+        (("-o", pf, "-o", "vlanid=5000"), "vlanid 5000 out of range 0-4094"),
+        (("-o", pf, "-o", "colour=blue"), "unknown option 'colour'"),
+        (("-o", "vlanid=100"), "option pf_iface is required"),
+        (("-o", "pf_iface=ennosuchpf"), "pf_iface ennosuchpf not found"),
+        (("-o", pf, "-o", "mtu=9000"), f"mtu 9000 is above the MTU 1500 of PF {sim.pf}"),
+    ]
+    for args, message in wrong:
+        error = create_fails(*args, "--subnet", subnet)
+        assert message in error, f"{args}: {message!r} not in {error!r}"
+
+    net = lab.network(sim, 100, "--subnet", subnet)
+
+    assert docker("network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}}", net) == (
+        f"{PLUGIN} {PLUGIN}"
+    )
+    assert dockerlib.network_subnets(net) == [ipaddress.ip_network(subnet)]
+    taken = create_fails("-o", pf, "-o", "vlanid=100", "--subnet", "10.91.11.0/24")
+    assert f"PF {sim.pf} VLAN 100 is already used by network" in taken
+    assert lab.network(sim, 101, "--subnet", "10.91.11.0/24")
+
+
+def test_container_gets_its_vf_as_eth0_on_its_vlan_only(lab):
+    sim = lab.pf(vfs=4)
+    net = lab.network(sim, 100, "-o", "mtu=1400", "--subnet", "10.91.2.0/24")
+    first, second = lab.run(net), lab.run(net)
+
+    for container in (first, second):
+        mac = container_mac(container, net)
+        vf = vf_with_mac(sim, mac)
+        assert not vf.in_host, f"{vf.netdev} of {container} is still in the host: {vf.line}"
+        assert vf.vlan == 100, vf.line
+        eth0 = interface_of(container)
+        assert eth0.mac == mac
+        assert eth0.mtu == 1400
+        assert eth0.ipv4 == [f"{container_ip(container, net)}/24"]
+        gateway = container_gateway(container, net)
+        assert ipaddress.IPv4Address(gateway) in ipaddress.IPv4Network("10.91.2.0/24")
+        assert default_route_of(container).startswith(f"default via {gateway} dev eth0")
+    first_ip = str(container_ip(first, net))
+    assert pings(second, first_ip), f"{second} cannot reach {first} on the same VLAN"
+
+    # Another VLAN on the same PF: a container there that takes an address of the
+    # first subnet still cannot reach the first VLAN's containers.
+    other_net = lab.network(sim, 200, "--subnet", "10.91.3.0/24")
+    stranger = lab.run(other_net, "--cap-add", "NET_ADMIN")
+    stranger_vf = vf_with_mac(sim, container_mac(stranger, other_net))
+    assert stranger_vf.vlan == 200
+    assert stranger_vf.bridge != vf_with_mac(sim, container_mac(first, net)).bridge
+    docker("exec", stranger, "ip", "addr", "add", "10.91.2.250/24", "dev", "eth0")
+    assert not pings(stranger, first_ip), f"VLAN 200 reached {first_ip} on VLAN 100"
+
+
+def test_released_vf_returns_unchanged_and_exhaustion_names_the_pf(lab):
+    sim = lab.pf(vfs=3)
+    net = lab.network(sim, 300, "-o", "mtu=1400", "--subnet", "10.91.4.0/24")
+    before = sim_vfs(sim)
+    containers = [lab.run(net) for _ in range(3)]
+    leased = [vf_with_mac(sim, container_mac(c, net)) for c in containers]
+    assert sorted(vf.index for vf in leased) == [0, 1, 2]
+    assert not any(vf.in_host for vf in leased)
+
+    error = lab.resources.run_fails("--network", net)
+    assert f"no free VF on {sim.pf}: 3 of 3 leased" in error
+
+    freed = leased[1]
+    docker("rm", "-f", containers[1])
+    after = sim_vfs(sim)[freed.index]
+    assert after.in_host, f"{freed.netdev} did not come back to the host: {after.line}"
+    assert after.line == before[freed.index].line
+    newcomer = lab.run(net)
+    assert vf_with_mac(sim, container_mac(newcomer, net)).index == freed.index
+
+
+def test_pinned_vf_and_requested_address_and_mac(lab):
+    sim = lab.pf(vfs=4)
+    net = lab.network(sim, 400, "--subnet", "10.91.5.0/24")
+    # Docker refuses to connect a container on "none" to anything: start on another VLAN.
+    first_net = lab.network(sim, 401, "--subnet", "10.91.15.0/24")
+    container = lab.run(first_net)
+
+    docker("network", "connect", "--driver-opt", "vf=2", net, container)
+
+    vf2 = sim_vfs(sim)[2]
+    assert not vf2.in_host, vf2.line
+    assert vf2.mac == container_mac(container, net)
+    assert interface_with_mac(container, vf2.mac) == "eth1"
+    other = lab.run(first_net)
+    error = docker_fails("network", "connect", "--driver-opt", "vf=2", net, other)
+    assert f"vf 2 of {sim.pf} is already leased to another endpoint" in error
+
+    mac = "02:91:05:00:00:77"
+    exact = run_with_mac_address(lab, net, mac, "--ip", "10.91.5.77")
+    assert str(container_ip(exact, net)) == "10.91.5.77"
+    assert container_mac(exact, net) == mac
+    eth0 = interface_of(exact)
+    assert (eth0.mac, eth0.ipv4) == (mac, ["10.91.5.77/24"])
+    assert not vf_with_mac(sim, mac).in_host
+
+
+def run_with_mac_address(lab: Lab, network: str, mac: str, *args: str) -> str:
+    """``docker run --network NETWORK --mac-address MAC ARGS`` with a client the engine takes."""
+    name = dockerlib.unique_name("ctr")
+    lab.resources.containers.append(name)
+    command = [docker_for_mac_address(), "run", "-d", "--name", name, "--network", network]
+    command += ["--mac-address", mac, *args, dockerlib.TEST_IMAGE, *QUICK_STOP]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, f"{' '.join(command)}: {result.stderr.strip()}"
+    return name
+
+
+def held_by(sim: SimNic, containers: list[str], net: str) -> tuple[set[int], set[str]]:
+    """The VF indexes and IPv4 addresses ``containers`` hold on ``net``."""
+    vfs = {vf_with_mac(sim, container_mac(c, net)).index for c in containers}
+    ips = {str(container_ip(c, net)) for c in containers}
+    assert len(vfs) == len(ips) == len(containers), f"shared VF or address: {vfs} {ips}"
+    return vfs, ips
+
+
+def running(containers: list[str]) -> bool:
+    states = [docker("inspect", "-f", "{{.State.Running}}", c) for c in containers]
+    return states == ["true"] * len(containers)
+
+
+def test_leases_survive_plugin_disable_enable_and_dockerd_restart(lab):
+    sim = lab.pf(vfs=6)
+    net = lab.network(sim, 500, "--subnet", "10.91.6.0/24")
+    survivors = [lab.run(net, "--restart", "always") for _ in range(2)]
+    vfs, ips = held_by(sim, survivors, net)
+
+    dockerlib.configure_plugin({}, PLUGIN)  # docker plugin disable -f, then enable
+
+    newcomer = lab.run(net)
+    new_vfs, new_ips = held_by(sim, [newcomer], net)
+    assert not new_vfs & vfs and not new_ips & ips, (new_vfs, new_ips, vfs, ips)
+    assert pings(survivors[0], next(iter(ips - {str(container_ip(survivors[0], net))})))
+
+    restart_engine()
+    dockerlib.wait_until(lambda: dockerlib.plugin_enabled(PLUGIN), 60, "the plugin to be enabled")
+    dockerlib.wait_until(lambda: running(survivors), 60, "the --restart always containers")
+
+    assert dockerlib.network_subnets(net) == [ipaddress.ip_network("10.91.6.0/24")]
+    vfs, ips = held_by(sim, survivors, net)
+    late = [lab.run(net) for _ in range(2)]
+    late_vfs, late_ips = held_by(sim, late, net)
+    assert not late_vfs & vfs and not late_ips & ips, (late_vfs, late_ips, vfs, ips)
+    docker("restart", newcomer)
+    held_by(sim, survivors + late + [newcomer], net)
+
+
+def test_ipv6_network_gives_both_addresses(lab):
+    sim = lab.pf(vfs=2)
+    net = lab.network(sim, 600, "--ipv6", "--subnet", "10.91.7.0/24", "--subnet", "fd00:91:7::/64")
+    container = lab.run(net)
+
+    ipv6 = container_ipv6(container, net)
+    assert ipaddress.IPv6Address(ipv6) in ipaddress.IPv6Network("fd00:91:7::/64")
+    eth0 = interface_of(container)
+    assert f"{ipv6}/64" in eth0.ipv6, eth0
+    assert eth0.ipv4 == [f"{container_ip(container, net)}/24"]

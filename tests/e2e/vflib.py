@@ -1,0 +1,232 @@
+"""Helpers for the network-driver tests under a real engine: VFs as the sim and containers see them.
+
+``sim_vfs`` reads ``sim show`` into one record per VF, so a test can find the VF a
+container holds (by the admin MAC the plugin programmed) and compare a VF's
+settings before and after a lease. ``eth0_of`` and ``default_route_of`` read
+the interface from inside the container. ``restart_engine`` restarts the
+engine that ``DOCKER_HOST`` names (or the default one), so the tests never
+stop an engine they do not talk to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import dockerlib
+from dockerlib import SimNic, docker
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# A container command that exits at once on SIGTERM (busybox sh as PID 1 ignores it
+# otherwise), so stopping dockerd does not wait out the kill timeout.
+QUICK_STOP = ("sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait")
+
+_VF_LINE = re.compile(
+    r"^\s*VF (?P<index>\d+) pci (?P<pci>\S+) netdev (?P<netdev>\S+) \((?P<where>\w+)\) "
+    r"port \S+ bridge (?P<bridge>.+?) vlan (?P<vlan>\d+) .* mac (?P<mac>\S+) .* mtu (?P<mtu>\S+)$"
+)
+
+
+@dataclass(frozen=True)
+class SimVf:
+    """One line of ``sim show``: where the VF netdev is and what the NIC records for it."""
+
+    index: int
+    pci: str
+    netdev: str
+    in_host: bool
+    bridge: str
+    vlan: int
+    mac: str
+    line: str
+
+
+def sim_vfs(sim: SimNic) -> dict[int, SimVf]:
+    """The VFs of ``sim``'s PF by index, parsed from ``sim show``."""
+    vfs: dict[int, SimVf] = {}
+    current_pf = None
+    for line in sim.show().splitlines():
+        if line.startswith("PF "):
+            current_pf = line.split()[1]
+            continue
+        match = _VF_LINE.match(line)
+        if current_pf != sim.pf or match is None:
+            continue
+        vfs[int(match["index"])] = SimVf(
+            index=int(match["index"]),
+            pci=match["pci"],
+            netdev=match["netdev"],
+            in_host=match["where"] == "host",
+            bridge=match["bridge"],
+            vlan=int(match["vlan"]),
+            mac=match["mac"],
+            line=line.strip(),
+        )
+    assert vfs, f"sim show lists no VFs of {sim.pf}:\n{sim.show()}"
+    return vfs
+
+
+def vf_with_mac(sim: SimNic, mac: str) -> SimVf:
+    """The VF of ``sim`` whose admin MAC is ``mac`` (the one a container's endpoint leased)."""
+    matches = [vf for vf in sim_vfs(sim).values() if vf.mac == mac.lower()]
+    assert len(matches) == 1, f"{len(matches)} VFs of {sim.pf} have MAC {mac}:\n{sim.show()}"
+    return matches[0]
+
+
+def container_mac(container: str, network: str) -> str:
+    """The MAC address Docker reports for ``container`` on ``network``."""
+    return _network_setting(container, network, "MacAddress").lower()
+
+
+def container_ipv6(container: str, network: str) -> str:
+    return _network_setting(container, network, "GlobalIPv6Address")
+
+
+def container_gateway(container: str, network: str) -> str:
+    """The IPv4 gateway Docker reports for ``container`` on ``network``."""
+    return _network_setting(container, network, "Gateway")
+
+
+def _network_setting(container: str, network: str, key: str) -> str:
+    return docker(
+        "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{network}").{key}}}}}', container
+    )
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface as ``ip`` inside a container shows it."""
+
+    name: str
+    mac: str
+    mtu: int
+    ipv4: list[str]
+    ipv6: list[str]
+
+
+def interface_of(container: str, name: str = "eth0") -> Interface:
+    """Read ``name`` inside ``container`` with the container's own ``ip``."""
+    link = docker("exec", container, "ip", "-o", "link", "show", name)
+    mac = re.search(r"link/ether (\S+)", link)
+    mtu = re.search(r"\bmtu (\d+)", link)
+    assert mac and mtu, f"cannot read MAC and MTU of {name} in {container}: {link}"
+    addrs = docker("exec", container, "ip", "-o", "addr", "show", name)
+    return Interface(
+        name=name,
+        mac=mac[1].lower(),
+        mtu=int(mtu[1]),
+        ipv4=re.findall(r"\binet (\S+)", addrs),
+        ipv6=re.findall(r"\binet6 (\S+)", addrs),
+    )
+
+
+def interface_with_mac(container: str, mac: str) -> str:
+    """The name of the interface in ``container`` that has ``mac``."""
+    for line in docker("exec", container, "ip", "-o", "link").splitlines():
+        if f"link/ether {mac.lower()}" in line.lower():
+            return line.split(":")[1].strip().split("@")[0]
+    raise AssertionError(f"no interface with MAC {mac} in {container}")
+
+
+def default_route_of(container: str) -> str:
+    """The ``ip route`` line of the container's default route."""
+    routes = docker("exec", container, "ip", "route").splitlines()
+    defaults = [route for route in routes if route.startswith("default")]
+    assert len(defaults) == 1, f"{container} has no single default route: {routes}"
+    return defaults[0]
+
+
+def pings(container: str, address: str) -> bool:
+    """Whether ``address`` answers two pings from ``container`` within a few seconds."""
+    result = dockerlib.run_docker(
+        "exec", container, "ping", "-c", "2", "-W", "2", address, timeout=30
+    )
+    return result.returncode == 0
+
+
+# ---- the engine the tests talk to ---------------------------------------------------------
+
+
+def restart_engine() -> None:
+    """Stop the dockerd that serves ``DOCKER_HOST`` and start it again with the same arguments.
+
+    Without ``DOCKER_HOST`` this is the harness's restart of the default engine.
+    The restarted dockerd writes to the file the old one wrote to.
+    """
+    host = os.environ.get("DOCKER_HOST", "")
+    if host in ("", DEFAULT_DOCKER_HOST):
+        dockerlib.restart_dockerd()
+        return
+    pid = dockerd_serving(host)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    output = Path(os.readlink(f"/proc/{pid}/fd/1"))
+    dockerlib.stop_dockerd(pid)
+    with open(output if output.is_file() else os.devnull, "ab") as out:
+        subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    dockerlib.wait_until(dockerlib.engine_answers, 60, f"the engine at {host} to answer")
+
+
+def dockerd_serving(host: str) -> int:
+    """The pid of the dockerd started with ``-H host`` (or ``--host``)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        if Path(argv[0].decode()).name == "dockerd" and host in _hosts_of(argv):
+            return int(proc.name)
+    raise AssertionError(f"no dockerd process serves {host}")
+
+
+def _hosts_of(argv: list[bytes]) -> list[str]:
+    words = [word.decode() for word in argv[1:]]
+    hosts = []
+    for position, word in enumerate(words):
+        if word in ("-H", "--host") and position + 1 < len(words):
+            hosts.append(words[position + 1])
+        elif word.startswith(("-H=", "--host=")):
+            hosts.append(word.split("=", 1)[1])
+    return hosts
+
+
+# ---- a client the engine understands ----------------------------------------------------------
+
+MAC_PER_NETWORK_API = (1, 44)  # from this API version on, clients send --mac-address per network
+
+
+def docker_for_mac_address() -> str:
+    """A docker client that can pass ``--mac-address`` to the engine.
+
+    Clients since API 1.44 send the MAC per network and refuse to talk to an
+    older engine at all about it; then pick a client on PATH whose own API
+    version is not newer than the engine's (Debian's docker.io next to a newer
+    CLI, for example).
+    """
+    server = _api_version(docker("version", "-f", "{{.Server.APIVersion}}"))
+    if server >= MAC_PER_NETWORK_API:
+        return "docker"
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / "docker"
+        if not os.access(candidate, os.X_OK):
+            continue
+        version = subprocess.run(
+            [str(candidate), "version", "-f", "{{.Client.DefaultAPIVersion}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if version and _api_version(version) <= server:
+            return str(candidate)
+    raise AssertionError(f"no docker client on PATH speaks API {server} with --mac-address")
+
+
+def _api_version(text: str) -> tuple[int, int]:
+    major, minor = text.strip().split(".")[:2]
+    return int(major), int(minor)
