@@ -150,15 +150,17 @@ def test_container_gets_its_vf_as_eth0_on_its_vlan_only(lab):
     first_ip = str(container_ip(first, net))
     assert pings(second, first_ip), f"{second} cannot reach {first} on the same VLAN"
 
-    # Another VLAN on the same PF: a container there that takes an address of the
-    # first subnet still cannot reach the first VLAN's containers.
+    # Another VLAN on the same PF. Its containers take addresses of the first subnet
+    # by hand: they reach each other (their own VLAN) but not the first VLAN.
     other_net = lab.network(sim, 200, "--subnet", "10.91.3.0/24")
-    stranger = lab.run(other_net, "--cap-add", "NET_ADMIN")
-    stranger_vf = vf_with_mac(sim, container_mac(stranger, other_net))
-    assert stranger_vf.vlan == 200
-    assert stranger_vf.bridge != vf_with_mac(sim, container_mac(first, net)).bridge
-    docker("exec", stranger, "ip", "addr", "add", "10.91.2.250/24", "dev", "eth0")
-    assert not pings(stranger, first_ip), f"VLAN 200 reached {first_ip} on VLAN 100"
+    strangers = [lab.run(other_net, "--cap-add", "NET_ADMIN") for _ in range(2)]
+    for stranger, address in zip(strangers, ("10.91.2.250/24", "10.91.2.251/24"), strict=True):
+        stranger_vf = vf_with_mac(sim, container_mac(stranger, other_net))
+        assert stranger_vf.vlan == 200
+        assert stranger_vf.bridge != vf_with_mac(sim, container_mac(first, net)).bridge
+        docker("exec", stranger, "ip", "addr", "add", address, "dev", "eth0")
+    assert pings(strangers[0], "10.91.2.251"), "VLAN 200 containers cannot reach each other"
+    assert not pings(strangers[0], first_ip), f"VLAN 200 reached {first_ip} on VLAN 100"
 
 
 def test_released_vf_returns_unchanged_and_exhaustion_names_the_pf(lab):
@@ -251,6 +253,8 @@ def test_leases_survive_plugin_disable_enable_and_dockerd_restart(lab):
 
     assert dockerlib.network_subnets(net) == [ipaddress.ip_network("10.91.6.0/24")]
     vfs, ips = held_by(sim, survivors, net)
+    # 6 VFs: survivors 2, late 2, newcomer 1. Had the survivors' endpoints from
+    # before the restart leaked their VFs, the last of these would find none free.
     late = [lab.run(net) for _ in range(2)]
     late_vfs, late_ips = held_by(sim, late, net)
     assert not late_vfs & vfs and not late_ips & ips, (late_vfs, late_ips, vfs, ips)
