@@ -9,7 +9,8 @@
 #   DEMO_DIR     directory of the simulated sysfs and the plugin state (default /var/lib/sriov-demo)
 #   DEMO_PLUGIN  plugin name (default sriov:latest)
 # Only containers and networks labelled sriov-demo are touched. The plugin stays enabled
-# without --all; the Docker Engine keeps running either way. Idempotent.
+# without --all; the Docker Engine and the build-plugin.sh images (sriov-base, sriov-plugin-build:
+# build caches) stay either way. Idempotent.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,8 +85,10 @@ remove_plugin_and_image() {
         docker image rm "$image" >/dev/null
         echo "removed image $image"
     fi
-    rm -rf "$dir"
-    echo "removed $dir"
+    if [ -e "$dir" ]; then
+        rm -rf "$dir"
+        echo "removed $dir"
+    fi
 }
 
 all=0
