@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import waitress
@@ -82,7 +83,9 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 
 def configure_logging(level: int) -> None:
+    # stdout: Docker files a managed plugin's stderr lines in its log as level=error.
     logging.basicConfig(
+        stream=sys.stdout,
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,

@@ -6,8 +6,13 @@ plugin service and the IPAM driver.
 
 import ipaddress
 import itertools
+import os
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from support import PluginClient, PluginProcess
@@ -171,3 +176,31 @@ def test_bad_configuration_fails_fast_with_the_reason(plugin_env):
     with pytest.raises(RuntimeError, match="exited with 2") as raised:
         process.start()
     assert "SRIOV_DEFAULT_POOLS='10.0.0.0/8' is not allowed" in str(raised.value)
+
+
+def test_request_log_goes_to_stdout_and_sigterm_exits_cleanly(plugin_env):
+    """Docker files a plugin's stderr lines as errors: info lines belong on stdout."""
+    env = {**os.environ, **plugin_env, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            client = PluginClient(plugin_env["SRIOV_SOCKET"])
+            try:
+                client.ok("Plugin.Activate")
+                break
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                client.close()
+    finally:
+        proc.terminate()
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Plugin.Activate -> 200" in stdout
+    assert stderr == ""
