@@ -1,68 +1,11 @@
 import pytest
+from fake_nic import FACTORY, FakeNic
 
 from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.base import VfInfo, VfSettings
 from plugin.nic.program import check_settings, program_vf, restore_vf
 
 VF = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
-
-FACTORY = VfSettings(
-    mac="00:00:00:00:00:00",
-    vlan=0,
-    qos=0,
-    proto="802.1Q",
-    spoofchk=True,
-    trust=False,
-    link_state="auto",
-    min_tx_rate=0,
-    max_tx_rate=0,
-    mtu=1500,
-)
-
-
-class FakeBackend:
-    """Holds one VF's settings; records each call; fails the steps named in ``fail``."""
-
-    def __init__(self, settings=FACTORY):
-        self.settings = settings
-        self.calls = []
-        self.fail = set()  # step names that raise; "name:value" fails only for that value
-
-    def read_vf(self, vf):
-        self.calls.append(("read",))
-        return self.settings
-
-    def _set(self, step, value, **fields):
-        self.calls.append((step, value))
-        if step in self.fail or f"{step}:{value}" in self.fail:
-            raise DeviceError(f"set VF 3 of enp1s0f0 {step} to {value}: Operation not supported")
-        self.settings = VfSettings(**{**self.settings.__dict__, **fields})
-
-    def set_vlan(self, vf, vlan, qos, proto):
-        self._set("vlan", (vlan, qos, proto), vlan=vlan, qos=qos, proto=proto)
-
-    def set_mac(self, vf, mac):
-        self._set("mac", mac, mac=mac)
-
-    def set_rate(self, vf, min_tx_rate, max_tx_rate):
-        rates = (min_tx_rate, max_tx_rate)
-        self._set("rate", rates, min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate)
-
-    def set_spoofchk(self, vf, on):
-        self._set("spoofchk", on, spoofchk=on)
-
-    def set_trust(self, vf, on):
-        self._set("trust", on, trust=on)
-
-    def set_link_state(self, vf, state):
-        self._set("link_state", state, link_state=state)
-
-    def set_mtu(self, vf, mtu):
-        self._set("mtu", mtu, mtu=mtu)
-
-    def netdev_status(self, name):
-        return NetdevStatus.IDLE
-
 
 EVERYTHING = VfSettings(
     mac="02:00:00:00:00:03",
@@ -79,7 +22,7 @@ EVERYTHING = VfSettings(
 
 
 def test_program_snapshots_first_then_applies_in_driver_order():
-    backend = FakeBackend()
+    backend = FakeNic()
     original = program_vf(backend, VF, EVERYTHING)
     assert backend.calls == [
         ("read",),
@@ -92,24 +35,24 @@ def test_program_snapshots_first_then_applies_in_driver_order():
         ("mtu", 9000),
     ]
     assert original == FACTORY
-    assert backend.settings == EVERYTHING
+    assert backend.settings_of(VF) == EVERYTHING
 
 
 def test_program_touches_only_the_asked_fields_and_returns_only_their_originals():
-    backend = FakeBackend()
+    backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=100, mtu=9000))
     assert backend.calls == [("read",), ("vlan", (100, 0, "802.1Q")), ("mtu", 9000)]
     assert original == VfSettings(vlan=0, qos=0, proto="802.1Q", mtu=1500)
 
 
 def test_program_keeps_qos_and_proto_of_the_vf_when_only_vlan_is_asked():
-    backend = FakeBackend(VfSettings(**{**FACTORY.__dict__, "qos": 4, "proto": "802.1ad"}))
+    backend = FakeNic(VfSettings(**{**FACTORY.__dict__, "qos": 4, "proto": "802.1ad"}))
     program_vf(backend, VF, VfSettings(vlan=7))
     assert backend.calls[1] == ("vlan", (7, 4, "802.1ad"))
 
 
 def test_program_skips_fields_already_at_the_desired_value():
-    backend = FakeBackend()
+    backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=0, spoofchk=True, trust=True))
     assert backend.calls == [("read",), ("trust", True)]
     assert original == VfSettings(trust=False)
@@ -125,14 +68,14 @@ def test_program_skips_fields_already_at_the_desired_value():
     ],
 )
 def test_failed_step_undoes_completed_steps_in_reverse_and_names_the_step(failing, undone):
-    backend = FakeBackend()
+    backend = FakeNic()
     backend.fail.add(failing)
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, EVERYTHING)
     steps = [call[0] for call in backend.calls[1:]]
     failed_at = steps.index(failing)
     assert steps[failed_at + 1 :] == undone
-    assert backend.settings == FACTORY
+    assert backend.settings_of(VF) == FACTORY
     assert err.value.message.startswith(f"set VF 3 of enp1s0f0 {failing} to ")
     if undone:
         assert f"(undone: {', '.join(undone)})" in err.value.message
@@ -141,7 +84,7 @@ def test_failed_step_undoes_completed_steps_in_reverse_and_names_the_step(failin
 
 
 def test_failed_undo_is_reported_along_with_the_failure():
-    backend = FakeBackend()
+    backend = FakeNic()
     backend.fail |= {"trust", "mac:00:00:00:00:00:00"}
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, EVERYTHING)
@@ -152,7 +95,7 @@ def test_failed_undo_is_reported_along_with_the_failure():
 
 
 def test_unexpected_exception_is_wrapped_with_step_vf_and_value_and_rolled_back():
-    backend = FakeBackend()
+    backend = FakeNic()
 
     def broken_mtu(vf, mtu):
         raise OSError("device gone")
@@ -161,11 +104,11 @@ def test_unexpected_exception_is_wrapped_with_step_vf_and_value_and_rolled_back(
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, VfSettings(vlan=5, mtu=9000))
     assert err.value.message.startswith("set VF 3 of enp1s0f0 mtu to 9000: device gone")
-    assert backend.settings == FACTORY
+    assert backend.settings_of(VF) == FACTORY
 
 
 def test_field_the_device_does_not_report_is_refused_before_any_change():
-    backend = FakeBackend(VfSettings(**{**FACTORY.__dict__, "trust": None}))
+    backend = FakeNic(VfSettings(**{**FACTORY.__dict__, "trust": None}))
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, VfSettings(vlan=5, trust=True))
     assert "trust to on: the device does not report trust" in err.value.message
@@ -187,7 +130,7 @@ def test_field_the_device_does_not_report_is_refused_before_any_change():
     ],
 )
 def test_invalid_settings_are_refused_before_the_snapshot(settings, message):
-    backend = FakeBackend()
+    backend = FakeNic()
     with pytest.raises(InvalidRequest, match=message):
         program_vf(backend, VF, settings)
     assert backend.calls == []
@@ -198,13 +141,13 @@ def test_check_settings_accepts_a_full_valid_set():
 
 
 def test_restore_puts_back_exactly_the_given_fields_in_order():
-    backend = FakeBackend(EVERYTHING)
+    backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(mtu=1500, vlan=0, qos=0, proto="802.1Q", trust=False))
     assert backend.calls == [("vlan", (0, 0, "802.1Q")), ("trust", False), ("mtu", 1500)]
 
 
 def test_restore_tries_every_field_and_lists_the_failures():
-    backend = FakeBackend(EVERYTHING)
+    backend = FakeNic(EVERYTHING)
     backend.fail |= {"mac", "trust"}
     with pytest.raises(DeviceError) as err:
         restore_vf(backend, VF, FACTORY)
@@ -220,23 +163,23 @@ def test_restore_tries_every_field_and_lists_the_failures():
     assert err.value.message.startswith("restore VF 3 of enp1s0f0: 2 of 7 steps failed: ")
     assert "mac to 00:00:00:00:00:00" in err.value.message
     assert "trust to False" in err.value.message
-    assert backend.settings.vlan == 0 and backend.settings.mtu == 1500
+    assert backend.settings_of(VF).vlan == 0 and backend.settings_of(VF).mtu == 1500
 
 
 def test_restore_completes_a_partial_group_with_neutral_values():
-    backend = FakeBackend(EVERYTHING)
+    backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(vlan=0, max_tx_rate=0))
     assert backend.calls == [("vlan", (0, 0, "802.1Q")), ("rate", (0, 0))]
 
 
 def test_restore_refuses_qos_without_its_vlan_but_restores_the_rest():
-    backend = FakeBackend(EVERYTHING)
+    backend = FakeNic(EVERYTHING)
     with pytest.raises(DeviceError, match="cannot restore qos of VF 3 of enp1s0f0 without vlan"):
         restore_vf(backend, VF, VfSettings(qos=0, mtu=1500))
     assert backend.calls == [("mtu", 1500)]
 
 
 def test_restore_of_nothing_does_nothing():
-    backend = FakeBackend()
+    backend = FakeNic()
     restore_vf(backend, VF, VfSettings())
     assert backend.calls == []
