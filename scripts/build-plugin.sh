@@ -107,7 +107,13 @@ remove_old_plugin() {
 vendor_dependencies
 base=$(choose_base)
 echo "building plugin image from $base"
+previous_image=$(docker image inspect -f '{{.Id}}' "$build_image" 2>/dev/null || true)
 docker build --quiet --build-arg BASE="$base" -t "$build_image" . >/dev/null
+# The rebuilt image takes the tag; drop the one it replaced rather than leave it dangling.
+if [ -n "$previous_image" ] &&
+    [ "$previous_image" != "$(docker image inspect -f '{{.Id}}' "$build_image")" ]; then
+    docker rmi "$previous_image" >/dev/null 2>&1 || true
+fi
 export_rootfs
 echo "rootfs: $(du -s --apparent-size --block-size=1M "$plugin_dir/rootfs" | cut -f1) MB in $plugin_dir/rootfs"
 remove_old_plugin

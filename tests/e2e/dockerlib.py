@@ -14,6 +14,7 @@ session can remove what a killed one left behind (``remove_leftovers``).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ SCRIPTS = REPO / "scripts"
 PLUGIN = "sriov:latest"  # managed plugins resolve as drivers only by full name:tag
 TEST_IMAGE = "sriov-test-busybox:latest"
 NAME_PREFIX = "sriov-e2e-"
-DOCKERD_PIDFILE = Path("/var/run/docker.pid")
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DOCKERD_PIDFILE = Path("/var/run/docker.pid")  # written by the default engine
 STATE_SUBDIR = "sriov-state"  # config.json: SRIOV_STATE_DIR below the state mount
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: runs in an image with no libc
 # A container's PID 1 ignores SIGTERM unless it handles it: without the trap, every stop
@@ -107,9 +109,34 @@ def start_dockerd() -> int | None:
     return None
 
 
-def dockerd_pid() -> int:
-    """The pid of the running dockerd, from the pid file it writes."""
-    return int(DOCKERD_PIDFILE.read_text().strip())
+def dockerd_pid(host: str | None = None) -> int:
+    """The pid of the dockerd serving ``host`` (default: ``DOCKER_HOST``, else the default engine).
+
+    The default engine is found by the pid file it writes; another by its ``-H``/``--host``.
+    """
+    host = host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if host == DEFAULT_DOCKER_HOST:
+        return int(DOCKERD_PIDFILE.read_text().strip())
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and _serves(_cmdline(proc), host):
+            return int(proc.name)
+    raise AssertionError(f"no dockerd process serves {host}")
+
+
+def _cmdline(proc: Path) -> list[str]:
+    try:
+        return (proc / "cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+    except OSError:
+        return []
+
+
+def _serves(argv: list[str], host: str) -> bool:
+    if not argv or Path(argv[0]).name != "dockerd":
+        return False
+    pairs = itertools.pairwise(argv)
+    return any(flag in ("-H", "--host") and value == host for flag, value in pairs) or any(
+        arg in (f"-H={host}", f"--host={host}") for arg in argv
+    )
 
 
 def stop_dockerd(pid: int, timeout: float = 60) -> None:
@@ -122,14 +149,33 @@ def stop_dockerd(pid: int, timeout: float = 60) -> None:
 
 
 def restart_dockerd() -> int:
-    """Stop the running dockerd and start a new one; return the new pid.
+    """Restart the dockerd that serves ``DOCKER_HOST`` (or the default engine); return its pid.
 
-    Containers without a restart policy stop; enabled plugins come back enabled.
+    The new dockerd gets the old one's arguments and appends to the old one's log file
+    (or to DOCKERD_LOG). Containers without a restart policy stop; enabled plugins come
+    back enabled.
     """
-    stop_dockerd(dockerd_pid())
-    pid = start_dockerd()
-    assert pid is not None, "dockerd still answered after it was stopped"
-    return pid
+    pid = dockerd_pid()
+    argv = _cmdline(Path(f"/proc/{pid}"))
+    log = _log_file_of(pid)
+    stop_dockerd(pid)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    wait_until(
+        lambda: process.poll() is not None or engine_answers(), 60, f"{' '.join(argv)} to answer"
+    )
+    assert process.poll() is None, f"{' '.join(argv)} exited {process.returncode}; see {log}"
+    return process.pid
+
+
+def _log_file_of(pid: int) -> Path:
+    """The regular file dockerd ``pid`` writes its output to, else start-dockerd.sh's log."""
+    target = Path(os.readlink(f"/proc/{pid}/fd/2"))
+    if target.is_file():
+        return target
+    return Path(os.environ.get("DOCKERD_LOG", "/var/log/sriov-dockerd.log"))
 
 
 def _process_alive(pid: int) -> bool:
