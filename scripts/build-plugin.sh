@@ -7,8 +7,9 @@
 #               present or can be pulled, otherwise sriov-base:bookworm from make-base-image.sh.
 #
 # Steps: vendor the runtime dependencies into build/plugin-deps, build the image,
-# export it to build/plugin/rootfs, copy config.json beside it, replace any plugin
-# called NAME, and `docker plugin create` it (disabled; enable with `docker plugin enable`).
+# export it to rootfs/ (the plugin's root filesystem, beside config.json), replace any
+# plugin called NAME, and `docker plugin create` it (disabled; enable with
+# `docker plugin enable`). One build at a time: a lock serialises concurrent runs.
 set -euo pipefail
 
 name=${1:-sriov:latest}
@@ -19,6 +20,7 @@ official_base=python:3.11-slim-bookworm
 fallback_base=sriov-base:bookworm
 deps_dir=build/plugin-deps
 plugin_dir=build/plugin
+lock_file=build/.build-plugin.lock
 build_image=sriov-plugin-build:latest
 export DOCKER_BUILDKIT=0
 
@@ -73,12 +75,24 @@ choose_base() {
 
 export_rootfs() {
     local container
-    rm -rf "$plugin_dir"
-    mkdir -p "$plugin_dir/rootfs"
+    rm -rf rootfs
+    mkdir -p rootfs
     container=$(docker create "$build_image")
-    docker export "$container" | tar -C "$plugin_dir/rootfs" -x
+    docker export "$container" | tar -C rootfs -x
     docker rm "$container" >/dev/null
+}
+
+# `docker plugin create` sends its whole directory to the engine: give it one that
+# holds only config.json and rootfs/ (moved in and back, a rename on the same disk).
+create_plugin() {
+    rm -rf "$plugin_dir"
+    mkdir -p "$plugin_dir"
     cp config.json "$plugin_dir/config.json"
+    mv rootfs "$plugin_dir/rootfs"
+    local status=0
+    docker plugin create "$name" "$plugin_dir" >/dev/null || status=$?
+    mv "$plugin_dir/rootfs" rootfs
+    return "$status"
 }
 
 networks_using() {
@@ -104,6 +118,9 @@ remove_old_plugin() {
     docker plugin rm "$name" >/dev/null
 }
 
+mkdir -p build
+exec 9>"$lock_file"
+flock 9
 vendor_dependencies
 base=$(choose_base)
 echo "building plugin image from $base"
@@ -115,7 +132,7 @@ if [ -n "$previous_image" ] &&
     docker rmi "$previous_image" >/dev/null 2>&1 || true
 fi
 export_rootfs
-echo "rootfs: $(du -s --apparent-size --block-size=1M "$plugin_dir/rootfs" | cut -f1) MB in $plugin_dir/rootfs"
+echo "rootfs: $(du -s --apparent-size --block-size=1M rootfs | cut -f1) MB in rootfs/"
 remove_old_plugin
-docker plugin create "$name" "$plugin_dir" >/dev/null
+create_plugin
 echo "created plugin $name (disabled): docker plugin enable $name"
