@@ -204,6 +204,10 @@ class PluginProcess:
     def __enter__(self) -> PluginProcess:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def close(self) -> None:
+        """Stop the process and remove its log file."""
         self.stop()
         self.log_path.unlink(missing_ok=True)
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -57,8 +57,7 @@ class Lab:
     def restart_plugin(self, kill: bool) -> None:
         if kill:
             self.plugin.kill9()
-        else:
-            self.plugin.stop()
+        self.plugin.close()
         self.plugin = PluginProcess(self.env, netns=self.host).start()
 
     def ok(self, method: str, body: dict | None = None) -> dict:
@@ -104,7 +103,7 @@ class Lab:
         return proc.returncode == 0
 
     def close(self) -> None:
-        self.plugin.stop()
+        self.plugin.close()
         for name in self.containers:
             run("ip", "netns", "del", name, check=False)
         run(

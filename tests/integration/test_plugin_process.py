@@ -89,6 +89,7 @@ def test_kill9_mid_run_loses_no_acknowledged_address_and_hands_none_out_twice(pl
     worker.start()
     reached.wait(timeout=60)
     first.kill9()
+    first.close()
     worker.join(timeout=30)
     assert not worker.is_alive()
     assert 300 <= len(acked) < pool_size, "the kill did not land in the middle of the run"
@@ -175,6 +176,7 @@ def test_bad_configuration_fails_fast_with_the_reason(plugin_env):
     process = PluginProcess({**plugin_env, "SRIOV_DEFAULT_POOLS": "10.0.0.0/8"})
     with pytest.raises(RuntimeError, match="exited with 2") as raised:
         process.start()
+    process.close()
     assert "SRIOV_DEFAULT_POOLS='10.0.0.0/8' is not allowed" in str(raised.value)
 
 
