@@ -27,7 +27,6 @@ from vflib import (
     interface_of,
     interface_with_mac,
     pings,
-    restart_engine,
     sim_vfs,
     vf_with_mac,
 )
@@ -247,7 +246,7 @@ def test_leases_survive_plugin_disable_enable_and_dockerd_restart(lab):
     assert not new_vfs & vfs and not new_ips & ips, (new_vfs, new_ips, vfs, ips)
     assert pings(survivors[0], next(iter(ips - {str(container_ip(survivors[0], net))})))
 
-    restart_engine()
+    dockerlib.restart_dockerd()
     dockerlib.wait_until(lambda: dockerlib.plugin_enabled(PLUGIN), 60, "the plugin to be enabled")
     dockerlib.wait_until(lambda: running(survivors), 60, "the --restart always containers")
 

@@ -3,9 +3,7 @@
 ``sim_vfs`` reads ``sim show`` into one record per VF, so a test can find the VF a
 container holds (by the admin MAC the plugin programmed) and compare a VF's
 settings before and after a lease. ``eth0_of`` and ``default_route_of`` read
-the interface from inside the container. ``restart_engine`` restarts the
-engine that ``DOCKER_HOST`` names (or the default one), so the tests never
-stop an engine they do not talk to.
+the interface from inside the container.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from pathlib import Path
 import dockerlib
 from dockerlib import SimNic, docker
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # A container command that exits at once on SIGTERM (busybox sh as PID 1 ignores it
 # otherwise), so stopping dockerd does not wait out the kill timeout.
 QUICK_STOP = ("sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait")
@@ -145,55 +142,6 @@ def pings(container: str, address: str) -> bool:
         "exec", container, "ping", "-c", "2", "-W", "2", address, timeout=30
     )
     return result.returncode == 0
-
-
-# ---- the engine the tests talk to ---------------------------------------------------------
-
-
-def restart_engine() -> None:
-    """Stop the dockerd that serves ``DOCKER_HOST`` and start it again with the same arguments.
-
-    Without ``DOCKER_HOST`` this is the harness's restart of the default engine.
-    The restarted dockerd writes to the file the old one wrote to.
-    """
-    host = os.environ.get("DOCKER_HOST", "")
-    if host in ("", DEFAULT_DOCKER_HOST):
-        dockerlib.restart_dockerd()
-        return
-    pid = dockerd_serving(host)
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    output = Path(os.readlink(f"/proc/{pid}/fd/1"))
-    dockerlib.stop_dockerd(pid)
-    with open(output if output.is_file() else os.devnull, "ab") as out:
-        subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    dockerlib.wait_until(dockerlib.engine_answers, 60, f"the engine at {host} to answer")
-
-
-def dockerd_serving(host: str) -> int:
-    """The pid of the dockerd started with ``-H host`` (or ``--host``)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        except OSError:
-            continue
-        if Path(argv[0].decode()).name == "dockerd" and host in _hosts_of(argv):
-            return int(proc.name)
-    raise AssertionError(f"no dockerd process serves {host}")
-
-
-def _hosts_of(argv: list[bytes]) -> list[str]:
-    words = [word.decode() for word in argv[1:]]
-    hosts = []
-    for position, word in enumerate(words):
-        if word in ("-H", "--host") and position + 1 < len(words):
-            hosts.append(words[position + 1])
-        elif word.startswith(("-H=", "--host=")):
-            hosts.append(word.split("=", 1)[1])
-    return hosts
 
 
 # ---- a client the engine understands ----------------------------------------------------------
