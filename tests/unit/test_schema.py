@@ -198,13 +198,14 @@ BAD_REQUESTS = [
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET[:12]},
-        f"NetworkDriver.CreateNetwork: NetworkID: '{NET[:12]}' does not match '^[0-9a-f]{{64}}$'",
+        f"NetworkDriver.CreateNetwork: NetworkID: '{NET[:12]}' "
+        "does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET.upper()},
         f"NetworkDriver.CreateNetwork: NetworkID: '{NET.upper()}' "
-        "does not match '^[0-9a-f]{64}$'",
+        "does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
     ),
     (
         "NetworkDriver.CreateNetwork",
@@ -445,3 +446,13 @@ def test_inline_refs_resolves_nested_shared_definitions():
             "minItems": 1,
         },
     }
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["NetworkDriver.CreateNetwork", "NetworkDriver.CreateEndpoint", "NetworkDriver.Join"],
+)
+def test_swarm_network_ids_are_accepted_for_config_from_networks(validator, method):
+    """A --config-from network in swarm reaches each node's driver under its swarm id."""
+    body = {"NetworkID": SWARM_NET, "EndpointID": NET, "SandboxKey": "/var/run/docker/netns/x"}
+    validator.validate(method, body)
