@@ -21,8 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +34,6 @@ NAME_PREFIX = "sriov-e2e-"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKERD_PIDFILE = Path("/var/run/docker.pid")  # written by the default engine
 STATE_SUBDIR = "sriov-state"  # config.json: SRIOV_STATE_DIR below the state mount
-BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: runs in an image with no libc
 # A container's PID 1 ignores SIGTERM unless it handles it: without the trap, every stop
 # (and a dockerd shutdown) waits out Docker's 10 s grace period.
 IDLE_COMMAND = ("sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait")
@@ -241,42 +238,9 @@ def remove_plugin(name: str) -> None:
 
 
 def make_busybox_image(image: str = TEST_IMAGE) -> str:
-    """Import an image holding only a static busybox and its applets; reuse one that exists.
-
-    The image has no libc, so the busybox must be static (Debian's busybox-static).
-    """
-    if run_docker("image", "inspect", image).returncode == 0:
-        return image
-    applets = subprocess.run(
-        [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    with tempfile.TemporaryDirectory() as tmp:
-        tar_path = Path(tmp) / "busybox.tar"
-        with tarfile.open(tar_path, "w") as tar:
-            for directory in ("bin", "dev", "etc", "proc", "root", "sys", "tmp"):
-                tar.addfile(_tar_dir(directory))
-            tar.add(BUSYBOX, arcname="bin/busybox")
-            for applet in applets:
-                if applet != "busybox":
-                    tar.addfile(_tar_symlink(f"bin/{applet}", "busybox"))
-        docker(
-            "import", "--change", 'CMD ["sh"]', "--change", "ENV PATH=/bin", str(tar_path), image
-        )
+    """The static-busybox test image, made by scripts/make-test-image.sh (reused if present)."""
+    run_script("make-test-image.sh", image)
     return image
-
-
-def _tar_dir(name: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o1777 if name == "tmp" else 0o755
-    return info
-
-
-def _tar_symlink(name: str, target: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.SYMTYPE
-    info.linkname = target
-    return info
 
 
 # ---- containers and networks ------------------------------------------------------------
