@@ -4,7 +4,7 @@ Pools and addresses live in the store, so Docker need not replay requests after
 its own restart (``RequiresRequestReplay: false``): a replay would otherwise be
 counted as a second holder of each pool.
 
-Two networks that ask for the same explicit pool with the same options share
+Two networks that ask for the same explicit pool (and SubPool) share
 one pool (Docker sends identical ``RequestPool`` calls for a retried request and
 for a second network on the same subnet, and cannot tell us which): the pool
 counts its holders and is freed when the last one releases it, so one network's
@@ -98,14 +98,14 @@ class IpamService:
             raise InvalidRequest(
                 f"RequestPool: unknown address space {space!r} (use {' or '.join(ADDRESS_SPACES)})"
             )
-        options = _user_options(options)
+        _refuse_ipam_options(options)
         network, sub = self._check_pool_request(pool, subpool, v6)
         with self._store.transaction() as tx:
             if network is None:
                 network = self._next_default_subnet(tx, space, 6 if v6 else 4)
                 key = f"auto:{secrets.token_hex(8)}"
             else:
-                key = json.dumps([space, str(network), str(sub or ""), options], sort_keys=True)
+                key = json.dumps([space, str(network), str(sub or "")])
                 held = tx.pool_by_request(key)
                 if held is not None:
                     tx.set_pool_holders(held.id, held.holders + 1)
@@ -200,15 +200,14 @@ class IpamService:
             tx.delete_address(pool_id, value)
 
 
-def _user_options(options: dict | None) -> dict:
-    """The --ipam-opt values; Docker's own com.docker.* keys are not ours to judge."""
-    user = {k: v for k, v in (options or {}).items() if not k.startswith(DOCKER_OPTION_PREFIX)}
+def _refuse_ipam_options(options: dict | None) -> None:
+    """Refuse --ipam-opt values; Docker's own com.docker.* keys are not ours to judge."""
+    user = sorted(k for k in (options or {}) if not k.startswith(DOCKER_OPTION_PREFIX))
     if user:
-        names = ", ".join(sorted(user))
         raise InvalidRequest(
-            f"RequestPool: unknown --ipam-opt {names} (the sriov IPAM driver takes no options)"
+            f"RequestPool: unknown --ipam-opt {', '.join(user)} "
+            "(the sriov IPAM driver takes no options)"
         )
-    return {}
 
 
 def _refuse_overlap(tx: Transaction, space: str, network: Network) -> None:
