@@ -168,7 +168,7 @@ class NetworkService:
                 )
             )
         try:
-            original = program_vf(self._backend, lease.vf, lease.desired)
+            original = program_vf(self._backend, lease.vf, lease.desired, snapshot)
         except DeviceError:
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)

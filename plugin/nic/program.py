@@ -114,16 +114,20 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise InvalidRequest(f"{name} {value!r} out of range {low}-{high}")
 
 
-def program_vf(backend: NicBackend, vf: VfInfo, desired: VfSettings) -> VfSettings:
+def program_vf(
+    backend: NicBackend, vf: VfInfo, desired: VfSettings, snapshot: VfSettings | None = None
+) -> VfSettings:
     """Apply the non-None fields of ``desired``; return the originals of what changed.
 
+    ``snapshot`` is the VF's current settings if the caller has just read them
+    (to record them before the first change); otherwise they are read here.
     A group written together (vlan+qos+proto, min+max rate) is returned whole.
     Fields already at the desired value are left alone and not returned. If a
     step fails, the completed steps are undone in reverse order and DeviceError
     names the failed step (and any undo that failed too).
     """
     check_settings(desired)
-    original = backend.read_vf(vf)
+    original = backend.read_vf(vf) if snapshot is None else snapshot
     plan = _plan(vf, original, desired)
     done: list[tuple[Step, dict]] = []
     for step, before, target in plan:

@@ -183,3 +183,9 @@ def test_restore_of_nothing_does_nothing():
     backend = FakeNic()
     restore_vf(backend, VF, VfSettings())
     assert backend.calls == []
+
+
+def test_a_snapshot_the_caller_just_read_is_not_read_again():
+    backend = FakeNic()
+    program_vf(backend, VF, VfSettings(vlan=100), snapshot=FACTORY)
+    assert backend.calls == [("vlan", (100, 0, "802.1Q"))]
