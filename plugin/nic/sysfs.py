@@ -58,14 +58,6 @@ class Sysfs:
             if index < numvfs
         ]
 
-    def vf_by_pci(self, pf_name: str, pci: str) -> VfInfo:
-        """The VF of ``pf_name`` at PCI address ``pci``; InvalidRequest if it is not one."""
-        pci = check_pci_address(pci)
-        for vf in self.vfs(pf_name):
-            if vf.pci == pci:
-                return vf
-        raise InvalidRequest(f"{pci} is not an enabled VF of {pf_name}")
-
     def set_numvfs(self, pf_name: str, n: int) -> None:
         """Write ``n`` to the PF's sriov_numvfs.
 

@@ -136,13 +136,6 @@ def test_unreadable_count_is_a_device_error(sysfs):
         sysfs(tree).pf("enp1s0f0")
 
 
-def test_vf_by_pci_finds_the_vf_or_says_it_is_not_one(sysfs):
-    s = sysfs(two_vfs())
-    assert s.vf_by_pci("enp1s0f0", "0000:3B:02.1").netdev == "enp1s0f0v1"
-    with pytest.raises(InvalidRequest, match=r"0000:3b:02\.5 is not an enabled VF of enp1s0f0"):
-        s.vf_by_pci("enp1s0f0", "0000:3b:02.5")
-
-
 def test_set_numvfs_writes_the_count(sysfs, tmp_path):
     s = sysfs(pf("p0", PF_PCI, 8, 0))
     s.set_numvfs("p0", 8)
