@@ -1,7 +1,7 @@
 """The one store: every byte of state the plugin keeps goes through here.
 
-SQLite in WAL mode with synchronous commits, one connection per thread, one
-transaction per request (``BEGIN IMMEDIATE``, because a read decides the write).
+SQLite in WAL mode with synchronous commits, one connection shared by the request
+threads, one transaction per request (``BEGIN IMMEDIATE``, because a read decides the write).
 Leases are rows guarded by unique keys, so a double lease is impossible rather
 than unlikely. Addresses are stored as 16-byte big-endian integers so that IPv4
 and IPv6 sort and compare the same way inside one index.
@@ -322,33 +322,52 @@ def _endpoint_row(row: tuple) -> EndpointRow:
 
 
 class Store:
-    """SQLite state under ``state_dir``; one connection per thread."""
+    """SQLite state under ``state_dir``: one connection, one transaction at a time.
+
+    Every request writes, and SQLite lets one writer in at a time anyway, so the
+    threads share one connection behind a lock instead of keeping one each: a
+    connection's page cache is only good until another connection commits, and
+    waitress hands consecutive requests to different threads, so per-thread
+    connections re-read their pages from disk on almost every request.
+    """
 
     FILENAME = "sriov.db"
+    LOCK_TIMEOUT_S = 30
 
     def __init__(self, state_dir: Path):
         self.path = Path(state_dir) / self.FILENAME
-        self._local = threading.local()
+        self._lock = threading.RLock()
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
-            self._connection().executescript(SCHEMA)
+            self._conn = self._open()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"open state store {self.path}: {exc}") from exc
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._local.conn = conn
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self.LOCK_TIMEOUT_S, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(SCHEMA)
         return conn
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
-        conn = self._connection()
+        if not self._lock.acquire(timeout=self.LOCK_TIMEOUT_S):
+            raise StoreError(
+                f"begin transaction on {self.path}: still busy after {self.LOCK_TIMEOUT_S} s"
+            )
+        try:
+            with self._transaction(self._conn) as tx:
+                yield tx
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[Transaction]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

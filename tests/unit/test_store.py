@@ -1,0 +1,63 @@
+"""The store's transaction rules, on a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from plugin.errors import StoreError
+from plugin.store import NetworkRow, Store
+
+
+def network_row(network_id: str) -> NetworkRow:
+    return NetworkRow(network_id, {}, None, None)
+
+
+def test_threads_sharing_the_store_never_interleave_transactions(store):
+    """Read-then-write from many threads at once: no write is lost, none is doubled."""
+    with store.transaction() as tx:
+        tx.insert_network(network_row("counter"), (), 0)
+    rounds, threads = 50, 8
+
+    def bump() -> None:
+        for _ in range(rounds):
+            with store.transaction() as tx:
+                count = len(tx.network("counter").options)
+                tx.delete_network("counter")
+                options = {str(i): i for i in range(count + 1)}
+                tx.insert_network(NetworkRow("counter", options, None, None), (), 0)
+
+    workers = [threading.Thread(target=bump) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    with store.transaction() as tx:
+        assert len(tx.network("counter").options) == rounds * threads
+
+
+def test_a_failed_transaction_leaves_nothing_behind(store):
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.insert_network(network_row("half-made"), (), 0)
+        raise RuntimeError("a later step failed")
+    with store.transaction() as tx:
+        assert tx.network("half-made") is None
+
+
+def test_a_transaction_inside_a_transaction_is_refused_not_deadlocked(store):
+    outer = store.transaction()
+    outer.__enter__()
+    with pytest.raises(StoreError, match="begin transaction"), store.transaction():
+        pass
+    outer.__exit__(None, None, None)
+    with store.transaction() as tx:  # the store is usable afterwards
+        tx.insert_network(network_row("after"), (), 0)
+
+
+def test_commits_survive_a_new_store_on_the_same_directory(state_dir):
+    with Store(state_dir).transaction() as tx:
+        tx.insert_network(network_row("kept"), ("pf0",), 7)
+    with Store(state_dir).transaction() as tx:
+        assert tx.network("kept") is not None
+        assert tx.network_using_port("pf0", 7) == "kept"
