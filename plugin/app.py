@@ -70,8 +70,16 @@ def request_ids(body: object) -> str:
     return " ".join(parts)
 
 
+# Where RequestLog leaves the finished log line for LogAfterReply.
+LOG_LINE_KEY = "sriov.log_line"
+
+
 class RequestLog:
-    """Middleware: one info line per request with method, ids, outcome and milliseconds."""
+    """Middleware: one info line per request with method, ids, outcome and milliseconds.
+
+    The line is composed here but written by ``LogAfterReply`` once the reply
+    has gone out, so Docker does not wait for the log.
+    """
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -86,7 +94,38 @@ class RequestLog:
         detail = req.context.error or req.context.reply_ids
         request = " ".join(part for part in (method, req.context.ids) if part)
         result = " ".join(part for part in (outcome.split(" ")[0], detail) if part)
-        log.info("%s -> %s (%.1f ms)", request, result, elapsed_ms)
+        req.env[LOG_LINE_KEY] = (request, result, elapsed_ms)
+
+
+class LogAfterReply:
+    """WSGI wrapper: write the request's log line when the server closes the reply.
+
+    A WSGI server calls ``close()`` on the reply after sending it, so the line
+    costs the caller nothing.
+    """
+
+    def __init__(self, app: falcon.App):
+        self._app = app
+
+    def __call__(self, environ: dict, start_response) -> _ClosingReply:
+        return _ClosingReply(self._app(environ, start_response), environ)
+
+
+class _ClosingReply:
+    def __init__(self, body, environ: dict):
+        self._body = body
+        self._environ = environ
+
+    def __iter__(self):
+        return iter(self._body)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        line = self._environ.pop(LOG_LINE_KEY, None)
+        if line is not None:
+            log.info("%s -> %s (%.1f ms)", *line)
 
 
 def _reply_error(req: falcon.Request, resp: falcon.Response, status: int, message: str) -> None:
@@ -125,7 +164,7 @@ def _unexpected_error(req, resp, ex: Exception, params) -> None:
 
 def create_app(
     handlers: Mapping[str, Handler], validate: Callable[[str, object], None]
-) -> falcon.App:
+) -> LogAfterReply:
     """Build the WSGI app: one route per protocol method in ``handlers``."""
     app = falcon.App(middleware=[RequestLog()])
     app.req_options.strip_url_path_trailing_slash = True
@@ -134,4 +173,4 @@ def create_app(
     app.add_error_handler(Exception, _unexpected_error)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(PluginError, _plugin_error)
-    return app
+    return LogAfterReply(app)

@@ -91,4 +91,8 @@ def configure_logging(level: int) -> None:
         force=True,
     )
     logging.getLogger("waitress").setLevel(max(level, logging.WARNING))
+    # The format uses none of these, and each costs a call on every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
