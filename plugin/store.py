@@ -333,6 +333,14 @@ class Store:
 
     FILENAME = "sriov.db"
     LOCK_TIMEOUT_S = 30
+    # Checkpoint the WAL every this many pages (SQLite's default is 1000). Once a
+    # checkpoint has run, commits overwrite the WAL from its start instead of
+    # extending the file, and an fdatasync that must also record a new file size
+    # costs nearly twice as much (0.43 against 0.24 ms on the benchmark machine).
+    # A small WAL reaches that state after a few dozen commits instead of a
+    # few hundred; each checkpoint writes back only the handful of pages that
+    # allocations keep touching.
+    WAL_CHECKPOINT_PAGES = 100
 
     def __init__(self, state_dir: Path):
         self.path = Path(state_dir) / self.FILENAME
@@ -349,6 +357,7 @@ class Store:
         )
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {self.WAL_CHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.executescript(SCHEMA)
         return conn

@@ -61,3 +61,15 @@ def test_commits_survive_a_new_store_on_the_same_directory(state_dir):
     with Store(state_dir).transaction() as tx:
         assert tx.network("kept") is not None
         assert tx.network_using_port("pf0", 7) == "kept"
+
+
+def test_the_wal_stops_growing_after_a_checkpoint(store):
+    """Commits overwrite a small WAL instead of extending the file (extending costs more)."""
+    with store.transaction() as tx:
+        tx.insert_network(network_row("net"), (), 0)
+    for number in range(400):
+        with store.transaction() as tx:
+            tx.insert_network(network_row(f"n{number}"), (f"pf{number}",), number)
+    wal = store.path.with_name(store.path.name + "-wal")
+    frame = 24 + 4096
+    assert wal.stat().st_size <= 32 + (Store.WAL_CHECKPOINT_PAGES + 10) * frame
