@@ -13,6 +13,7 @@ counts its holders and is freed when the last one releases it, so one network's
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import secrets
@@ -50,6 +51,17 @@ def parse_network(value: str, what: str) -> Network:
     if interface.ip != network.network_address:
         raise InvalidRequest(f"{what} {value} has host bits set (did you mean {network}?)")
     return network
+
+
+@functools.lru_cache(maxsize=1024)
+def stored_network(cidr: str) -> Network:
+    """A pool's or SubPool's network as the store keeps it, parsed once per process."""
+    return ipaddress.ip_network(cidr)
+
+
+def address_text(network: Network, value: int) -> str:
+    """``value`` written as an address of ``network``'s family (::1 is not 0.0.0.1)."""
+    return str(type(network.network_address)(value))
 
 
 def usable_range(network: Network) -> tuple[int, int]:
@@ -168,7 +180,7 @@ class IpamService:
         is_gateway = (options or {}).get(REQUEST_TYPE_OPTION) == GATEWAY_REQUEST
         with self._store.transaction() as tx:
             pool = _known_pool(tx, pool_id, "RequestAddress")
-            network = ipaddress.ip_network(pool.cidr)
+            network = stored_network(pool.cidr)
             if address:
                 wanted = _address_in_pool(address, network, pool)
             elif is_gateway:
@@ -178,8 +190,9 @@ class IpamService:
             if wanted is None:
                 leased = _lease_next_free(tx, pool, network)
             else:
-                leased = _lease_specific(tx, pool, wanted, "gateway" if is_gateway else "static")
-        return f"{ipaddress.ip_address(leased)}/{network.prefixlen}"
+                kind = "gateway" if is_gateway else "static"
+                leased = _lease_specific(tx, pool, network, wanted, kind)
+        return f"{address_text(network, leased)}/{network.prefixlen}"
 
     def release_address(self, pool_id: str, address: str) -> None:
         """Free ``address``; unknown pools and addresses are already free.
@@ -275,21 +288,23 @@ def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
     return int(ip)
 
 
-def _lease_specific(tx: Transaction, pool: PoolRow, addr: int, kind: str) -> int:
+def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: str) -> int:
     held_as = tx.address_kind(pool.id, addr)
     if held_as is None:
         tx.insert_address(pool.id, addr, kind)
         return addr
     if held_as == "gateway" and kind == "gateway":
         return addr  # the same gateway asked for again: shared or retried, not a conflict
-    raise Conflict(f"RequestAddress: {ipaddress.ip_address(addr)} in {pool.cidr} is already in use")
+    raise Conflict(
+        f"RequestAddress: {address_text(network, addr)} in {pool.cidr} is already in use"
+    )
 
 
 def _allocation_range(network: Network, pool: PoolRow) -> tuple[int, int]:
     first, last = usable_range(network)
     if not pool.subpool:
         return first, last
-    sub = ipaddress.ip_network(pool.subpool)
+    sub = stored_network(pool.subpool)
     return max(first, int(sub.network_address)), min(last, int(sub.broadcast_address))
 
 

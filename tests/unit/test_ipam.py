@@ -277,6 +277,14 @@ def test_ipv6_gateway_is_first_host(ipam):
     assert ipam.request_address(pool_id, "", GATEWAY) == "fd00:1::1/64"
 
 
+def test_ipv6_addresses_below_2_to_the_32_stay_ipv6(ipam):
+    pool_id = pool_of(ipam, "::/120")
+    assert ipam.request_address(pool_id, "", GATEWAY) == "::1/120"
+    assert ipam.request_address(pool_id, "", None) == "::2/120"
+    with pytest.raises(Conflict, match=r"RequestAddress: ::2 in ::/120 is already in use"):
+        ipam.request_address(pool_id, "::2", None)
+
+
 def test_explicit_gateway_and_repeat(ipam):
     pool_id = pool_of(ipam, "10.1.0.0/24")
     assert ipam.request_address(pool_id, "10.1.0.254", GATEWAY) == "10.1.0.254/24"
