@@ -199,6 +199,23 @@ def test_handler_receives_the_body_only_after_validation(validate):
     assert seen == []
 
 
+def test_the_log_line_is_written_once_the_server_has_sent_the_reply(handlers, validate, caplog):
+    """The server calls close() after sending; the line must not hold up the reply."""
+    app = create_app(handlers, validate)
+    environ = falcon.testing.create_environ(
+        method="POST", path="/IpamDriver.GetCapabilities", headers={}
+    )
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        reply = app(environ, lambda status, headers, exc_info=None: None)
+        body = b"".join(reply)
+        assert json.loads(body)["RequiresMACAddress"] is False
+        assert [r for r in caplog.records if r.name == "sriov"] == []
+        reply.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "sriov"]
+    assert len(lines) == 1
+    assert lines[0].startswith("IpamDriver.GetCapabilities -> 200 (")
+
+
 def test_one_log_line_per_request_with_method_ids_and_outcome(client, caplog):
     with caplog.at_level(logging.INFO, logger="sriov"):
         post_json(
