@@ -244,7 +244,7 @@ def _first_free_subnet(tx: Transaction, space: str, default: DefaultPool) -> Net
     while candidate + step - 1 <= end:
         held = tx.overlapping_pool(space, family, candidate, candidate + step - 1)
         if held is None:
-            return ipaddress.ip_network((candidate, default.size))
+            return type(default.base)((candidate, default.size))
         candidate = ((held.last - start) // step + 1) * step + start
     return None
 

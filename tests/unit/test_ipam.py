@@ -237,6 +237,12 @@ def test_ipv6_default_pool(ipam):
     assert ipam.request_pool("local", "", "", None, False).pool == "10.9.0.0/24"
 
 
+def test_ipv6_default_subnets_at_the_bottom_of_the_space_stay_ipv6(store):
+    ipam = IpamService(store, parse_default_pools("::/8:16"))
+    assert ipam.request_pool("local", "", "", None, True).pool == "::/16"
+    assert ipam.request_pool("local", "", "", None, True).pool == "1::/16"
+
+
 def test_tiny_default_pool_is_exhausted_with_a_conflict(store):
     ipam = IpamService(store, parse_default_pools("10.9.0.0/23:24"))
     ipam.request_pool("local", "", "", None, False)
