@@ -370,13 +370,14 @@ class Store:
                 f"begin transaction on {self.path}: still busy after {self.LOCK_TIMEOUT_S} s"
             )
         try:
-            with self._transaction(self._conn) as tx:
+            with self._transaction() as tx:
                 yield tx
         finally:
             self._lock.release()
 
     @contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[Transaction]:
+    def _transaction(self) -> Iterator[Transaction]:
+        conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
