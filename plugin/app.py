@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import falcon
 
 from plugin.errors import InvalidRequest, PluginError
+from plugin.schema import json_path
 
 log = logging.getLogger("sriov")
 
@@ -40,7 +41,7 @@ class ProtocolMethod:
         self._validate = validate
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_body(req, self._method)
+        body = read_body(req)
         req.context.ids = request_ids(body)
         self._validate(self._method, body)
         reply = self._handler(body)
@@ -48,15 +49,63 @@ class ProtocolMethod:
         resp.text = json.dumps(reply)
 
 
-def read_body(req: falcon.Request, method: str) -> object:
+def read_body(req: falcon.Request) -> object:
     """The JSON body; Docker sends an empty one for argument-less calls, which means {}."""
     raw = req.bounded_stream.read()
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"{method}: request body is not JSON: {exc}") from None
+        raise InvalidRequest(f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest(
+            f"request body is nested too deeply to read (at most {MAX_NESTING} levels)"
+        ) from None
+    check_plain_json(body)
+    return body
+
+
+# Docker's deepest request (CreateNetwork IPv4Data[0].AuxAddresses) is 4 levels deep.
+MAX_NESTING = 32
+
+
+def check_plain_json(body: object) -> None:
+    """Refuse what JSON can carry but no field of ours may hold, before anything reads it.
+
+    A body nested deeper than MAX_NESTING (the schema checks and services recurse
+    over it), and a string or key with a lone UTF-16 surrogate (``"\\ud800"`` is
+    valid JSON, but not text: it cannot be encoded for SQLite, a path or netlink).
+    The walk uses its own stack, so no body can exhaust Python's.
+    """
+    pending: list[tuple[object, tuple]] = [(body, ())]
+    while pending:
+        value, path = pending.pop()
+        if len(path) > MAX_NESTING:
+            raise InvalidRequest(
+                f"{json_path(path[:MAX_NESTING])}: request body is nested more than "
+                f"{MAX_NESTING} levels deep"
+            )
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, (*path, key))
+                pending.append((item, (*path, key)))
+        elif isinstance(value, list):
+            pending.extend((item, (*path, index)) for index, item in enumerate(value))
+
+
+def _check_text(value: str, path: tuple) -> None:
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(
+            f"{json_path(path)}: {value[:40]!a} is not valid Unicode text "
+            f"(lone surrogate {value[exc.start]!r} at position {exc.start})"
+        ) from None
 
 
 def request_ids(body: object) -> str:
@@ -152,13 +201,10 @@ def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
 
 
 def _unexpected_error(req, resp, ex: Exception, params) -> None:
-    method = req.path.lstrip("/")
-    log.exception("%s failed unexpectedly", method)
+    """A bug of ours: the traceback goes to the log, the reply says only that it happened."""
+    log.exception("%s failed unexpectedly", req.path.lstrip("/"))
     _reply_error(
-        req,
-        resp,
-        500,
-        f"{method}: internal error ({type(ex).__name__}); the plugin log has the details",
+        req, resp, 500, f"internal error ({type(ex).__name__}); the plugin log has the details"
     )
 
 

@@ -108,7 +108,7 @@ class IpamService:
         """Hand out ``pool`` (or the next free default subnet), with ``subpool`` as its range."""
         if space not in ADDRESS_SPACES:
             raise InvalidRequest(
-                f"RequestPool: unknown address space {space!r} (use {' or '.join(ADDRESS_SPACES)})"
+                f"unknown address space {space!r} (use {' or '.join(ADDRESS_SPACES)})"
             )
         _refuse_ipam_options(options)
         network, sub = self._check_pool_request(pool, subpool, v6)
@@ -134,20 +134,19 @@ class IpamService:
         if not pool:
             if subpool:
                 raise InvalidRequest(
-                    f"RequestPool: SubPool {subpool} needs a Pool (give --subnet with --ip-range)"
+                    f"SubPool {subpool} needs a Pool (give --subnet with --ip-range)"
                 )
             return None, None
         network = parse_network(pool, "pool")
         if (network.version == 6) != v6:
             raise InvalidRequest(
-                f"RequestPool: pool {pool} is IPv{network.version} but the request is for "
-                f"IPv{6 if v6 else 4}"
+                f"pool {pool} is IPv{network.version} but the request is for IPv{6 if v6 else 4}"
             )
         if not subpool:
             return network, None
         sub = parse_network(subpool, "SubPool")
         if sub.version != network.version or not sub.subnet_of(network):
-            raise InvalidRequest(f"RequestPool: SubPool {subpool} is not inside pool {pool}")
+            raise InvalidRequest(f"SubPool {subpool} is not inside pool {pool}")
         return network, sub
 
     def _next_default_subnet(self, tx: Transaction, space: str, family: int) -> Network:
@@ -158,7 +157,7 @@ class IpamService:
                 return subnet
         bases = ", ".join(str(p) for p in candidates) or "none configured"
         raise Conflict(
-            f"RequestPool: no free IPv{family} subnet left in the default pools ({bases}) "
+            f"no free IPv{family} subnet left in the default pools ({bases}) "
             f"of address space {space}; give --subnet or extend SRIOV_DEFAULT_POOLS"
         )
 
@@ -179,7 +178,7 @@ class IpamService:
         """Lease ``address`` (or the gateway, or the next free one); answer it as CIDR."""
         is_gateway = (options or {}).get(REQUEST_TYPE_OPTION) == GATEWAY_REQUEST
         with self._store.transaction() as tx:
-            pool = _known_pool(tx, pool_id, "RequestAddress")
+            pool = _known_pool(tx, pool_id)
             network = stored_network(pool.cidr)
             if address:
                 wanted = _address_in_pool(address, network, pool)
@@ -203,7 +202,7 @@ class IpamService:
         try:
             value = int(ipaddress.ip_interface(address).ip)
         except ValueError:
-            raise InvalidRequest(f"ReleaseAddress: {address!r} is not an IP address") from None
+            raise InvalidRequest(f"{address!r} is not an IP address") from None
         with self._store.transaction() as tx:
             pool = tx.pool(pool_id)
             if pool is None:
@@ -218,8 +217,7 @@ def _refuse_ipam_options(options: dict | None) -> None:
     user = sorted(k for k in (options or {}) if not k.startswith(DOCKER_OPTION_PREFIX))
     if user:
         raise InvalidRequest(
-            f"RequestPool: unknown --ipam-opt {', '.join(user)} "
-            "(the sriov IPAM driver takes no options)"
+            f"unknown --ipam-opt {', '.join(user)} (the sriov IPAM driver takes no options)"
         )
 
 
@@ -228,7 +226,7 @@ def _refuse_overlap(tx: Transaction, space: str, network: Network) -> None:
         space, network.version, int(network.network_address), int(network.broadcast_address)
     )
     if held is not None:
-        raise Conflict(f"RequestPool: {network} overlaps pool {held.cidr} in address space {space}")
+        raise Conflict(f"{network} overlaps pool {held.cidr} in address space {space}")
 
 
 def _first_free_subnet(tx: Transaction, space: str, default: DefaultPool) -> Network | None:
@@ -265,10 +263,10 @@ def _new_pool_row(space: str, network: Network, sub: Network | None) -> PoolRow:
     )
 
 
-def _known_pool(tx: Transaction, pool_id: str, operation: str) -> PoolRow:
+def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
     pool = tx.pool(pool_id)
     if pool is None:
-        raise InvalidRequest(f"{operation}: unknown pool {pool_id!r} (was it released?)")
+        raise InvalidRequest(f"unknown pool {pool_id!r} (was it released?)")
     return pool
 
 
@@ -276,14 +274,13 @@ def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
     try:
         ip = ipaddress.ip_interface(address).ip
     except ValueError:
-        raise InvalidRequest(f"RequestAddress: {address!r} is not an IP address") from None
+        raise InvalidRequest(f"{address!r} is not an IP address") from None
     if ip not in network:
-        raise InvalidRequest(f"RequestAddress: {ip} is not in pool {pool.cidr}")
+        raise InvalidRequest(f"{ip} is not in pool {pool.cidr}")
     first, last = usable_range(network)
     if not first <= int(ip) <= last:
         raise InvalidRequest(
-            f"RequestAddress: {ip} is the network, broadcast or subnet-router address "
-            f"of {pool.cidr}"
+            f"{ip} is the network, broadcast or subnet-router address of {pool.cidr}"
         )
     return int(ip)
 
@@ -295,9 +292,7 @@ def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int,
         return addr
     if held_as == "gateway" and kind == "gateway":
         return addr  # the same gateway asked for again: shared or retried, not a conflict
-    raise Conflict(
-        f"RequestAddress: {address_text(network, addr)} in {pool.cidr} is already in use"
-    )
+    raise Conflict(f"{address_text(network, addr)} in {pool.cidr} is already in use")
 
 
 def _allocation_range(network: Network, pool: PoolRow) -> tuple[int, int]:
@@ -323,9 +318,7 @@ def _lease_next_free(tx: Transaction, pool: PoolRow, network: Network) -> int:
     if found is None:
         in_use = tx.count_addresses(pool.id, low, high)
         where = pool.subpool or pool.cidr
-        raise Conflict(
-            f"RequestAddress: no free address in {where} ({in_use} of {high - low + 1} in use)"
-        )
+        raise Conflict(f"no free address in {where} ({in_use} of {high - low + 1} in use)")
     tx.insert_address(pool.id, found, "dynamic")
     tx.set_pool_cursor(pool.id, found + 1 if found < high else low)
     return found

@@ -104,7 +104,7 @@ class NetworkService:
                 holder = tx.network_using_port(pf, opts.vlan)
                 if holder is not None:
                     raise Conflict(
-                        f"CreateNetwork: PF {pf} VLAN {opts.vlan} is already used by network "
+                        f"PF {pf} VLAN {opts.vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
             tx.insert_network(row, opts.pfs, opts.vlan)
@@ -145,7 +145,7 @@ class NetworkService:
         mac = check_mac(given_mac) if given_mac else ""
         wanted = parse_endpoint_options(options)
         with self._store.transaction() as tx:
-            network = _known_network(tx, network_id, "CreateEndpoint")
+            network = _known_network(tx, network_id)
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
@@ -190,7 +190,7 @@ class NetworkService:
     @staticmethod
     def _repeated_create(held: EndpointRow, given_mac: str) -> dict:
         if held.state != "ready":
-            raise Conflict(f"CreateEndpoint: endpoint {held.id[:12]} is being created already")
+            raise Conflict(f"endpoint {held.id[:12]} is being created already")
         return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
 
     def _choose_vf(
@@ -219,7 +219,7 @@ class NetworkService:
         else:
             best = max(pfs, key=lambda pf: len(free[pf]))
             if not free[best]:
-                raise Conflict(f"CreateEndpoint: no free VF on {'; '.join(report)}")
+                raise Conflict(f"no free VF on {'; '.join(report)}")
             vf = free[best][0]
         desired = VfSettings(
             mac=mac,
@@ -250,19 +250,19 @@ class NetworkService:
         else:
             if len(pfs) > 1:
                 raise InvalidRequest(
-                    f"CreateEndpoint: vf={vf_index} is ambiguous on a network over "
+                    f"vf={vf_index} is ambiguous on a network over "
                     f"{', '.join(pfs)}; give the VF's PCI address instead"
                 )
             matches = [vf for vf in self._sysfs.vfs(pfs[0]) if vf.index == vf_index]
             wanted = f"vf {vf_index} of {pfs[0]}"
         if not matches:
-            raise InvalidRequest(f"CreateEndpoint: {wanted} is not an enabled VF of this network")
+            raise InvalidRequest(f"{wanted} is not an enabled VF of this network")
         vf = matches[0]
         if vf in free[vf.pf]:
             return vf
         if vf.index in tx.leased_vfs(vf.pf):
-            raise Conflict(f"CreateEndpoint: {wanted} is already leased to another endpoint")
-        raise Conflict(f"CreateEndpoint: {wanted} is not usable: {self._why_unusable(vf)}")
+            raise Conflict(f"{wanted} is already leased to another endpoint")
+        raise Conflict(f"{wanted} is not usable: {self._why_unusable(vf)}")
 
     def _is_free(self, vf: VfInfo) -> bool:
         if vf.driver == VFIO_DRIVER or not vf.netdev:
@@ -282,10 +282,10 @@ class NetworkService:
     def join(self, network_id: str, endpoint_id: str) -> dict:
         """Name the VF netdev Docker moves into the container, and the gateways."""
         with self._store.transaction() as tx:
-            network = _known_network(tx, network_id, "Join")
+            network = _known_network(tx, network_id)
             ep = tx.endpoint(endpoint_id)
         if ep is None or ep.state != "ready":
-            raise InvalidRequest(f"Join: unknown endpoint {endpoint_id[:12]} on this network")
+            raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]} on this network")
         vf = self._current_vf(ep)
         reply = {
             "InterfaceName": {"SrcName": vf.netdev, "DstPrefix": "eth"},
@@ -303,8 +303,7 @@ class NetworkService:
             if vf.index == ep.vf and vf.netdev:
                 return vf
         raise DeviceError(
-            f"Join: VF {ep.vf} of {ep.pf} has no netdev in the host namespace "
-            f"(was it unbound or moved?)"
+            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace (was it unbound or moved?)"
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -326,7 +325,7 @@ class NetworkService:
             ep = tx.endpoint(endpoint_id)
             network = tx.network(ep.network_id) if ep else None
         if ep is None or network is None:
-            raise InvalidRequest(f"EndpointOperInfo: unknown endpoint {endpoint_id[:12]}")
+            raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]}")
         return {
             "pf": ep.pf,
             "vf": ep.vf,
@@ -354,12 +353,11 @@ class NetworkService:
                 log.error("recover endpoint %s: %s", ep.id[:12], exc.message)
 
 
-def _known_network(tx: Transaction, network_id: str, operation: str) -> NetworkRow:
+def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
     network = tx.network(network_id)
     if network is None:
         raise InvalidRequest(
-            f"{operation}: network {network_id[:12]} is not an sriov network "
-            f"(create it with -d sriov:latest)"
+            f"network {network_id[:12]} is not an sriov network (create it with -d sriov:latest)"
         )
     return network
 

@@ -52,7 +52,7 @@ def _path_step(part: object, first: bool) -> str:
     return f"[{json.dumps(part)}]"
 
 
-def _json_path(path) -> str:
+def json_path(path) -> str:
     """Render an error path like ``IPv4Data[0].Pool`` or ``Options["com.docker.x"]``.
 
     The top of the body is ``body``.
@@ -70,13 +70,13 @@ def _shorten_value(error: ValidationError) -> str:
     return error.message.replace(shown, short)
 
 
-def describe_error(method: str, error: ValidationError) -> str:
-    """Say which method, which field and what is wrong with it."""
+def describe_error(error: ValidationError) -> str:
+    """Say which field and what is wrong with it (Docker's error already names the method)."""
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
-        field = _json_path([*error.absolute_path, missing[0]])
-        return f"{method}: {field}: required property is missing"
-    return f"{method}: {_json_path(error.absolute_path)}: {_shorten_value(error)}"
+        field = json_path([*error.absolute_path, missing[0]])
+        return f"{field}: required property is missing"
+    return f"{json_path(error.absolute_path)}: {_shorten_value(error)}"
 
 
 def inline_refs(node: object, definitions: dict) -> object:
@@ -116,10 +116,10 @@ class RequestValidator:
         return set(self._validators)
 
     def validate(self, method: str, body: object) -> None:
-        """Raise InvalidRequest naming the method, field and problem if ``body`` is wrong."""
+        """Raise InvalidRequest naming the field and the problem if ``body`` is wrong."""
         validator = self._validators.get(method)
         if validator is None:
-            raise InvalidRequest(f"{method}: no request schema for this method")
+            raise InvalidRequest(f"no request schema for {method}")
         error = best_match(validator.iter_errors(body))
         if error is not None:
-            raise InvalidRequest(describe_error(method, error))
+            raise InvalidRequest(describe_error(error))

@@ -367,7 +367,8 @@ class Store:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         if not self._lock.acquire(timeout=self.LOCK_TIMEOUT_S):
             raise StoreError(
-                f"begin transaction on {self.path}: still busy after {self.LOCK_TIMEOUT_S} s"
+                f"state store {self.path}: begin transaction: still busy after "
+                f"{self.LOCK_TIMEOUT_S} s"
             )
         try:
             with self._transaction() as tx:
@@ -377,18 +378,28 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE ... COMMIT; any SQLite error becomes a StoreError naming the file.
+
+        After some errors (a full disk, an I/O error) SQLite has already rolled
+        the transaction back: a second ROLLBACK would fail with "no transaction
+        is active" and hide the cause, so the rollback is only sent while a
+        transaction is open.
+        """
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"begin transaction on {self.path}: {exc}") from exc
+            raise StoreError(f"state store {self.path}: begin transaction: {exc}") from exc
         try:
             yield Transaction(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"commit to {self.path}: {exc}") from exc
+            self._rollback()
+            raise StoreError(f"state store {self.path}: {exc}") from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")

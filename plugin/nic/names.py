@@ -19,7 +19,10 @@ def check_ifname(name: object, what: str = "interface") -> str:
     """Return ``name`` if the kernel would accept it as an interface name.
 
     The rules are the kernel's (dev_valid_name): 1-15 bytes, not "." or "..",
-    no "/", no ":" and no whitespace.
+    no "/", no ":" and no whitespace; and ours: no control character (NUL would
+    cut the name short in C, and none belongs in a log line) and nothing that
+    is not text. The name is checked as characters before it is encoded, and
+    shown escaped as Python's repr does (``'pf\\x00x'``), never raw.
     """
     problem = _ifname_problem(name)
     if problem:
@@ -32,6 +35,11 @@ def _ifname_problem(name: object) -> str | None:
         return f"expected a string, got {type(name).__name__}"
     if not name:
         return "it is empty"
+    for ch in name:
+        if ch < " " or ch == "\x7f":
+            return f"it contains the control character {ch!r}"
+        if "\ud800" <= ch <= "\udfff":
+            return f"it contains {ch!r}, a lone surrogate, which is not text"
     if len(name.encode()) >= IFNAMSIZ:
         return f"it is {len(name.encode())} bytes long, the limit is {IFNAMSIZ - 1}"
     if name in (".", ".."):

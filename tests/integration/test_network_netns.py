@@ -275,7 +275,7 @@ def test_concurrent_create_endpoint_leases_each_vf_once_and_survives_kill(lab):
     assert len(leased) == VFS
     assert len(refused) == 32 - VFS
     for status, reply, _ in refused:
-        assert status == 409 and reply["Err"].startswith("CreateEndpoint: no free VF on tpf0")
+        assert status == 409 and reply["Err"].startswith("no free VF on tpf0")
 
     def vf_of(endpoint_id: str) -> int:
         return lab.ok(

@@ -97,13 +97,13 @@ def test_request_pool_and_address_round_trip(client):
 def test_malformed_json_is_400(client, body):
     result = post(client, "IpamDriver.RequestPool", body)
     assert result.status_code == 400
-    assert result.json["Err"].startswith("IpamDriver.RequestPool: request body is not JSON")
+    assert result.json["Err"].startswith("request body is not JSON")
 
 
 def test_body_that_is_not_an_object_is_400(client):
     result = post(client, "IpamDriver.RequestPool", b"[]")
     assert result.status_code == 400
-    assert result.json["Err"].startswith("IpamDriver.RequestPool: body:")
+    assert result.json["Err"].startswith("body:")
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_body_that_is_not_an_object_is_400(client):
 def test_schema_violation_is_400_naming_the_field(client, store, method, body, field):
     result = post_json(client, method, body)
     assert result.status_code == 400
-    assert result.json["Err"].startswith(f"{method}: {field}")
+    assert result.json["Err"].startswith(field)
 
 
 def test_service_errors_keep_their_status(client):
@@ -130,7 +130,7 @@ def test_service_errors_keep_their_status(client):
     overlap = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.0/16"})
     assert overlap.status_code == 409
     assert overlap.json == {
-        "Err": "RequestPool: 10.1.0.0/16 overlaps pool 10.1.0.0/24 in address space local"
+        "Err": "10.1.0.0/16 overlaps pool 10.1.0.0/24 in address space local"
     }
     bad = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.5/24"})
     assert bad.status_code == 400
@@ -170,7 +170,7 @@ def test_unexpected_exception_is_500_without_traceback_but_logged(validate, capl
         result = post(falcon.testing.TestClient(app), "Plugin.Activate")
     assert result.status_code == 500
     assert result.json == {
-        "Err": "Plugin.Activate: internal error (RuntimeError); the plugin log has the details"
+        "Err": "internal error (RuntimeError); the plugin log has the details"
     }
     assert "Traceback" not in result.text
     assert "secret detail" not in result.text
@@ -183,12 +183,12 @@ def test_unexpected_exception_is_500_without_traceback_but_logged(validate, capl
 
 def test_plugin_error_from_handler_uses_its_status(validate):
     def conflicted(body: dict) -> dict:
-        raise Conflict("RequestAddress: 10.0.0.1 in 10.0.0.0/24 is already in use")
+        raise Conflict("10.0.0.1 in 10.0.0.0/24 is already in use")
 
     app = create_app({"Plugin.Activate": conflicted}, validate)
     result = post(falcon.testing.TestClient(app), "Plugin.Activate")
     assert result.status_code == 409
-    assert result.json == {"Err": "RequestAddress: 10.0.0.1 in 10.0.0.0/24 is already in use"}
+    assert result.json == {"Err": "10.0.0.1 in 10.0.0.0/24 is already in use"}
 
 
 def test_handler_receives_the_body_only_after_validation(validate):
@@ -227,4 +227,4 @@ def test_one_log_line_per_request_with_method_ids_and_outcome(client, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "sriov"]
     assert len(lines) == 2
     assert lines[0].startswith("IpamDriver.RequestPool cidr=10.3.0.0/24 -> 200 pool=local/10.3")
-    assert lines[1].startswith("IpamDriver.RequestPool cidr=10.3.0.0/16 -> 409 RequestPool: 10.3")
+    assert lines[1].startswith("IpamDriver.RequestPool cidr=10.3.0.0/16 -> 409 10.3")

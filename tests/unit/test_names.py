@@ -20,8 +20,13 @@ def test_valid_interface_names_pass_unchanged(name):
         ("a/b", "contains '/'"),
         ("eth0:1", "contains ':'"),
         ("a b", "whitespace"),
-        ("a\tb", "whitespace"),
-        ("a\nb", "whitespace"),
+        ("a\u00a0b", "whitespace"),
+        ("a\tb", "control character '\\t'"),
+        ("a\nb", "control character '\\n'"),
+        ("pf\x00x", "control character '\\x00'"),
+        ("pf\x1bx", "control character '\\x1b'"),
+        ("pf\x7fx", "control character '\\x7f'"),
+        ("pf\ud800", "'\\ud800', a lone surrogate"),
         (None, "expected a string"),
         (5, "expected a string"),
     ],
@@ -31,6 +36,7 @@ def test_invalid_interface_names_are_refused_with_the_reason(name, reason):
         check_ifname(name, "pf_iface")
     assert err.value.message.startswith(f"pf_iface {name!r} is not a valid interface name: ")
     assert reason in err.value.message
+    assert not any(ch < " " or "\ud800" <= ch <= "\udfff" for ch in err.value.message)
     assert err.value.status == 400
 
 

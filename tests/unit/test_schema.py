@@ -189,51 +189,47 @@ DOCKER_SAMPLES = [
 
 # Each case: method, body, the exact message.
 BAD_REQUESTS = [
-    ("Plugin.Activate", [], "Plugin.Activate: body: [] is not of type 'object'"),
+    ("Plugin.Activate", [], "body: [] is not of type 'object'"),
     (
         "NetworkDriver.CreateNetwork",
         {},
-        "NetworkDriver.CreateNetwork: NetworkID: required property is missing",
+        "NetworkID: required property is missing",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET[:12]},
-        f"NetworkDriver.CreateNetwork: NetworkID: '{NET[:12]}' "
-        "does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
+        f"NetworkID: '{NET[:12]}' does not match '^([0-9a-f]{{64}}|[0-9a-z]{{25}})$'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET.upper()},
-        f"NetworkDriver.CreateNetwork: NetworkID: '{NET.upper()}' "
-        "does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
+        f"NetworkID: '{NET.upper()}' does not match '^([0-9a-f]{{64}}|[0-9a-z]{{25}})$'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": []},
-        "NetworkDriver.CreateNetwork: Options: [] is not of type 'object', 'null'",
+        "Options: [] is not of type 'object', 'null'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": {"com.docker.network.generic": {"vlanid": [100]}}},
-        'NetworkDriver.CreateNetwork: Options["com.docker.network.generic"].vlanid: '
+        'Options["com.docker.network.generic"].vlanid: '
         "[100] is not of type 'string', 'integer', 'boolean'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": "yes"}},
-        'NetworkDriver.CreateNetwork: Options["com.docker.network.enable_ipv6"]: '
-        "'yes' is not of type 'boolean'",
+        "Options[\"com.docker.network.enable_ipv6\"]: 'yes' is not of type 'boolean'",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "IPv4Data": [{"AddressSpace": "x"}]},
-        "NetworkDriver.CreateNetwork: IPv4Data[0].Pool: required property is missing",
+        "IPv4Data[0].Pool: required property is missing",
     ),
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "IPv4Data": [{"AddressSpace": "", "Pool": "192.168.0.0"}]},
-        "NetworkDriver.CreateNetwork: IPv4Data[0].Pool: "
-        "'192.168.0.0' does not match '^[0-9A-Fa-f:.]{2,}/[0-9]{1,3}$'",
+        "IPv4Data[0].Pool: '192.168.0.0' does not match '^[0-9A-Fa-f:.]{2,}/[0-9]{1,3}$'",
     ),
     (
         "NetworkDriver.CreateNetwork",
@@ -241,89 +237,88 @@ BAD_REQUESTS = [
             "NetworkID": NET,
             "IPv4Data": [{"AddressSpace": "", "Pool": "10.0.0.0/8", "AuxAddresses": {"a": 7}}],
         },
-        "NetworkDriver.CreateNetwork: IPv4Data[0].AuxAddresses.a: 7 is not of type 'string'",
+        "IPv4Data[0].AuxAddresses.a: 7 is not of type 'string'",
     ),
     (
         "NetworkDriver.CreateEndpoint",
         {"NetworkID": NET},
-        "NetworkDriver.CreateEndpoint: EndpointID: required property is missing",
+        "EndpointID: required property is missing",
     ),
     (
         "NetworkDriver.CreateEndpoint",
         {"NetworkID": NET, "EndpointID": EP, "Interface": {"MacAddress": "02:42:c0:a8:00"}},
-        "NetworkDriver.CreateEndpoint: Interface.MacAddress: '02:42:c0:a8:00' does not match "
+        "Interface.MacAddress: '02:42:c0:a8:00' does not match "
         "'^(([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})?$'",
     ),
     (
         "NetworkDriver.CreateEndpoint",
         {"NetworkID": NET, "EndpointID": EP, "Interface": "eth0"},
-        "NetworkDriver.CreateEndpoint: Interface: 'eth0' is not of type 'object', 'null'",
+        "Interface: 'eth0' is not of type 'object', 'null'",
     ),
     (
         "NetworkDriver.Join",
         {"NetworkID": NET, "EndpointID": EP},
-        "NetworkDriver.Join: SandboxKey: required property is missing",
+        "SandboxKey: required property is missing",
     ),
     (
         "NetworkDriver.Join",
         {"NetworkID": NET, "EndpointID": EP, "SandboxKey": ""},
-        "NetworkDriver.Join: SandboxKey: '' should be non-empty",
+        "SandboxKey: '' should be non-empty",
     ),
     (
         "NetworkDriver.Leave",
         {"NetworkID": NET, "EndpointID": 42},
-        "NetworkDriver.Leave: EndpointID: 42 is not of type 'string'",
+        "EndpointID: 42 is not of type 'string'",
     ),
     (
         "NetworkDriver.DiscoverNew",
         {"DiscoveryType": "1"},
-        "NetworkDriver.DiscoverNew: DiscoveryType: '1' is not of type 'integer'",
+        "DiscoveryType: '1' is not of type 'integer'",
     ),
     (
         "NetworkDriver.FreeNetwork",
         {"NetworkID": "net1"},
-        "NetworkDriver.FreeNetwork: NetworkID: 'net1' "
-        "does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
+        "NetworkID: 'net1' does not match '^([0-9a-f]{64}|[0-9a-z]{25})$'",
     ),
     (
         "IpamDriver.RequestPool",
         {"Pool": "10.0.0.0/8"},
-        "IpamDriver.RequestPool: AddressSpace: required property is missing",
+        "AddressSpace: required property is missing",
     ),
     (
         "IpamDriver.RequestPool",
         {"AddressSpace": "LocalDefault", "V6": "false"},
-        "IpamDriver.RequestPool: V6: 'false' is not of type 'boolean'",
+        "V6: 'false' is not of type 'boolean'",
     ),
     (
         "IpamDriver.RequestPool",
         {"AddressSpace": "LocalDefault", "Options": {"size": 24}},
-        "IpamDriver.RequestPool: Options.size: 24 is not of type 'string'",
+        "Options.size: 24 is not of type 'string'",
     ),
     (
         "IpamDriver.RequestAddress",
         {"PoolID": 5},
-        "IpamDriver.RequestAddress: PoolID: 5 is not of type 'string'",
+        "PoolID: 5 is not of type 'string'",
     ),
     (
         "IpamDriver.RequestAddress",
         {"PoolID": ""},
-        "IpamDriver.RequestAddress: PoolID: '' should be non-empty",
+        "PoolID: '' should be non-empty",
     ),
     (
         "IpamDriver.RequestAddress",
         {"PoolID": "p", "Address": "10.0.0.1/24"},
-        "IpamDriver.RequestAddress: Address: '10.0.0.1/24' does not match '^([0-9A-Fa-f:.]{2,})?$'",
+        "Address: '10.0.0.1/24' does not match '^([0-9A-Fa-f:.]{2,})?$'",
     ),
     (
         "IpamDriver.ReleaseAddress",
         {"PoolID": "p", "Address": ""},
-        "IpamDriver.ReleaseAddress: Address: '' is too short",
+        "Address: '' is too short",
     ),
     (
         "IpamDriver.ReleasePool",
         {},
-        "IpamDriver.ReleasePool: PoolID: required property is missing",
+        "PoolID: required property is missing",
     ),
 ]
 
@@ -356,7 +351,7 @@ def test_rejects_wrong_bodies_naming_method_path_and_problem(validator, method, 
 
 @pytest.mark.parametrize("method", sorted(PROTOCOL_METHODS))
 def test_every_method_rejects_a_non_object_body(validator, method):
-    with pytest.raises(InvalidRequest, match=f"^{method}: body: "):
+    with pytest.raises(InvalidRequest, match=r"^body: "):
         validator.validate(method, "null")
 
 
@@ -367,9 +362,7 @@ def test_every_method_rejects_a_non_object_body(validator, method):
 def test_every_network_method_requires_a_network_id(validator, method):
     body = next(copy.deepcopy(b) for m, b in DOCKER_SAMPLES if m == method)
     del body["NetworkID"]
-    with pytest.raises(
-        InvalidRequest, match=f"^{method}: NetworkID: required property is missing$"
-    ):
+    with pytest.raises(InvalidRequest, match=r"^NetworkID: required property is missing$"):
         validator.validate(method, body)
 
 
@@ -379,7 +372,7 @@ def test_every_network_method_requires_a_network_id(validator, method):
 def test_every_endpoint_method_rejects_a_short_endpoint_id(validator, method):
     body = next(copy.deepcopy(b) for m, b in DOCKER_SAMPLES if m == method)
     body["EndpointID"] = EP[:-1]
-    with pytest.raises(InvalidRequest, match=f"^{method}: EndpointID: '{EP[:-1]}' does not match"):
+    with pytest.raises(InvalidRequest, match=f"^EndpointID: '{EP[:-1]}' does not match"):
         validator.validate(method, body)
 
 
@@ -393,14 +386,14 @@ def test_unknown_fields_from_newer_docker_are_accepted(validator):
 def test_huge_values_are_cut_short_in_the_message(validator):
     with pytest.raises(InvalidRequest) as caught:
         validator.validate("IpamDriver.ReleasePool", {"PoolID": "p" * 100_000})
-    assert caught.value.message.startswith("IpamDriver.ReleasePool: PoolID: 'ppp")
+    assert caught.value.message.startswith("PoolID: 'ppp")
     assert caught.value.message.endswith("... (100002 chars) is too long")
     assert len(caught.value.message) < 200
     assert caught.value.message.count("p") < 120
 
 
 def test_unknown_method_is_an_invalid_request(validator):
-    with pytest.raises(InvalidRequest, match=r"^NetworkDriver\.Bogus: no request schema"):
+    with pytest.raises(InvalidRequest, match=r"^no request schema for NetworkDriver\.Bogus"):
         validator.validate("NetworkDriver.Bogus", {})
 
 

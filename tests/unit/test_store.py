@@ -73,3 +73,17 @@ def test_the_wal_stops_growing_after_a_checkpoint(store):
     wal = store.path.with_name(store.path.name + "-wal")
     frame = 24 + 4096
     assert wal.stat().st_size <= 32 + (Store.WAL_CHECKPOINT_PAGES + 10) * frame
+
+
+def test_an_sqlite_error_inside_a_transaction_is_a_store_error_naming_the_file(store):
+    with store.transaction() as tx:
+        tx.insert_network(network_row("first"), ("pf0",), 5)
+    with pytest.raises(StoreError) as caught, store.transaction() as tx:
+        tx.insert_network(network_row("second"), ("pf1",), 6)
+        tx.insert_network(network_row("third"), ("pf0",), 5)  # PF and VLAN already taken
+    assert caught.value.message == (
+        f"state store {store.path}: UNIQUE constraint failed: network_ports.pf, network_ports.vlan"
+    )
+    with store.transaction() as tx:  # rolled back whole, and the store is usable
+        assert tx.network("second") is None
+        assert tx.network_using_port("pf0", 5) == "first"
