@@ -53,7 +53,12 @@ def test_answers_docker_handshake_with_empty_bodies(plugin):
 def test_logs_one_line_per_request(plugin):
     pool_id = request_pool(plugin.client, "10.7.0.0/24")["PoolID"]
     request_address(plugin.client, pool_id)
-    lines = [line for line in plugin.log().splitlines() if "IpamDriver.RequestAddress" in line]
+    deadline = time.monotonic() + 5
+    while True:  # the line is written once the reply has gone out, so it may come after it
+        lines = [line for line in plugin.log().splitlines() if "IpamDriver.RequestAddress" in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert len(lines) == 1
     assert "-> 200 addr=10.7.0.1/24" in lines[0]
 
