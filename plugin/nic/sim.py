@@ -9,11 +9,13 @@ in the state file, where ``sim show`` and tests read them back.
 
 from __future__ import annotations
 
+import errno
+
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
-from plugin.nic import netlink, simnic
+from plugin.nic import netlink, simnic, sockios
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
 from plugin.nic.names import check_ifname
 from plugin.nic.program import check_settings, vf_error, vf_label
@@ -31,8 +33,7 @@ class SimBackend:
         """The recorded settings plus the VF netdev's current MTU (None if not here)."""
         try:
             recorded = simnic.read_vf(self.root, vf.pf, vf.index)
-            with IPRoute() as ipr:
-                mtu = netlink.get_mtu(ipr, recorded["netdev"])
+            mtu = _mtu(recorded["netdev"])
         except PluginError as err:
             raise DeviceError(f"read {vf_label(vf)}: {err.message}") from err
         except (NetlinkError, OSError, ValueError) as err:
@@ -62,10 +63,17 @@ class SimBackend:
         self._apply(vf, "mtu", {"mtu": mtu}, simnic.set_mtu, mtu)
 
     def netdev_status(self, name: str) -> NetdevStatus:
+        """One ioctl for a VF that is absent or down (the usual case); netlink for its addresses."""
         check_ifname(name)
         try:
+            if not sockios.flags(name) & sockios.IFF_UP:
+                return NetdevStatus.IDLE
             with IPRoute() as ipr:
                 return netlink.netdev_status(ipr, name)
+        except OSError as err:
+            if err.errno == errno.ENODEV:
+                return NetdevStatus.ABSENT
+            raise DeviceError(f"read status of {name}: {err.strerror}") from err
         except NetlinkError as err:
             raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
 
@@ -81,6 +89,16 @@ class SimBackend:
             raise vf_error(vf, step, values, err.message) from err
         except (NetlinkError, OSError, ValueError) as err:
             raise vf_error(vf, step, values, _why(err)) from err
+
+
+def _mtu(netdev: str) -> int | None:
+    """The netdev's MTU, None when it is not in this namespace."""
+    try:
+        return sockios.mtu(netdev)
+    except OSError as err:
+        if err.errno == errno.ENODEV:
+            return None
+        raise
 
 
 def _why(err: Exception) -> str:

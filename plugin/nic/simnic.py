@@ -46,7 +46,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import Conflict, InvalidRequest, PluginError
-from plugin.nic import netlink
+from plugin.nic import netlink, sockios
 from plugin.nic.names import check_ifname
 
 PCI_ROOT = "devices/pci0000:00"
@@ -128,6 +128,25 @@ def write_json_atomically(path: Path, data: dict) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _save_settings(root: Path, state: dict) -> None:
+    """Overwrite the PF's state file in place, in one write, padded with blanks to its old size.
+
+    This runs on every VF setting of every endpoint, under the fabric lock that
+    every reader takes too. Renaming a new file over the old one, as ``create``
+    does, makes ext4 flush the new file's data first (auto_da_alloc), which cost
+    1.7 ms per write on the benchmark machine against 0.05 ms for this. One
+    write at offset 0 that never shrinks the file (JSON ignores trailing
+    blanks) leaves old or new content if the plugin is killed. No fsync: the
+    settings describe veths and bridges that a power loss takes away anyway.
+    """
+    text = json.dumps(state, indent=1, sort_keys=True).encode()
+    fd = os.open(_state_path(root, state["pf"]), os.O_WRONLY)
+    try:
+        os.pwrite(fd, text.ljust(os.fstat(fd).st_size), 0)
+    finally:
+        os.close(fd)
 
 
 def _fabric_id(root: Path) -> str:
@@ -338,15 +357,47 @@ def read_vf(root: Path, pf: str, index: int) -> dict:
 
 def set_vlan(root: Path, pf: str, index: int, vlan: int, qos: int, proto: str) -> None:
     """Move the VF's switch port to the bridge of ``vlan``; record vlan, qos and proto."""
-    with locked(root), IPRoute() as ipr:
+    with locked(root):
         state = _load_pf(root, pf)
         vf = _vf_state(state, index)
+        if vlan != vf["vlan"]:
+            _move_port(_fabric_id(root), vf["peer"], vf["vlan"], vlan)
+        vf.update(vlan=vlan, qos=qos, proto=proto)
+        _save_settings(root, state)
+
+
+def _move_port(fabric: str, peer: str, old_vlan: int, vlan: int) -> None:
+    """Unplug ``peer`` from the bridge of ``old_vlan`` and plug it into that of ``vlan``.
+
+    Bridges stay while the root exists (``destroy`` removes those no VF uses):
+    creating and deleting a bridge per move cost tens of milliseconds, a move
+    between existing bridges two ioctls. If the port is not where the state
+    says (a crash between the steps), netlink's set-master takes it from
+    wherever it is.
+    """
+    old, new = bridge_name(fabric, old_vlan), bridge_name(fabric, vlan)
+    try:
+        _ensure_bridge(new)
+        sockios.remove_bridge_port(old, peer)
         try:
-            _plug(ipr, _fabric_id(root), vf["peer"], vlan)
-            vf.update(vlan=vlan, qos=qos, proto=proto)
-            write_json_atomically(_state_path(root, pf), state)
-        finally:
-            _remove_unused_bridges(ipr, root)
+            sockios.add_bridge_port(new, peer)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sockios.add_bridge_port(old, peer)
+            raise
+    except OSError:
+        with IPRoute() as ipr:
+            _plug(ipr, fabric, peer, vlan)
+
+
+def _ensure_bridge(bridge: str) -> None:
+    try:
+        sockios.flags(bridge)
+    except OSError as err:
+        if err.errno != errno.ENODEV:
+            raise
+        with IPRoute() as ipr:
+            netlink.add_bridge(ipr, bridge)
 
 
 def set_mac(root: Path, pf: str, index: int, mac: str) -> None:
@@ -354,29 +405,29 @@ def set_mac(root: Path, pf: str, index: int, mac: str) -> None:
 
     An all-zero MAC (the "unset" admin MAC) is only recorded: no netdev takes it.
     """
-    with locked(root), IPRoute() as ipr:
+    with locked(root):
         state = _load_pf(root, pf)
         vf = _vf_state(state, index)
         if mac != FACTORY_SETTINGS["mac"]:
             try:
-                netlink.set_address(ipr, vf["netdev"], mac)
-            except NetlinkError as err:
-                if err.code != errno.ENODEV:  # in a container: recorded only
+                sockios.set_mac(vf["netdev"], mac)
+            except OSError as err:
+                if err.errno != errno.ENODEV:  # in a container: recorded only
                     raise
         vf["mac"] = mac
-        write_json_atomically(_state_path(root, pf), state)
+        _save_settings(root, state)
 
 
 def set_mtu(root: Path, pf: str, index: int, mtu: int) -> None:
     """Set the MTU of the VF netdev (which must be in this namespace) and its switch port."""
-    with locked(root), IPRoute() as ipr:
+    with locked(root):
         vf = _vf_state(_load_pf(root, pf), index)
-        old = netlink.get_mtu(ipr, vf["peer"])
-        netlink.set_mtu(ipr, vf["peer"], mtu)
+        old = sockios.mtu(vf["peer"])
+        sockios.set_mtu(vf["peer"], mtu)
         try:
-            netlink.set_mtu(ipr, vf["netdev"], mtu)
+            sockios.set_mtu(vf["netdev"], mtu)
         except BaseException:
-            netlink.set_mtu(ipr, vf["peer"], old)
+            sockios.set_mtu(vf["peer"], old)
             raise
 
 
@@ -388,7 +439,7 @@ def record(root: Path, pf: str, index: int, **settings) -> None:
     with locked(root):
         state = _load_pf(root, pf)
         _vf_state(state, index).update(settings)
-        write_json_atomically(_state_path(root, pf), state)
+        _save_settings(root, state)
 
 
 # ---- show / CLI ---------------------------------------------------------------------

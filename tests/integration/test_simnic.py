@@ -301,3 +301,33 @@ def test_concurrent_updates_of_one_pf_lose_nothing(namespaces, tmp_path):
     assert [w.wait() for w in workers] == [0, 0]
     vfs = json.loads((root / "sriov-sim/tpc.json").read_text())["vfs"]
     assert [(vf["max_tx_rate"], vf["vlan"]) for vf in vfs] == [(40, 10), (80, 11)]
+
+
+def test_a_vlan_move_reuses_the_bridges_and_destroy_removes_them(namespaces, tmp_path):
+    """A VF going back and forth between VLANs moves its port; bridges are made once."""
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpv", "--vfs", "2", "--sysfs", str(root))
+    before = namespaces.links(host)
+
+    def bridge_indexes() -> dict[str, int]:
+        links = json.loads(
+            namespaces.exec(host, "ip", "-j", "link", "show", "type", "bridge").stdout
+        )
+        return {link["ifname"]: link["ifindex"] for link in links}
+
+    assert program(namespaces, host, root, "tpv", 0, vlan=42)["vlan"] == 42
+    made = bridge_indexes()
+    assert program(namespaces, host, root, "tpv", 0, vlan=0)["vlan"] == 0
+    assert program(namespaces, host, root, "tpv", 0, vlan=42, mac="02:00:00:00:00:42")["vlan"] == 42
+    assert bridge_indexes() == made  # nothing deleted and made again
+    shown = {line.split()[1]: line for line in sim(namespaces, host, "show", "--sysfs", str(root))
+             .stdout.splitlines() if line.startswith("  VF")}  # fmt: skip
+    assert " bridge " + next(b for b in made if b.endswith("b42")) in shown["0"]
+    assert " bridge " + next(b for b in made if b.endswith("b0")) in shown["1"]
+    # the state file was rewritten in place, smaller than before: still one JSON document
+    state = json.loads((root / "sriov-sim/tpv.json").read_text())
+    assert state["vfs"][0]["mac"] == "02:00:00:00:00:42"
+    assert namespaces.links(host) == before | {next(b for b in made if b.endswith("b42"))}
+    sim(namespaces, host, "destroy", "--pf", "tpv", "--sysfs", str(root))
+    assert namespaces.links(host) == {"lo"}
