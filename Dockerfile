@@ -3,19 +3,31 @@
 # The runtime dependencies are installed on the host into build/plugin-deps
 # (pip --target), so this build needs no network: dockerd here runs without NAT.
 # BASE is any image with python3 3.11 on PATH: the official slim image, or the
-# debootstrap equivalent made by scripts/make-base-image.sh.
+# debootstrap equivalent made by scripts/make-base-image.sh. The build stage
+# byte-compiles the plugin and its dependencies and lays out, with
+# scripts/slim-rootfs.py, only what the plugin runs on: the interpreter, the
+# standard library a server imports, the shared libraries they load, and
+# /opt/sriov. The plugin's image is that tree and nothing else.
 ARG BASE=python:3.11-slim-bookworm
-FROM ${BASE}
+FROM ${BASE} AS build
 
 COPY build/plugin-deps/ /opt/sriov/
 COPY plugin/ /opt/sriov/plugin/
+COPY scripts/slim-rootfs.py /tmp/slim-rootfs.py
 
 # Byte-compile so the plugin answers Docker's first call well within its start deadline,
-# and fail the build now if the package or a dependency cannot be imported.
-RUN python3 -m compileall -q /opt/sriov/plugin \
-    && cd /opt/sriov && python3 -c "import falcon, jsonschema, pyroute2, waitress, plugin" \
-    && mkdir -p /run/docker/plugins /host/docker-plugins /host/sys
+# then check, inside the slim tree itself, that the package and every module it can
+# load at run time import.
+RUN python3 -m compileall -q -j 0 /opt/sriov \
+    && python3 /tmp/slim-rootfs.py /rootfs \
+    && chroot /rootfs python3 -c "import os; os.chdir('/opt/sriov'); import sys; \
+sys.path.insert(0, '/opt/sriov'); \
+import plugin.server, plugin.nic.kernel, plugin.nic.sim, plugin.nic.simnic, \
+falcon, jsonschema, pyroute2, waitress, sqlite3, hashlib; \
+plugin.server.RequestValidator()"
 
+FROM scratch
+COPY --from=build /rootfs/ /
 WORKDIR /opt/sriov
 ENV PYTHONPATH=/opt/sriov
 CMD ["python3", "-m", "plugin", "serve"]

@@ -85,13 +85,26 @@ class Network:
         """The six calls of one ``docker run --rm --net <this network>``, each timed."""
         endpoint = docker_id()
         times = []
-        address = self._timed(times, "IpamDriver.RequestAddress",
-                              {"PoolID": self.pool, "Address": "", "Options": None})["Address"]
+        address = self._timed(
+            times,
+            "IpamDriver.RequestAddress",
+            {"PoolID": self.pool, "Address": "", "Options": None},
+        )["Address"]
         ids = {"NetworkID": self.id, "EndpointID": endpoint}
-        self._timed(times, "NetworkDriver.CreateEndpoint", {**ids, "Options": {}, "Interface": {
-            "Address": address, "AddressIPv6": "", "MacAddress": ""}})
-        self._timed(times, "NetworkDriver.Join", {
-            **ids, "SandboxKey": f"/var/run/docker/netns/{endpoint[:12]}", "Options": {}})
+        self._timed(
+            times,
+            "NetworkDriver.CreateEndpoint",
+            {
+                **ids,
+                "Options": {},
+                "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": ""},
+            },
+        )
+        self._timed(
+            times,
+            "NetworkDriver.Join",
+            {**ids, "SandboxKey": f"/var/run/docker/netns/{endpoint[:12]}", "Options": {}},
+        )
         self._timed(times, "NetworkDriver.Leave", ids)
         self._timed(times, "NetworkDriver.DeleteEndpoint", ids)
         self._timed(times, "IpamDriver.ReleaseAddress",
