@@ -116,11 +116,11 @@ class Sysfs:
         return sorted(found)
 
     def _vf(self, pf_name: str, index: int, link: Path) -> VfInfo:
-        vf_dir = self._link_target(link)
+        vf_dir = self._link_target(link, in_real_dir=True)
         if vf_dir is None:
             raise DeviceError(f"read VF {index} of {pf_name}: {link} vanished")
         netdevs = self._netdevs(vf_dir)
-        driver = self._link_target(vf_dir / "driver")
+        driver = self._link_target(vf_dir / "driver", in_real_dir=True)
         return VfInfo(
             pf=pf_name,
             index=index,
@@ -140,11 +140,14 @@ class Sysfs:
             raise DeviceError(f"list {device / 'net'}: {err.strerror or err}") from err
 
     @staticmethod
-    def _link_target(link: Path) -> Path | None:
+    def _link_target(link: Path, in_real_dir: bool = False) -> Path | None:
         """Where symlink ``link`` leads, None if there is no such link.
 
         A link that exists but is not a symlink or points nowhere is broken:
-        DeviceError names it.
+        DeviceError names it. ``in_real_dir`` says ``link`` sits in a directory
+        already resolved, as the links of a PCI device directory do: a relative
+        target then needs no resolving of every component on the way (which
+        cost most of listing a PF's VFs), as sysfs links lead to directories.
         """
         try:
             target = os.readlink(link)
@@ -152,7 +155,10 @@ class Sysfs:
             return None
         except OSError as err:
             raise DeviceError(f"read link {link}: {err.strerror or err}") from err
-        resolved = (link.parent / target).resolve()
+        if in_real_dir:
+            resolved = Path(os.path.normpath(link.parent / target))
+        else:
+            resolved = (link.parent / target).resolve()
         if not resolved.exists():
             raise DeviceError(f"read link {link}: it points to {target}, which does not exist")
         return resolved
