@@ -299,9 +299,9 @@ class NetworkService:
         return reply
 
     def _current_vf(self, ep: EndpointRow) -> VfInfo:
-        for vf in self._sysfs.vfs(ep.pf):
-            if vf.index == ep.vf and vf.netdev:
-                return vf
+        vf = self._sysfs.vf(ep.pf, ep.vf)
+        if vf is not None and vf.netdev:
+            return vf
         raise DeviceError(
             f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace (was it unbound or moved?)"
         )

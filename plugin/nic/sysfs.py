@@ -58,6 +58,14 @@ class Sysfs:
             if index < numvfs
         ]
 
+    def vf(self, pf_name: str, index: int) -> VfInfo | None:
+        """VF ``index`` of ``pf_name`` if it is enabled, read without listing the others."""
+        device = self._pf_device(pf_name)
+        link = device / f"virtfn{index}"
+        if index >= self._read_int(device / "sriov_numvfs") or not os.path.lexists(link):
+            return None
+        return self._vf(pf_name, index, link)
+
     def set_numvfs(self, pf_name: str, n: int) -> None:
         """Write ``n`` to the PF's sriov_numvfs.
 

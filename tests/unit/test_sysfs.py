@@ -70,6 +70,14 @@ def test_virtfn_links_beyond_numvfs_are_not_enabled_vfs(sysfs):
     assert [v.index for v in sysfs(tree).vfs("enp1s0f0")] == [0]
 
 
+def test_one_vf_reads_as_in_the_list_and_none_when_not_enabled(sysfs):
+    tree = {**two_vfs(), **vf(PF_PCI, 2, "0000:3b:02.2", "enp1s0f0v2")}
+    s = sysfs(tree)
+    assert [s.vf("enp1s0f0", i) for i in (0, 1)] == s.vfs("enp1s0f0")
+    assert s.vf("enp1s0f0", 2) is None  # its link is there, but numvfs is 2
+    assert s.vf("enp1s0f0", 7) is None
+
+
 def test_missing_pf_is_a_clear_user_error(sysfs, tmp_path):
     with pytest.raises(InvalidRequest) as err:
         sysfs(two_vfs()).pf("enp9s0")
