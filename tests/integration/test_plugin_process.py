@@ -210,3 +210,51 @@ def test_request_log_goes_to_stdout_and_sigterm_exits_cleanly(plugin_env):
     assert proc.returncode == 0
     assert "Plugin.Activate -> 200" in stdout
     assert stderr == ""
+
+
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its file system has no space left."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:  # the last blocks, in smaller writes
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def test_a_full_state_disk_is_a_500_naming_the_store_and_changes_nothing(tmp_path, socket_dir):
+    """The state directory on a 1 MB tmpfs: fill it, then allocate until the store refuses."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "sriov-full", str(disk)], check=True)
+    try:
+        env = {"SRIOV_SOCKET": str(socket_dir / "sriov.sock"), "SRIOV_STATE_DIR": str(disk)}
+        with PluginProcess(env) as plugin:
+            pool_id = request_pool(plugin.client, "10.30.0.0/16")["PoolID"]
+            status, reply = request_address(plugin.client, pool_id)
+            last = ipaddress.ip_interface(reply["Address"]).ip
+            fill(disk / "filler")
+            for _ in range(20000):
+                status, reply = request_address(plugin.client, pool_id)
+                if status != 200:
+                    break
+                last = ipaddress.ip_interface(reply["Address"]).ip
+            assert status == 500, "the store never ran out of space"
+            assert reply == {"Err": f"state store {disk}/sriov.db: database or disk is full"}
+            (disk / "filler").unlink()
+            status, reply = request_address(plugin.client, pool_id)
+            assert status == 200
+            # the refused request leased nothing and moved no cursor: the next address is next
+            assert ipaddress.ip_interface(reply["Address"]).ip == last + 1
+            log = plugin.log()
+        assert "no transaction is active" not in log
+        assert "internal error" not in log
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
