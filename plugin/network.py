@@ -18,16 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, NicBackend, VfInfo, VfSettings
+from plugin.nic.base import NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import Sysfs
-from plugin.options import parse_endpoint_options, parse_network_options
+from plugin.nic.sysfs import LINK_DOWN, Sysfs
+from plugin.options import (
+    EndpointOptions,
+    PfChoice,
+    format_vf_spans,
+    in_vf_spans,
+    parse_endpoint_options,
+    parse_network_options,
+)
 from plugin.store import EndpointRow, NetworkRow, Store, Transaction
 
 log = logging.getLogger("sriov")
 
 VFIO_DRIVER = "vfio-pci"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAC_TRIES = 16  # generated MACs tried before giving up on finding one unused in the network
 
 
 def random_mac() -> str:
@@ -46,6 +54,42 @@ def check_mac(value: str) -> str:
     if mac == "00:00:00:00:00:00":
         raise InvalidRequest("MAC address 00:00:00:00:00:00 cannot be a VF's address")
     return mac
+
+
+def with_prefix(prefix: str | None, mac: str) -> str:
+    """``mac`` with its first octets replaced by ``prefix`` (mac_prefix), if one is given."""
+    if not prefix:
+        return mac
+    return prefix + mac[len(prefix) :]
+
+
+@dataclass
+class PfSlice:
+    """What one PF of a network offers an endpoint right now: its VFs in range, and link."""
+
+    name: str
+    pci: str
+    vfs: tuple | list | None  # the network's VF spans on this PF (None: every VF)
+    link: str  # LINK_UP, LINK_DOWN or LINK_UNKNOWN
+    enabled: list[VfInfo]  # enabled VFs within the spans
+    free: list[VfInfo]
+    leased: int  # VFs within the spans leased by any network
+
+    @property
+    def has_link(self) -> bool:
+        """Down only when the PF says so; a PF that cannot tell gets the benefit of the doubt."""
+        return self.link != LINK_DOWN
+
+    def report(self) -> str:
+        """e.g. "enp1s0f0 (VFs 0-3, link up): 4 of 4 leased, 1 unusable (...)"."""
+        where = f"VFs {format_vf_spans(self.vfs)}, " if self.vfs is not None else ""
+        detail = _exhaustion_detail(
+            f"{self.name} ({where}link {self.link})",
+            len(self.enabled),
+            self.leased,
+            len(self.enabled) - self.leased - len(self.free),
+        )
+        return detail
 
 
 @dataclass(frozen=True)
@@ -80,9 +124,17 @@ class NetworkService:
     def create_network(
         self, network_id: str, options: dict | None, ipv4: list[dict], ipv6: list[dict]
     ) -> None:
-        """Check everything, record the network, then enable VFs on PFs that have none."""
+        """Check everything, record the network, then enable VFs on PFs that have none.
+
+        PFs are recorded by PCI address, which survives renames; the rule "one
+        network per PF and VLAN" is kept on that address too, so naming a PF
+        once by name and once by address cannot get around it.
+        """
         opts = parse_network_options(options)
-        pfs = [self._sysfs.pf(name) for name in opts.pfs]
+        pfs = [self._resolve_pf(choice) for choice in opts.pfs]
+        _check_same_pf_once(opts.pfs, pfs)
+        for choice, pf in zip(opts.pfs, pfs, strict=True):
+            _check_spans_fit(choice, pf)
         mtu = opts.mtu
         smallest = min(pfs, key=lambda pf: pf.mtu)
         if mtu is not None and mtu > smallest.mtu:
@@ -90,7 +142,11 @@ class NetworkService:
                 f"mtu {mtu} is above the MTU {smallest.mtu} of PF {smallest.name}; "
                 f"use at most {smallest.mtu} or raise the PF's MTU first"
             )
-        settings = dataclasses.asdict(opts) | {"mtu": mtu or smallest.mtu}
+        stored_pfs = [
+            {"pci": pf.pci, "name": pf.name, "vfs": choice.vfs}
+            for choice, pf in zip(opts.pfs, pfs, strict=True)
+        ]
+        settings = dataclasses.asdict(opts) | {"mtu": mtu or smallest.mtu, "pfs": stored_pfs}
         row = NetworkRow(
             id=network_id,
             options=settings,
@@ -100,14 +156,17 @@ class NetworkService:
         with self._store.transaction() as tx:
             if tx.network(network_id) is not None:
                 return  # the same request again
-            for pf in opts.pfs:
-                holder = tx.network_using_port(pf, opts.vlan)
+            for pf in pfs:
+                # Networks recorded before PFs were keyed by PCI address hold the name.
+                holder = tx.network_using_port(pf.pci, opts.vlan) or tx.network_using_port(
+                    pf.name, opts.vlan
+                )
                 if holder is not None:
                     raise Conflict(
-                        f"CreateNetwork: PF {pf} VLAN {opts.vlan} is already used by network "
+                        f"CreateNetwork: PF {pf.name} VLAN {opts.vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
-            tx.insert_network(row, opts.pfs, opts.vlan)
+            tx.insert_network(row, tuple(pf.pci for pf in pfs), opts.vlan)
         try:
             for pf in pfs:
                 if pf.numvfs == 0:
@@ -117,6 +176,12 @@ class NetworkService:
             with self._store.transaction() as tx:
                 tx.delete_network(network_id)
             raise
+
+    def _resolve_pf(self, choice: PfChoice) -> PfInfo:
+        """The PF ``choice`` names, by PCI address or netdev name, checked to be a PF."""
+        if choice.by_pci:
+            return self._sysfs.pf_by_pci(choice.ref)
+        return self._sysfs.pf(choice.ref)
 
     def delete_network(self, network_id: str) -> None:
         """Forget the network; Docker deletes its endpoints first, and we check it did."""
@@ -149,8 +214,8 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
-            mac = mac or self._new_mac()
-            lease = self._choose_vf(tx, network, wanted.vf_index, wanted.vf_pci, mac)
+            mac = mac or self._generated_mac(tx, network)
+            lease = self._choose_vf(tx, network, wanted, mac)
             snapshot = self._backend.read_vf(lease.vf)
             tx.insert_endpoint(
                 EndpointRow(
@@ -176,7 +241,7 @@ class NetworkService:
         with self._store.transaction() as tx:
             tx.finish_endpoint(endpoint_id, _settings_dict(original))
         log.info(
-            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d",
+            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
             endpoint_id[:12],
             lease.vf.index,
             lease.vf.pf,
@@ -184,6 +249,7 @@ class NetworkService:
             lease.vf.netdev,
             mac,
             lease.desired.vlan,
+            self._sysfs.pf_link(lease.vf.pf),
         )
         return {} if given_mac else {"Interface": {"MacAddress": mac}}
 
@@ -193,34 +259,41 @@ class NetworkService:
             raise Conflict(f"CreateEndpoint: endpoint {held.id[:12]} is being created already")
         return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
 
+    def _generated_mac(self, tx: Transaction, network: NetworkRow) -> str:
+        """A new admin MAC, under the network's mac_prefix, that no endpoint of it holds.
+
+        With a long prefix few bits are random (5 octets leave 256 addresses), so
+        a repeat within the network is likely enough to check for.
+        """
+        prefix = network.options.get("mac_prefix")
+        taken = {ep.mac for ep in tx.endpoints_of_network(network.id)}
+        for _ in range(MAC_TRIES):
+            mac = with_prefix(prefix, self._new_mac())
+            if mac not in taken and mac != "00:00:00:00:00:00":
+                return mac
+        raise Conflict(
+            f"CreateEndpoint: found no MAC under mac_prefix {prefix} that the network's "
+            f"{len(taken)} endpoints do not hold ({MAC_TRIES} tries); use a shorter mac_prefix"
+        )
+
     def _choose_vf(
-        self,
-        tx: Transaction,
-        network: NetworkRow,
-        vf_index: int | None,
-        vf_pci: str | None,
-        mac: str,
+        self, tx: Transaction, network: NetworkRow, wanted: EndpointOptions, mac: str
     ) -> Lease:
+        """The pinned VF, or the lowest free VF of the best PF: one with link, most free VFs."""
         opts = network.options
-        pfs = opts["pfs"]
-        free: dict[str, list[VfInfo]] = {}
-        report = []
-        for pf in pfs:
-            vfs = self._sysfs.vfs(pf)
-            leased = tx.leased_vfs(pf)
-            usable = [vf for vf in vfs if vf.index not in leased and self._is_free(vf)]
-            free[pf] = usable
-            leased_here = len(leased & {vf.index for vf in vfs})
-            report.append(
-                _exhaustion_detail(pf, len(vfs), leased_here, len(vfs) - leased_here - len(usable))
-            )
-        if vf_index is not None or vf_pci is not None:
-            vf = self._pinned_vf(tx, pfs, free, vf_index, vf_pci)
+        slices = [self._pf_slice(tx, entry) for entry in _stored_pfs(opts)]
+        if wanted.vf_index is not None or wanted.vf_pci is not None:
+            chosen, vf = self._pinned_vf(tx, slices, wanted)
         else:
-            best = max(pfs, key=lambda pf: len(free[pf]))
-            if not free[best]:
-                raise Conflict(f"CreateEndpoint: no free VF on {'; '.join(report)}")
-            vf = free[best][0]
+            candidates = [pf for pf in slices if pf.free]
+            if not candidates:
+                raise Conflict(
+                    f"CreateEndpoint: no free VF on {'; '.join(pf.report() for pf in slices)}"
+                )
+            chosen = max(candidates, key=lambda pf: (pf.has_link, len(pf.free)))
+            vf = chosen.free[0]
+        if not chosen.has_link:
+            self._lease_without_link(network, slices, chosen, vf)
         desired = VfSettings(
             mac=mac,
             vlan=opts["vlan"],
@@ -235,34 +308,77 @@ class NetworkService:
         )
         return Lease(vf, desired)
 
+    def _pf_slice(self, tx: Transaction, entry: dict) -> PfSlice:
+        """The network's share of one PF: found by PCI address, so a rename does not lose it."""
+        pf = self._sysfs.pf_by_pci(entry["pci"]) if entry["pci"] else self._sysfs.pf(entry["name"])
+        spans = entry["vfs"]
+        enabled = [vf for vf in self._sysfs.vfs(pf.name) if in_vf_spans(vf.index, spans)]
+        leased = tx.leased_vfs(pf.name)
+        return PfSlice(
+            name=pf.name,
+            pci=pf.pci,
+            vfs=spans,
+            link=self._sysfs.pf_link(pf.name),
+            enabled=enabled,
+            free=[vf for vf in enabled if vf.index not in leased and self._is_free(vf)],
+            leased=sum(vf.index in leased for vf in enabled),
+        )
+
+    @staticmethod
+    def _lease_without_link(
+        network: NetworkRow, slices: list[PfSlice], chosen: PfSlice, vf: VfInfo
+    ) -> None:
+        """Refuse (require_pf_link=on) or warn: the VF will pass no traffic until link returns."""
+        state = "; ".join(pf.report() for pf in slices)
+        if network.options.get("require_pf_link"):
+            raise Conflict(
+                f"CreateEndpoint: no free VF on a PF with link (require_pf_link=on): {state}"
+            )
+        log.warning(
+            "network %s: leasing VF %d of %s although that PF has no link (%s); "
+            "it passes no traffic until the link comes up (require_pf_link=on refuses instead)",
+            network.id[:12],
+            vf.index,
+            chosen.name,
+            state,
+        )
+
     def _pinned_vf(
-        self,
-        tx: Transaction,
-        pfs: list[str],
-        free: dict[str, list[VfInfo]],
-        vf_index: int | None,
-        vf_pci: str | None,
-    ) -> VfInfo:
-        """The VF the endpoint option ``vf`` names, if it is one of ours and free."""
-        if vf_pci is not None:
-            matches = [vf for pf in pfs for vf in self._sysfs.vfs(pf) if vf.pci == vf_pci]
-            wanted = f"vf {vf_pci}"
+        self, tx: Transaction, slices: list[PfSlice], wanted: EndpointOptions
+    ) -> tuple[PfSlice, VfInfo]:
+        """The VF the endpoint option ``vf`` names, if it is in this network's range and free."""
+        if wanted.vf_pci is not None:
+            matches = [
+                (pf, vf)
+                for pf in slices
+                for vf in self._sysfs.vfs(pf.name)
+                if vf.pci == wanted.vf_pci
+            ]
+            label = f"vf {wanted.vf_pci}"
         else:
-            if len(pfs) > 1:
+            if len(slices) > 1:
                 raise InvalidRequest(
-                    f"CreateEndpoint: vf={vf_index} is ambiguous on a network over "
-                    f"{', '.join(pfs)}; give the VF's PCI address instead"
+                    f"CreateEndpoint: vf={wanted.vf_index} is ambiguous on a network over "
+                    f"{', '.join(pf.name for pf in slices)}; give the VF's PCI address instead"
                 )
-            matches = [vf for vf in self._sysfs.vfs(pfs[0]) if vf.index == vf_index]
-            wanted = f"vf {vf_index} of {pfs[0]}"
+            only = slices[0]
+            matches = [
+                (only, vf) for vf in self._sysfs.vfs(only.name) if vf.index == wanted.vf_index
+            ]
+            label = f"vf {wanted.vf_index} of {only.name}"
         if not matches:
-            raise InvalidRequest(f"CreateEndpoint: {wanted} is not an enabled VF of this network")
-        vf = matches[0]
-        if vf in free[vf.pf]:
-            return vf
+            raise InvalidRequest(f"CreateEndpoint: {label} is not an enabled VF of this network")
+        pf, vf = matches[0]
+        if vf not in pf.enabled:
+            raise InvalidRequest(
+                f"CreateEndpoint: {label} is VF {vf.index} of {pf.name}, outside this network's "
+                f"VFs {format_vf_spans(pf.vfs)} there (its vfs or pf_iface range)"
+            )
+        if vf in pf.free:
+            return pf, vf
         if vf.index in tx.leased_vfs(vf.pf):
-            raise Conflict(f"CreateEndpoint: {wanted} is already leased to another endpoint")
-        raise Conflict(f"CreateEndpoint: {wanted} is not usable: {self._why_unusable(vf)}")
+            raise Conflict(f"CreateEndpoint: {label} is already leased to another endpoint")
+        raise Conflict(f"CreateEndpoint: {label} is not usable: {self._why_unusable(vf)}")
 
     def _is_free(self, vf: VfInfo) -> bool:
         if vf.driver == VFIO_DRIVER or not vf.netdev:
@@ -334,6 +450,7 @@ class NetworkService:
             "netdev": ep.netdev,
             "vlan": network.options["vlan"],
             "mac": ep.mac,
+            "pf_link": self._sysfs.pf_link(ep.pf),
         }
 
     def recover(self) -> None:
@@ -392,6 +509,41 @@ def _changed_fields(snapshot: VfSettings, desired: VfSettings) -> dict:
         else None
         for field in dataclasses.fields(VfSettings)
     }
+
+
+def _stored_pfs(options: dict) -> list[dict]:
+    """The network's PFs as recorded: {"pci", "name", "vfs"} each.
+
+    Networks recorded before PCI addresses and ranges were kept hold bare names.
+    """
+    return [
+        {"pci": None, "name": entry, "vfs": None} if isinstance(entry, str) else entry
+        for entry in options["pfs"]
+    ]
+
+
+def _check_same_pf_once(choices: tuple[PfChoice, ...], pfs: list[PfInfo]) -> None:
+    """A PF named once by netdev and once by PCI address is still named twice."""
+    seen: dict[str, str] = {}
+    for choice, pf in zip(choices, pfs, strict=True):
+        if pf.pci in seen:
+            raise InvalidRequest(
+                f"pf_iface names PF {pf.name} ({pf.pci}) twice: as {seen[pf.pci]} and as "
+                f"{choice.ref}; give it once"
+            )
+        seen[pf.pci] = choice.ref
+
+
+def _check_spans_fit(choice: PfChoice, pf: PfInfo) -> None:
+    """A range may only name VFs the PF can have (0 to sriov_totalvfs - 1)."""
+    if choice.vfs is None:
+        return
+    last = choice.vfs[-1][1]
+    if last >= pf.totalvfs:
+        raise InvalidRequest(
+            f"{choice.vfs_from} reaches VF {last}, but PF {pf.name} has VFs "
+            f"0-{pf.totalvfs - 1} (sriov_totalvfs {pf.totalvfs})"
+        )
 
 
 def _exhaustion_detail(pf: str, total: int, leased: int, unusable: int) -> str:
