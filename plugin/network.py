@@ -370,9 +370,11 @@ class NetworkService:
             raise InvalidRequest(f"CreateEndpoint: {label} is not an enabled VF of this network")
         pf, vf = matches[0]
         if vf not in pf.enabled:
+            if wanted.vf_pci is not None:
+                label += f" (VF {vf.index} of {pf.name})"
             raise InvalidRequest(
-                f"CreateEndpoint: {label} is VF {vf.index} of {pf.name}, outside this network's "
-                f"VFs {format_vf_spans(pf.vfs)} there (its vfs or pf_iface range)"
+                f"CreateEndpoint: {label} is outside this network's VFs "
+                f"{format_vf_spans(pf.vfs)} on {pf.name} (its vfs or pf_iface range)"
             )
         if vf in pf.free:
             return pf, vf

@@ -356,10 +356,13 @@ def test_pinned_vf_must_be_in_the_range(make):
     with pytest.raises(InvalidRequest) as err:
         svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "3"})
     assert err.value.message == (
-        "CreateEndpoint: vf 3 of pf0 is VF 3 of pf0, outside this network's VFs 1-2 there "
+        "CreateEndpoint: vf 3 of pf0 is outside this network's VFs 1-2 on pf0 "
         "(its vfs or pf_iface range)"
     )
-    with pytest.raises(InvalidRequest, match=r"vf 0000:3b:02\.0 is VF 0 of pf0, outside"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"vf 0000:3b:02\.0 \(VF 0 of pf0\) is outside this network's VFs 1-2 on pf0",
+    ):
         svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.0"})
     svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "2"})
     assert leased_vf(svc, 1) == ("pf0", 2)
