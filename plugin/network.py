@@ -282,7 +282,8 @@ class NetworkService:
         """The pinned VF, or the lowest free VF of the best PF: one with link, most free VFs."""
         opts = network.options
         slices = [self._pf_slice(tx, entry) for entry in _stored_pfs(opts)]
-        if wanted.vf_index is not None or wanted.vf_pci is not None:
+        pinned = wanted.vf_index is not None or wanted.vf_pci is not None
+        if pinned:
             chosen, vf = self._pinned_vf(tx, slices, wanted)
         else:
             candidates = [pf for pf in slices if pf.free]
@@ -293,7 +294,7 @@ class NetworkService:
             chosen = max(candidates, key=lambda pf: (pf.has_link, len(pf.free)))
             vf = chosen.free[0]
         if not chosen.has_link:
-            self._lease_without_link(network, slices, chosen, vf)
+            self._lease_without_link(network, slices, chosen, vf, pinned)
         desired = VfSettings(
             mac=mac,
             vlan=opts["vlan"],
@@ -326,10 +327,15 @@ class NetworkService:
 
     @staticmethod
     def _lease_without_link(
-        network: NetworkRow, slices: list[PfSlice], chosen: PfSlice, vf: VfInfo
+        network: NetworkRow, slices: list[PfSlice], chosen: PfSlice, vf: VfInfo, pinned: bool
     ) -> None:
         """Refuse (require_pf_link=on) or warn: the VF will pass no traffic until link returns."""
         state = "; ".join(pf.report() for pf in slices)
+        if network.options.get("require_pf_link") and pinned:
+            raise Conflict(
+                f"CreateEndpoint: vf {vf.index} of {chosen.name} is on a PF without link "
+                f"(link {chosen.link}) and the network has require_pf_link=on"
+            )
         if network.options.get("require_pf_link"):
             raise Conflict(
                 f"CreateEndpoint: no free VF on a PF with link (require_pf_link=on): {state}"

@@ -494,8 +494,12 @@ def test_require_pf_link_refuses_a_vf_without_link_and_leases_nothing(make):
         "CreateEndpoint: no free VF on a PF with link (require_pf_link=on): "
         "pf0 (link down): 0 of 2 leased; pf1 (link up): 2 of 2 leased"
     )
-    with pytest.raises(Conflict, match="require_pf_link=on"):
+    with pytest.raises(Conflict) as err:
         svc.create_endpoint(net_id(1), ep_id(4), {}, {"vf": "0000:3b:02.1"})
+    assert err.value.message == (
+        "CreateEndpoint: vf 1 of pf0 is on a PF without link (link down) "
+        "and the network has require_pf_link=on"
+    )
     with store.transaction() as tx:
         assert tx.leased_vfs("pf0") == set()
 
@@ -542,3 +546,12 @@ def test_a_generated_mac_the_network_already_holds_is_drawn_again(make):
 def test_with_prefix_keeps_the_random_tail():
     assert with_prefix("00:1b", "36:ab:cd:ef:01:23") == "00:1b:cd:ef:01:23"
     assert with_prefix(None, "36:ab:cd:ef:01:23") == "36:ab:cd:ef:01:23"
+
+
+def test_pinned_vf_on_a_pf_without_link_is_leased_with_a_warning(make, caplog):
+    svc, _, _ = make(two_pfs("down", "up"))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.1"})
+    assert leased_vf(svc, 1) == ("pf0", 1)
+    assert "leasing VF 1 of pf0 although that PF has no link" in caplog.text
