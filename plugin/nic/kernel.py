@@ -8,10 +8,12 @@ own netdev.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError
 from plugin.nic import netlink
@@ -26,6 +28,25 @@ ETH_P_8021AD = 0x88A8
 PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
 PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
+
+
+def pad_vlan_info_to_kernel_size() -> None:
+    """Make pyroute2 encode IFLA_VF_VLAN_INFO with the kernel's size.
+
+    pyroute2 (0.9.7) declares the struct as its 14 bytes of fields, but the kernel
+    checks the attribute against sizeof(struct ifla_vf_vlan_info), which includes
+    two bytes of tail padding, and answers EINVAL: no 802.1ad VLAN could ever be
+    set. Adding the padding as a field fixes encoding and decoding alike; once
+    pyroute2 declares the full size this does nothing.
+    """
+    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+    size = struct.calcsize("=" + "".join(fmt.lstrip("<>=!") for _name, fmt in info.fields))
+    if size < VLAN_INFO_SIZE:
+        info.fields = (*info.fields, ("pad", f"{VLAN_INFO_SIZE - size}x"))
+
+
+pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:

@@ -1,13 +1,16 @@
 """KernelBackend against a recording fake of pyroute2's IPRoute.
 
 The fake turns each recorded ``vf={...}`` through pyroute2's own request
-filter into the IFLA_VF_* attributes that would go to the kernel, applies them
-to a model of the PF's VFs, and answers "get" with real encoded-then-decoded
-RTM_NEWLINK messages, so parsing is tested against pyroute2's structures.
+filter into the IFLA_VF_* attributes that would go to the kernel, encodes them
+and checks the bytes the way the kernel's rtnetlink does (every attribute at
+least the size of its kernel struct, or EINVAL), applies them to a model of the
+PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
+messages, so parsing is tested against pyroute2's structures.
 """
 
 import copy
 import errno
+import struct
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,6 +25,37 @@ from plugin.nic.sysfs import Sysfs
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
+
+
+# include/uapi/linux/if_link.h: IFLA_VF_* attribute type -> sizeof its struct.
+KERNEL_VF_SIZES = {1: 36, 2: 12, 3: 8, 4: 8, 5: 8, 6: 12, 7: 8, 9: 8, 10: 16, 11: 16}
+IFLA_VFINFO_LIST, IFLA_VF_INFO, IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 22, 1, 12, 1
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info), tail padding included
+IFINFOMSG_OFFSET = 32  # struct nlmsghdr (16) + struct ifinfomsg (16)
+
+
+def attributes(data: bytes):
+    """(type, payload) of each netlink attribute in ``data``."""
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        yield kind & 0x3FFF, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def kernel_checks_vf_lengths(data: bytes) -> None:
+    """Raise EINVAL where rtnetlink would: a VF attribute shorter than its struct."""
+    for kind, payload in attributes(data[IFINFOMSG_OFFSET:]):
+        if kind != IFLA_VFINFO_LIST:
+            continue
+        for _info, vf_attrs in attributes(payload):
+            for vf_kind, value in attributes(vf_attrs):
+                if vf_kind == IFLA_VF_VLAN_LIST:
+                    for _entry, vlan_info in attributes(value):
+                        if len(vlan_info) < VLAN_INFO_SIZE:
+                            raise NetlinkError(errno.EINVAL, "IFLA_VF_VLAN_INFO too short")
+                elif len(value) < KERNEL_VF_SIZES.get(vf_kind, 0):
+                    raise NetlinkError(errno.EINVAL, f"IFLA_VF attribute {vf_kind} too short")
 
 
 def message(attrs, index=0, flags=0):
@@ -93,7 +127,8 @@ class FakeIPRoute:
     def _set_vf(self, spec):
         nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
         (info,) = nlas["attrs"]
-        message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))])  # it must encode
+        request = message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))], PF_INDEX)
+        kernel_checks_vf_lengths(request.data)
         for name, _value in info[1]["attrs"]:
             if name in self.fail_on:
                 raise NetlinkError(self.fail_on[name])
@@ -215,6 +250,22 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 def test_each_setter_sends_exactly_one_vf_attribute_through_the_pf(backend, fake, call, vf_attrs):
     call(backend)
     assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+
+
+def test_vlan_list_entries_have_the_kernels_struct_size(backend, fake):
+    """pyroute2 alone encodes IFLA_VF_VLAN_INFO as 14 bytes, which the kernel refuses."""
+    backend.set_vlan(VF3, 100, 0, "802.1ad")  # the fake raises EINVAL as the kernel would
+    assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(100, 0, 0x88A8)
+
+
+def test_kernel_length_check_refuses_a_short_vlan_info():
+    short = struct.pack("=HH", 18, IFLA_VF_VLAN_INFO) + bytes(16)  # 14-byte payload, padded
+    vlan_list = struct.pack("=HH", 4 + len(short), IFLA_VF_VLAN_LIST) + short
+    info = struct.pack("=HH", 4 + len(vlan_list), IFLA_VF_INFO) + vlan_list
+    vflist = struct.pack("=HH", 4 + len(info), IFLA_VFINFO_LIST) + info
+    with pytest.raises(NetlinkError) as err:
+        kernel_checks_vf_lengths(bytes(IFINFOMSG_OFFSET) + vflist)
+    assert err.value.code == errno.EINVAL
 
 
 def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
