@@ -331,10 +331,10 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
+        {"index": 12, "mtu": 9000},
         {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 100, "qos": 0}}},
         {"index": PF_INDEX, "vf": {"vf": 3, "mac": "02:00:00:00:00:03"}},
         {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 0}},
-        {"index": 12, "mtu": 9000},
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -342,10 +342,10 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     fake.calls.clear()
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
+        {"index": 12, "mtu": 1500},
         {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 0, "qos": 0}}},
         {"index": PF_INDEX, "vf": {"vf": 3, "mac": "00:00:00:00:00:00"}},
         {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 1}},
-        {"index": 12, "mtu": 1500},
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500

@@ -72,7 +72,7 @@ def test_endpoint_programs_vf_in_driver_order_and_returns_generated_mac(make):
     svc.create_network(net_id(1), opts, IPV4, [])
     reply = svc.create_endpoint(net_id(1), ep_id(1), {"Address": "10.1.0.2/24"}, {})
     assert reply == {"Interface": {"MacAddress": "02:00:00:00:00:01"}}
-    assert [c[0] for c in nic.calls] == ["read", "vlan", "mac", "spoofchk", "mtu"]
+    assert [c[0] for c in nic.calls] == ["read", "mtu", "vlan", "mac", "spoofchk", "read"]
     assert nic.by_vf[("pf0", 0)] == dataclasses.replace(
         FACTORY, mac="02:00:00:00:00:01", vlan=100, spoofchk=False, mtu=1400
     )
