@@ -15,10 +15,9 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, NicBackend, VfInfo, VfSettings
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, VfInfo, VfSettings
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import Sysfs
 from plugin.options import parse_endpoint_options, parse_network_options
@@ -46,14 +45,6 @@ def check_mac(value: str) -> str:
     if mac == "00:00:00:00:00:00":
         raise InvalidRequest("MAC address 00:00:00:00:00:00 cannot be a VF's address")
     return mac
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A VF chosen for an endpoint, with what the network asks of it."""
-
-    vf: VfInfo
-    desired: VfSettings
 
 
 class NetworkService:
@@ -139,7 +130,13 @@ class NetworkService:
     def create_endpoint(
         self, network_id: str, endpoint_id: str, interface: dict | None, options: dict | None
     ) -> dict:
-        """Lease a VF, program it, and answer the Interface fields Docker did not give."""
+        """Lease a VF, program it, and answer the Interface fields Docker did not give.
+
+        No netlink call runs while a store transaction is open (other requests
+        wait on it): the free VFs and each candidate's snapshot are read before
+        the lease is written, and the unique (PF, VF) key settles a race between
+        two requests that picked the same VF.
+        """
         interface = interface or {}
         given_mac = interface.get("MacAddress") or ""
         mac = check_mac(given_mac) if given_mac else ""
@@ -149,26 +146,41 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
-            mac = mac or self._new_mac()
-            lease = self._choose_vf(tx, network, wanted.vf_index, wanted.vf_pci, mac)
-            snapshot = self._backend.read_vf(lease.vf)
-            tx.insert_endpoint(
-                EndpointRow(
-                    id=endpoint_id,
-                    network_id=network_id,
-                    pf=lease.vf.pf,
-                    vf=lease.vf.index,
-                    pci=lease.vf.pci,
-                    netdev=lease.vf.netdev or "",
-                    mac=mac,
-                    address=interface.get("Address") or "",
-                    address6=interface.get("AddressIPv6") or "",
-                    original=_changed_fields(snapshot, lease.desired),
-                    state="programming",
+            leased = {pf: tx.leased_vfs(pf) for pf in network.options["pfs"]}
+            cleared = tx.vfs_without_admin_mac()
+        candidates = self._candidates(network, leased, wanted.vf_index, wanted.vf_pci)
+        mac = mac or self._new_mac()
+        desired = _desired_settings(network, mac)
+        for vf in candidates:
+            snapshot = self._snapshot(vf, vf.pci in cleared)
+            with self._store.transaction() as tx:
+                held = tx.endpoint(endpoint_id)
+                if held is not None:
+                    return self._repeated_create(held, given_mac)
+                if vf.index in tx.leased_vfs(vf.pf):
+                    continue  # a concurrent request leased it since we looked
+                tx.insert_endpoint(
+                    EndpointRow(
+                        id=endpoint_id,
+                        network_id=network_id,
+                        pf=vf.pf,
+                        vf=vf.index,
+                        pci=vf.pci,
+                        netdev=vf.netdev or "",
+                        mac=mac,
+                        address=interface.get("Address") or "",
+                        address6=interface.get("AddressIPv6") or "",
+                        original=_changed_fields(snapshot, desired),
+                        state="programming",
+                    )
                 )
-            )
+                tx.forget_admin_mac_cleared(vf.pci)
+            break
+        else:
+            report = "; ".join(self._exhaustion_report(network))
+            raise Conflict(f"CreateEndpoint: no free VF on {report}")
         try:
-            original = program_vf(self._backend, lease.vf, lease.desired, snapshot)
+            original = program_vf(self._backend, vf, desired, snapshot)
         except DeviceError:
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)
@@ -178,14 +190,31 @@ class NetworkService:
         log.info(
             "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d",
             endpoint_id[:12],
-            lease.vf.index,
-            lease.vf.pf,
-            lease.vf.pci,
-            lease.vf.netdev,
+            vf.index,
+            vf.pf,
+            vf.pci,
+            vf.netdev,
             mac,
-            lease.desired.vlan,
+            desired.vlan,
         )
         return {} if given_mac else {"Interface": {"MacAddress": mac}}
+
+    def _snapshot(self, vf: VfInfo, admin_mac_cleared: bool) -> VfSettings:
+        """The VF's settings before we change them.
+
+        When our last release cleared the VF's admin MAC, a PF like igb later
+        reports the MAC the VF registered itself (its netdev's own address): that
+        is not an admin MAC, and recording it as the original would write it back
+        as a sticky admin MAC at release.
+        """
+        snapshot = self._backend.read_vf(vf)
+        if (
+            admin_mac_cleared
+            and snapshot.mac not in (None, NO_ADMIN_MAC)
+            and snapshot.mac == self._backend.netdev_address(vf)
+        ):
+            return dataclasses.replace(snapshot, mac=NO_ADMIN_MAC)
+        return snapshot
 
     @staticmethod
     def _repeated_create(held: EndpointRow, given_mac: str) -> dict:
@@ -193,53 +222,39 @@ class NetworkService:
             raise Conflict(f"CreateEndpoint: endpoint {held.id[:12]} is being created already")
         return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
 
-    def _choose_vf(
+    def _candidates(
         self,
-        tx: Transaction,
         network: NetworkRow,
+        leased: dict[str, set[int]],
         vf_index: int | None,
         vf_pci: str | None,
-        mac: str,
-    ) -> Lease:
-        opts = network.options
-        pfs = opts["pfs"]
-        free: dict[str, list[VfInfo]] = {}
-        report = []
-        for pf in pfs:
-            vfs = self._sysfs.vfs(pf)
-            leased = tx.leased_vfs(pf)
-            usable = [vf for vf in vfs if vf.index not in leased and self._is_free(vf)]
-            free[pf] = usable
-            leased_here = len(leased & {vf.index for vf in vfs})
-            report.append(
-                _exhaustion_detail(pf, len(vfs), leased_here, len(vfs) - leased_here - len(usable))
-            )
+    ) -> list[VfInfo]:
+        """The VFs to try in order: the pinned one, or the free ones of the emptiest PF first."""
+        pfs = network.options["pfs"]
         if vf_index is not None or vf_pci is not None:
-            vf = self._pinned_vf(tx, pfs, free, vf_index, vf_pci)
-        else:
-            best = max(pfs, key=lambda pf: len(free[pf]))
-            if not free[best]:
-                raise Conflict(f"CreateEndpoint: no free VF on {'; '.join(report)}")
-            vf = free[best][0]
-        desired = VfSettings(
-            mac=mac,
-            vlan=opts["vlan"],
-            qos=opts["qos"],
-            proto=opts["proto"],
-            spoofchk=opts["spoofchk"],
-            trust=opts["trust"],
-            link_state=opts["link_state"],
-            min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
-            max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
-            mtu=opts["mtu"],
-        )
-        return Lease(vf, desired)
+            return [self._pinned_vf(pfs, leased, vf_index, vf_pci)]
+        free = {pf: [vf for vf in self._sysfs.vfs(pf) if vf.index not in leased[pf]] for pf in pfs}
+        free = {pf: [vf for vf in vfs if self._is_free(vf)] for pf, vfs in free.items()}
+        by_most_free = sorted(pfs, key=lambda pf: len(free[pf]), reverse=True)
+        return [vf for pf in by_most_free for vf in free[pf]]
+
+    def _exhaustion_report(self, network: NetworkRow) -> list[str]:
+        """Per PF: how many VFs are leased and how many are unusable, for "no free VF"."""
+        with self._store.transaction() as tx:
+            leased = {pf: tx.leased_vfs(pf) for pf in network.options["pfs"]}
+        report = []
+        for pf, held in leased.items():
+            vfs = self._sysfs.vfs(pf)
+            leased_here = len(held & {vf.index for vf in vfs})
+            usable = [vf for vf in vfs if vf.index not in held and self._is_free(vf)]
+            unusable = len(vfs) - leased_here - len(usable)
+            report.append(_exhaustion_detail(pf, len(vfs), leased_here, unusable))
+        return report
 
     def _pinned_vf(
         self,
-        tx: Transaction,
         pfs: list[str],
-        free: dict[str, list[VfInfo]],
+        leased: dict[str, set[int]],
         vf_index: int | None,
         vf_pci: str | None,
     ) -> VfInfo:
@@ -258,11 +273,11 @@ class NetworkService:
         if not matches:
             raise InvalidRequest(f"CreateEndpoint: {wanted} is not an enabled VF of this network")
         vf = matches[0]
-        if vf in free[vf.pf]:
-            return vf
-        if vf.index in tx.leased_vfs(vf.pf):
+        if vf.index in leased[vf.pf]:
             raise Conflict(f"CreateEndpoint: {wanted} is already leased to another endpoint")
-        raise Conflict(f"CreateEndpoint: {wanted} is not usable: {self._why_unusable(vf)}")
+        if not self._is_free(vf):
+            raise Conflict(f"CreateEndpoint: {wanted} is not usable: {self._why_unusable(vf)}")
+        return vf
 
     def _is_free(self, vf: VfInfo) -> bool:
         if vf.driver == VFIO_DRIVER or not vf.netdev:
@@ -316,9 +331,12 @@ class NetworkService:
 
     def _release(self, ep: EndpointRow) -> None:
         vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
-        restore_vf(self._backend, vf, VfSettings(**ep.original))
+        original = VfSettings(**ep.original)
+        restore_vf(self._backend, vf, original)
         with self._store.transaction() as tx:
             tx.delete_endpoint(ep.id)
+            if original.mac == NO_ADMIN_MAC:
+                tx.remember_admin_mac_cleared(ep.pci)
         log.info("endpoint %s released VF %d of %s", ep.id[:12], ep.vf, ep.pf)
 
     def endpoint_info(self, endpoint_id: str) -> dict:
@@ -371,6 +389,23 @@ def _gateway(data: list[dict]) -> str | None:
         if gateway:
             return str(ipaddress.ip_interface(gateway).ip)
     return None
+
+
+def _desired_settings(network: NetworkRow, mac: str) -> VfSettings:
+    """What the network asks of each of its VFs, with the endpoint's MAC."""
+    opts = network.options
+    return VfSettings(
+        mac=mac,
+        vlan=opts["vlan"],
+        qos=opts["qos"],
+        proto=opts["proto"],
+        spoofchk=opts["spoofchk"],
+        trust=opts["trust"],
+        link_state=opts["link_state"],
+        min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
+        max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
+        mtu=opts["mtu"],
+    )
 
 
 def _rate(value: int | None, other: int | None, default: int) -> int | None:

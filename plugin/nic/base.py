@@ -43,6 +43,7 @@ class NetdevStatus(enum.Enum):
 
 
 VLAN_PROTOS = ("802.1Q", "802.1ad")
+NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
 LINK_STATES = ("auto", "enable", "disable")
 
 
@@ -91,3 +92,7 @@ class NicBackend(Protocol):
     def set_mtu(self, vf: VfInfo, mtu: int) -> None: ...
 
     def netdev_status(self, name: str) -> NetdevStatus: ...
+
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        """The MAC address of the VF's own netdev, None if it is not in this namespace."""
+        ...

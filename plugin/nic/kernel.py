@@ -119,6 +119,15 @@ class KernelBackend:
         except NetlinkError as err:
             raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
 
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        if vf.netdev is None:
+            return None
+        try:
+            with self._iproute() as ipr:
+                return netlink.get_address(ipr, check_ifname(vf.netdev))
+        except NetlinkError as err:
+            raise DeviceError(f"read address of {vf.netdev}: {netlink.strerror(err)}") from err
+
     def _set_vf(self, vf: VfInfo, step: str, values: dict, attrs: dict) -> None:
         """One RTM_SETLINK on the PF carrying ``attrs`` for VF ``vf.index``."""
         try:

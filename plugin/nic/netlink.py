@@ -79,6 +79,16 @@ def get_mtu(ipr, name: str) -> int | None:
         raise
 
 
+def get_address(ipr, name: str) -> str | None:
+    """The MAC address of ``name``, None if it is not in this namespace."""
+    try:
+        return get_link(ipr, name).get_attr("IFLA_ADDRESS")
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            return None
+        raise
+
+
 def master_of(ipr, name: str) -> str | None:
     """The name of the bridge ``name`` is plugged into, None if none."""
     master = get_link(ipr, name).get_attr("IFLA_MASTER")

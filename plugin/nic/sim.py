@@ -69,6 +69,15 @@ class SimBackend:
         except NetlinkError as err:
             raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
 
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        if vf.netdev is None:
+            return None
+        try:
+            with IPRoute() as ipr:
+                return netlink.get_address(ipr, check_ifname(vf.netdev))
+        except NetlinkError as err:
+            raise DeviceError(f"read address of {vf.netdev}: {netlink.strerror(err)}") from err
+
     def _record(self, vf: VfInfo, step: str, values: dict) -> None:
         self._apply(vf, step, values, simnic.record, **values)
 

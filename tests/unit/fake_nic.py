@@ -38,6 +38,7 @@ class FakeNic:
         self.calls: list[tuple] = []
         self.fail: set[str] = set()
         self.status: dict[str, NetdevStatus] = {}
+        self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -78,3 +79,6 @@ class FakeNic:
 
     def netdev_status(self, name):
         return self.status.get(name, NetdevStatus.IDLE)
+
+    def netdev_address(self, vf):
+        return self.addresses.get(vf.netdev)

@@ -77,6 +77,7 @@ class FakeIPRoute:
         self.calls = []
         self.links = {"enp1s0f0": PF_INDEX, "enp1s0f0v3": 12}
         self.mtu = {12: 1500}
+        self.address = {12: "02:00:00:00:00:0c"}
         self.flags = {12: 0}
         self.addresses = {12: []}
         self.report_trust = True
@@ -111,7 +112,8 @@ class FakeIPRoute:
             return [self._pf_message()]
         if command == "get":
             index = kwargs["index"]
-            return [message([("IFLA_MTU", self.mtu[index])], index, self.flags[index])]
+            attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
+            return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
             return self._set_vf(kwargs["vf"])
         if command == "set" and "mtu" in kwargs:
@@ -221,6 +223,13 @@ def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
     missing = VfInfo("enp1s0f0", 9, "0000:3b:03.1", None, "iavf")
     with pytest.raises(DeviceError, match="read VF 9 of enp1s0f0: enp1s0f0 reports no VF 9"):
         backend.read_vf(missing)
+
+
+def test_netdev_address_is_the_vf_netdevs_own_mac(backend):
+    assert backend.netdev_address(VF3) == "02:00:00:00:00:0c"
+    assert backend.netdev_address(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "iavf")) is None
+    gone = VfInfo("enp1s0f0", 5, "0000:3b:02.5", "enp1s0f0v5", "iavf")
+    assert backend.netdev_address(gone) is None
 
 
 def test_read_vf_without_netdev_has_no_mtu(backend):
