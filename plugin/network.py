@@ -233,8 +233,10 @@ class NetworkService:
         pfs = network.options["pfs"]
         if vf_index is not None or vf_pci is not None:
             return [self._pinned_vf(pfs, leased, vf_index, vf_pci)]
-        free = {pf: [vf for vf in self._sysfs.vfs(pf) if vf.index not in leased[pf]] for pf in pfs}
-        free = {pf: [vf for vf in vfs if self._is_free(vf)] for pf, vfs in free.items()}
+        free = {
+            pf: self._usable([vf for vf in self._sysfs.vfs(pf) if vf.index not in leased[pf]])
+            for pf in pfs
+        }
         by_most_free = sorted(pfs, key=lambda pf: len(free[pf]), reverse=True)
         return [vf for pf in by_most_free for vf in free[pf]]
 
@@ -246,7 +248,7 @@ class NetworkService:
         for pf, held in leased.items():
             vfs = self._sysfs.vfs(pf)
             leased_here = len(held & {vf.index for vf in vfs})
-            usable = [vf for vf in vfs if vf.index not in held and self._is_free(vf)]
+            usable = self._usable([vf for vf in vfs if vf.index not in held])
             unusable = len(vfs) - leased_here - len(usable)
             report.append(_exhaustion_detail(pf, len(vfs), leased_here, unusable))
         return report
@@ -275,21 +277,22 @@ class NetworkService:
         vf = matches[0]
         if vf.index in leased[vf.pf]:
             raise Conflict(f"CreateEndpoint: {wanted} is already leased to another endpoint")
-        if not self._is_free(vf):
+        if not self._usable([vf]):
             raise Conflict(f"CreateEndpoint: {wanted} is not usable: {self._why_unusable(vf)}")
         return vf
 
-    def _is_free(self, vf: VfInfo) -> bool:
-        if vf.driver == VFIO_DRIVER or not vf.netdev:
-            return False
-        return self._backend.netdev_status(vf.netdev) == NetdevStatus.IDLE
+    def _usable(self, vfs: list[VfInfo]) -> list[VfInfo]:
+        """The VFs whose netdev is in the host namespace and idle, from one netlink dump."""
+        named = [vf for vf in vfs if vf.driver != VFIO_DRIVER and vf.netdev]
+        statuses = self._backend.netdev_statuses([vf.netdev for vf in named])
+        return [vf for vf in named if statuses[vf.netdev] == NetdevStatus.IDLE]
 
     def _why_unusable(self, vf: VfInfo) -> str:
         if vf.driver == VFIO_DRIVER:
             return "it is bound to vfio-pci"
         if not vf.netdev:
             return "it has no netdev (no network driver bound)"
-        status = self._backend.netdev_status(vf.netdev)
+        status = self._backend.netdev_statuses([vf.netdev])[vf.netdev]
         if status == NetdevStatus.ABSENT:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"

@@ -8,6 +8,7 @@ the same settings to the simulated NIC. Everything above it is shared.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,7 +92,9 @@ class NicBackend(Protocol):
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None: ...
 
-    def netdev_status(self, name: str) -> NetdevStatus: ...
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        """What the host namespace says about each netdev, read in one go."""
+        ...
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         """The MAC address of the VF's own netdev, None if it is not in this namespace."""

@@ -9,7 +9,7 @@ own netdev.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -19,6 +19,7 @@ from plugin.errors import DeviceError
 from plugin.nic import netlink
 from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfSettings
 from plugin.nic.names import check_ifname
+from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
 
@@ -54,7 +55,8 @@ class KernelBackend:
 
     def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute):
         self.sysfs = sysfs
-        self._iproute = iproute_factory
+        self._iproute = netlink.SocketPerThread(iproute_factory)
+        self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
@@ -111,22 +113,11 @@ class KernelBackend:
                 vf, "mtu", {"mtu": mtu}, f"{vf.netdev}: {netlink.strerror(err)}"
             ) from err
 
-    def netdev_status(self, name: str) -> NetdevStatus:
-        check_ifname(name)
-        try:
-            with self._iproute() as ipr:
-                return netlink.netdev_status(ipr, name)
-        except NetlinkError as err:
-            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        return self._netdevs.statuses(names)
 
     def netdev_address(self, vf: VfInfo) -> str | None:
-        if vf.netdev is None:
-            return None
-        try:
-            with self._iproute() as ipr:
-                return netlink.get_address(ipr, check_ifname(vf.netdev))
-        except NetlinkError as err:
-            raise DeviceError(f"read address of {vf.netdev}: {netlink.strerror(err)}") from err
+        return self._netdevs.address(vf)
 
     def _set_vf(self, vf: VfInfo, step: str, values: dict, attrs: dict) -> None:
         """One RTM_SETLINK on the PF carrying ``attrs`` for VF ``vf.index``."""

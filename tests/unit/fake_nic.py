@@ -29,7 +29,7 @@ class FakeNic:
 
     ``calls`` records ("read",) and (step, value); a step named in ``fail``
     (or "step:value" for one value only) raises DeviceError; ``status`` maps a
-    netdev name to what ``netdev_status`` answers (IDLE when absent).
+    netdev name to what ``netdev_statuses`` answers (IDLE when absent).
     """
 
     def __init__(self, initial: VfSettings = FACTORY):
@@ -77,8 +77,8 @@ class FakeNic:
     def set_mtu(self, vf, mtu):
         self._set(vf, "mtu", mtu, mtu=mtu)
 
-    def netdev_status(self, name):
-        return self.status.get(name, NetdevStatus.IDLE)
+    def netdev_statuses(self, names):
+        return {name: self.status.get(name, NetdevStatus.IDLE) for name in names}
 
     def netdev_address(self, vf):
         return self.addresses.get(vf.netdev)

@@ -11,6 +11,7 @@ messages, so parsing is tested against pyroute2's structures.
 import copy
 import errno
 import struct
+import threading
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -18,6 +19,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
 from plugin.errors import DeviceError, InvalidRequest
+from plugin.nic import netlink
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
@@ -94,14 +96,10 @@ class FakeIPRoute:
             }
             for n in range(4)
         }
-        self.open = 0
+        self.closed = False
 
-    def __enter__(self):
-        self.open += 1
-        return self
-
-    def __exit__(self, *exc):
-        self.open -= 1
+    def close(self):
+        self.closed = True
 
     def link_lookup(self, ifname):
         return [self.links[ifname]] if ifname in self.links else []
@@ -123,8 +121,14 @@ class FakeIPRoute:
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
 
-    def get_addr(self, index):
-        return self.addresses[index]
+    def get_links(self):
+        return [
+            message([("IFLA_IFNAME", name)], index, self.flags.get(index, 0))
+            for name, index in self.links.items()
+        ]
+
+    def get_addr(self):
+        return [addr for addrs in self.addresses.values() for addr in addrs]
 
     def _set_vf(self, spec):
         nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
@@ -175,8 +179,17 @@ def fake():
 
 
 @pytest.fixture
-def backend(fake, tmp_path):
-    return KernelBackend(Sysfs(tmp_path), iproute_factory=lambda: fake)
+def opened():
+    return []
+
+
+@pytest.fixture
+def backend(fake, opened, tmp_path):
+    def open_fake():
+        opened.append(fake)
+        return fake
+
+    return KernelBackend(Sysfs(tmp_path), iproute_factory=open_fake)
 
 
 def vf_sets(fake):
@@ -209,7 +222,6 @@ def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
         mtu=9000,
     )
     assert ("get", {"index": PF_INDEX, "ext_mask": 1}) in fake.calls
-    assert fake.open == 0
 
 
 def test_read_vf_reports_unreported_trust_as_none(backend, fake):
@@ -325,14 +337,27 @@ def test_bad_values_never_reach_netlink(backend, fake, call):
     assert vf_sets(fake) == []
 
 
-def test_netdev_status_idle_busy_absent(backend, fake):
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+def test_netdev_statuses_idle_busy_absent_from_one_dump(backend, fake):
+    names = ["enp1s0f0v3", "enp1s0f0v7"]
+    assert backend.netdev_statuses(names) == {
+        "enp1s0f0v3": NetdevStatus.IDLE,
+        "enp1s0f0v7": NetdevStatus.ABSENT,
+    }
     fake.flags[12] = 1  # IFF_UP, but no address yet
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.IDLE
     fake.addresses[12] = [message([], 12)]
     fake.addresses[12][0]["family"] = 2
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.BUSY
-    assert backend.netdev_status("enp1s0f0v7") is NetdevStatus.ABSENT
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.BUSY
+    assert [c for c in fake.calls if c[0] == "get"] == []  # dumps only, no query per netdev
+
+
+def test_one_netlink_socket_per_thread_is_kept_across_calls(backend, fake, opened):
+    backend.read_vf(VF3)
+    backend.set_vlan(VF3, 100, 0, "802.1Q")
+    backend.set_mtu(VF3, 9000)
+    backend.netdev_statuses(["enp1s0f0v3"])
+    assert opened == [fake]
+    assert not fake.closed
 
 
 def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original(backend, fake):
@@ -358,3 +383,40 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500
+
+
+def test_each_thread_has_its_own_socket_and_a_broken_one_is_replaced():
+    made = []
+
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def factory():
+        made.append(Socket())
+        return made[-1]
+
+    sockets = netlink.SocketPerThread(factory)
+    with sockets() as first:
+        pass
+    other = []
+
+    def in_thread():
+        with sockets() as ipr:
+            other.append(ipr)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    with pytest.raises(OSError), sockets():
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+    assert first.closed
+    with sockets() as again:
+        assert again is not first
+    with pytest.raises(NetlinkError), sockets():
+        raise NetlinkError(errno.EINVAL)
+    with sockets() as kept:
+        assert kept is again and not again.closed

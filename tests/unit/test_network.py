@@ -303,7 +303,7 @@ def test_no_backend_call_runs_while_a_store_transaction_is_open(make):
         threading.Thread(target=take, daemon=True).start()
         return done.wait(timeout=5)
 
-    for name in ("read_vf", "set_vlan", "set_mac", "netdev_status", "netdev_address"):
+    for name in ("read_vf", "set_vlan", "set_mac", "netdev_statuses", "netdev_address"):
         call = getattr(nic, name)
 
         def checked(*args, _call=call, _name=name):
