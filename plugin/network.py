@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, Sysfs
 from plugin.options import (
@@ -63,17 +63,16 @@ def with_prefix(prefix: str | None, mac: str) -> str:
     return prefix + mac[len(prefix) :]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PfSlice:
     """What one PF of a network offers an endpoint right now: its VFs in range, and link."""
 
     name: str
-    pci: str
     vfs: tuple | list | None  # the network's VF spans on this PF (None: every VF)
     link: str  # LINK_UP, LINK_DOWN or LINK_UNKNOWN
     enabled: list[VfInfo]  # enabled VFs within the spans
+    leased: frozenset[int]  # VF indexes of this PF leased by any network
     free: list[VfInfo]
-    leased: int  # VFs within the spans leased by any network
 
     @property
     def has_link(self) -> bool:
@@ -83,21 +82,13 @@ class PfSlice:
     def report(self) -> str:
         """e.g. "enp1s0f0 (VFs 0-3, link up): 4 of 4 leased, 1 unusable (...)"."""
         where = f"VFs {format_vf_spans(self.vfs)}, " if self.vfs is not None else ""
-        detail = _exhaustion_detail(
+        leased = sum(vf.index in self.leased for vf in self.enabled)
+        return _exhaustion_detail(
             f"{self.name} ({where}link {self.link})",
             len(self.enabled),
-            self.leased,
-            len(self.enabled) - self.leased - len(self.free),
+            leased,
+            len(self.enabled) - leased - len(self.free),
         )
-        return detail
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A VF chosen for an endpoint, with what the network asks of it."""
-
-    vf: VfInfo
-    desired: VfSettings
 
 
 class NetworkService:
@@ -204,7 +195,13 @@ class NetworkService:
     def create_endpoint(
         self, network_id: str, endpoint_id: str, interface: dict | None, options: dict | None
     ) -> dict:
-        """Lease a VF, program it, and answer the Interface fields Docker did not give."""
+        """Lease a VF, program it, and answer the Interface fields Docker did not give.
+
+        No netlink call runs while a store transaction is open (other requests
+        wait on it): the free VFs and each candidate's snapshot are read before
+        the lease is written, and the unique (PF, VF) key settles a race between
+        two requests that picked the same VF.
+        """
         interface = interface or {}
         given_mac = interface.get("MacAddress") or ""
         mac = check_mac(given_mac) if given_mac else ""
@@ -214,26 +211,52 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
-            mac = mac or self._generated_mac(tx, network)
-            lease = self._choose_vf(tx, network, wanted, mac)
-            snapshot = self._backend.read_vf(lease.vf)
-            tx.insert_endpoint(
-                EndpointRow(
-                    id=endpoint_id,
-                    network_id=network_id,
-                    pf=lease.vf.pf,
-                    vf=lease.vf.index,
-                    pci=lease.vf.pci,
-                    netdev=lease.vf.netdev or "",
-                    mac=mac,
-                    address=interface.get("Address") or "",
-                    address6=interface.get("AddressIPv6") or "",
-                    original=_changed_fields(snapshot, lease.desired),
-                    state="programming",
+            cleared = tx.vfs_without_admin_mac()
+            macs_held = {ep.mac for ep in tx.endpoints_of_network(network_id)}
+        slices = self._pf_slices(network)
+        candidates = self._candidates(network, slices, wanted)
+        mac = mac or self._generated_mac(network, macs_held)
+        desired = _desired_settings(network, mac)
+        for vf in candidates:
+            snapshot = self._snapshot(vf, vf.pci in cleared)
+            with self._store.transaction() as tx:
+                held = tx.endpoint(endpoint_id)
+                if held is not None:
+                    return self._repeated_create(held, given_mac)
+                if vf.index in tx.leased_vfs(vf.pf):
+                    continue  # a concurrent request leased it since we looked
+                tx.insert_endpoint(
+                    EndpointRow(
+                        id=endpoint_id,
+                        network_id=network_id,
+                        pf=vf.pf,
+                        vf=vf.index,
+                        pci=vf.pci,
+                        netdev=vf.netdev or "",
+                        mac=mac,
+                        address=interface.get("Address") or "",
+                        address6=interface.get("AddressIPv6") or "",
+                        original=_changed_fields(snapshot, desired),
+                        state="programming",
+                    )
                 )
+                tx.forget_admin_mac_cleared(vf.pci)
+            break
+        else:
+            report = "; ".join(pf.report() for pf in self._pf_slices(network))
+            raise Conflict(f"CreateEndpoint: no free VF on {report}")
+        chosen = next(pf for pf in slices if pf.name == vf.pf)
+        if not chosen.has_link:
+            log.warning(
+                "network %s: leased VF %d of %s although that PF has no link (%s); it passes "
+                "no traffic until the link comes up (require_pf_link=on refuses instead)",
+                network_id[:12],
+                vf.index,
+                vf.pf,
+                "; ".join(pf.report() for pf in slices),
             )
         try:
-            original = program_vf(self._backend, lease.vf, lease.desired, snapshot)
+            original = program_vf(self._backend, vf, desired, snapshot)
         except DeviceError:
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)
@@ -243,15 +266,32 @@ class NetworkService:
         log.info(
             "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
             endpoint_id[:12],
-            lease.vf.index,
-            lease.vf.pf,
-            lease.vf.pci,
-            lease.vf.netdev,
+            vf.index,
+            vf.pf,
+            vf.pci,
+            vf.netdev,
             mac,
-            lease.desired.vlan,
-            self._sysfs.pf_link(lease.vf.pf),
+            desired.vlan,
+            chosen.link,
         )
         return {} if given_mac else {"Interface": {"MacAddress": mac}}
+
+    def _snapshot(self, vf: VfInfo, admin_mac_cleared: bool) -> VfSettings:
+        """The VF's settings before we change them.
+
+        When our last release cleared the VF's admin MAC, a PF like igb later
+        reports the MAC the VF registered itself (its netdev's own address): that
+        is not an admin MAC, and recording it as the original would write it back
+        as a sticky admin MAC at release.
+        """
+        snapshot = self._backend.read_vf(vf)
+        if (
+            admin_mac_cleared
+            and snapshot.mac not in (None, NO_ADMIN_MAC)
+            and snapshot.mac == self._backend.netdev_address(vf)
+        ):
+            return dataclasses.replace(snapshot, mac=NO_ADMIN_MAC)
+        return snapshot
 
     @staticmethod
     def _repeated_create(held: EndpointRow, given_mac: str) -> dict:
@@ -259,99 +299,79 @@ class NetworkService:
             raise Conflict(f"CreateEndpoint: endpoint {held.id[:12]} is being created already")
         return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
 
-    def _generated_mac(self, tx: Transaction, network: NetworkRow) -> str:
+    def _generated_mac(self, network: NetworkRow, held: set[str]) -> str:
         """A new admin MAC, under the network's mac_prefix, that no endpoint of it holds.
 
         With a long prefix few bits are random (5 octets leave 256 addresses), so
         a repeat within the network is likely enough to check for.
         """
         prefix = network.options.get("mac_prefix")
-        taken = {ep.mac for ep in tx.endpoints_of_network(network.id)}
         for _ in range(MAC_TRIES):
             mac = with_prefix(prefix, self._new_mac())
-            if mac not in taken and mac != "00:00:00:00:00:00":
+            if mac not in held and mac != NO_ADMIN_MAC:
                 return mac
         raise Conflict(
             f"CreateEndpoint: found no MAC under mac_prefix {prefix} that the network's "
-            f"{len(taken)} endpoints do not hold ({MAC_TRIES} tries); use a shorter mac_prefix"
+            f"{len(held)} endpoints do not hold ({MAC_TRIES} tries); use a shorter mac_prefix"
         )
 
-    def _choose_vf(
-        self, tx: Transaction, network: NetworkRow, wanted: EndpointOptions, mac: str
-    ) -> Lease:
-        """The pinned VF, or the lowest free VF of the best PF: one with link, most free VFs."""
-        opts = network.options
-        slices = [self._pf_slice(tx, entry) for entry in _stored_pfs(opts)]
-        pinned = wanted.vf_index is not None or wanted.vf_pci is not None
-        if pinned:
-            chosen, vf = self._pinned_vf(tx, slices, wanted)
-        else:
-            candidates = [pf for pf in slices if pf.free]
-            if not candidates:
-                raise Conflict(
-                    f"CreateEndpoint: no free VF on {'; '.join(pf.report() for pf in slices)}"
+    def _pf_slices(self, network: NetworkRow) -> list[PfSlice]:
+        """The network's share of each of its PFs now: VFs in range, leases, free VFs, link.
+
+        PFs are found by PCI address, so a rename does not lose them; leases are
+        read in a transaction of their own, and netlink runs outside it.
+        """
+        found = [(self._current_pf(entry), entry["vfs"]) for entry in _stored_pfs(network.options)]
+        with self._store.transaction() as tx:
+            leased = {pf.name: frozenset(tx.leased_vfs(pf.name)) for pf, _ in found}
+        slices = []
+        for pf, spans in found:
+            enabled = [vf for vf in self._sysfs.vfs(pf.name) if in_vf_spans(vf.index, spans)]
+            held = leased[pf.name]
+            slices.append(
+                PfSlice(
+                    name=pf.name,
+                    vfs=spans,
+                    link=self._sysfs.pf_link(pf.name),
+                    enabled=enabled,
+                    leased=held,
+                    free=self._usable([vf for vf in enabled if vf.index not in held]),
                 )
-            chosen = max(candidates, key=lambda pf: (pf.has_link, len(pf.free)))
-            vf = chosen.free[0]
-        if not chosen.has_link:
-            self._lease_without_link(network, slices, chosen, vf, pinned)
-        desired = VfSettings(
-            mac=mac,
-            vlan=opts["vlan"],
-            qos=opts["qos"],
-            proto=opts["proto"],
-            spoofchk=opts["spoofchk"],
-            trust=opts["trust"],
-            link_state=opts["link_state"],
-            min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
-            max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
-            mtu=opts["mtu"],
-        )
-        return Lease(vf, desired)
-
-    def _pf_slice(self, tx: Transaction, entry: dict) -> PfSlice:
-        """The network's share of one PF: found by PCI address, so a rename does not lose it."""
-        pf = self._sysfs.pf_by_pci(entry["pci"]) if entry["pci"] else self._sysfs.pf(entry["name"])
-        spans = entry["vfs"]
-        enabled = [vf for vf in self._sysfs.vfs(pf.name) if in_vf_spans(vf.index, spans)]
-        leased = tx.leased_vfs(pf.name)
-        return PfSlice(
-            name=pf.name,
-            pci=pf.pci,
-            vfs=spans,
-            link=self._sysfs.pf_link(pf.name),
-            enabled=enabled,
-            free=[vf for vf in enabled if vf.index not in leased and self._is_free(vf)],
-            leased=sum(vf.index in leased for vf in enabled),
-        )
-
-    @staticmethod
-    def _lease_without_link(
-        network: NetworkRow, slices: list[PfSlice], chosen: PfSlice, vf: VfInfo, pinned: bool
-    ) -> None:
-        """Refuse (require_pf_link=on) or warn: the VF will pass no traffic until link returns."""
-        state = "; ".join(pf.report() for pf in slices)
-        if network.options.get("require_pf_link") and pinned:
-            raise Conflict(
-                f"CreateEndpoint: vf {vf.index} of {chosen.name} is on a PF without link "
-                f"(link {chosen.link}) and the network has require_pf_link=on"
             )
-        if network.options.get("require_pf_link"):
-            raise Conflict(
-                f"CreateEndpoint: no free VF on a PF with link (require_pf_link=on): {state}"
-            )
-        log.warning(
-            "network %s: leasing VF %d of %s although that PF has no link (%s); "
-            "it passes no traffic until the link comes up (require_pf_link=on refuses instead)",
-            network.id[:12],
-            vf.index,
-            chosen.name,
-            state,
-        )
+        return slices
 
-    def _pinned_vf(
-        self, tx: Transaction, slices: list[PfSlice], wanted: EndpointOptions
-    ) -> tuple[PfSlice, VfInfo]:
+    def _current_pf(self, entry: dict) -> PfInfo:
+        if entry["pci"]:
+            return self._sysfs.pf_by_pci(entry["pci"])
+        return self._sysfs.pf(entry["name"])
+
+    def _candidates(
+        self, network: NetworkRow, slices: list[PfSlice], wanted: EndpointOptions
+    ) -> list[VfInfo]:
+        """The VFs to try in order: the pinned one, or the free ones of PFs with link, then
+        of the PF with most free VFs first. With require_pf_link=on, only PFs with link."""
+        required = bool(network.options.get("require_pf_link"))
+        if wanted.vf_index is not None or wanted.vf_pci is not None:
+            pf, vf = self._pinned_vf(slices, wanted)
+            if required and not pf.has_link:
+                raise Conflict(
+                    f"CreateEndpoint: vf {vf.index} of {pf.name} is on a PF without link "
+                    f"(link {pf.link}) and the network has require_pf_link=on"
+                )
+            return [vf]
+        best_first = sorted(slices, key=lambda pf: (pf.has_link, len(pf.free)), reverse=True)
+        if required:
+            if not any(pf.free for pf in best_first if pf.has_link) and any(
+                pf.free for pf in best_first
+            ):
+                report = "; ".join(pf.report() for pf in slices)
+                raise Conflict(
+                    f"CreateEndpoint: no free VF on a PF with link (require_pf_link=on): {report}"
+                )
+            best_first = [pf for pf in best_first if pf.has_link]
+        return [vf for pf in best_first for vf in pf.free]
+
+    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfInfo]:
         """The VF the endpoint option ``vf`` names, if it is in this network's range and free."""
         if wanted.vf_pci is not None:
             matches = [
@@ -382,23 +402,24 @@ class NetworkService:
                 f"CreateEndpoint: {label} is outside this network's VFs "
                 f"{format_vf_spans(pf.vfs)} on {pf.name} (its vfs or pf_iface range)"
             )
-        if vf in pf.free:
-            return pf, vf
-        if vf.index in tx.leased_vfs(vf.pf):
+        if vf.index in pf.leased:
             raise Conflict(f"CreateEndpoint: {label} is already leased to another endpoint")
-        raise Conflict(f"CreateEndpoint: {label} is not usable: {self._why_unusable(vf)}")
+        if vf not in pf.free:
+            raise Conflict(f"CreateEndpoint: {label} is not usable: {self._why_unusable(vf)}")
+        return pf, vf
 
-    def _is_free(self, vf: VfInfo) -> bool:
-        if vf.driver == VFIO_DRIVER or not vf.netdev:
-            return False
-        return self._backend.netdev_status(vf.netdev) == NetdevStatus.IDLE
+    def _usable(self, vfs: list[VfInfo]) -> list[VfInfo]:
+        """The VFs whose netdev is in the host namespace and idle, from one netlink dump."""
+        named = [vf for vf in vfs if vf.driver != VFIO_DRIVER and vf.netdev]
+        statuses = self._backend.netdev_statuses([vf.netdev for vf in named])
+        return [vf for vf in named if statuses[vf.netdev] == NetdevStatus.IDLE]
 
     def _why_unusable(self, vf: VfInfo) -> str:
         if vf.driver == VFIO_DRIVER:
             return "it is bound to vfio-pci"
         if not vf.netdev:
             return "it has no netdev (no network driver bound)"
-        status = self._backend.netdev_status(vf.netdev)
+        status = self._backend.netdev_statuses([vf.netdev])[vf.netdev]
         if status == NetdevStatus.ABSENT:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
@@ -440,9 +461,12 @@ class NetworkService:
 
     def _release(self, ep: EndpointRow) -> None:
         vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
-        restore_vf(self._backend, vf, VfSettings(**ep.original))
+        original = VfSettings(**ep.original)
+        restore_vf(self._backend, vf, original)
         with self._store.transaction() as tx:
             tx.delete_endpoint(ep.id)
+            if original.mac == NO_ADMIN_MAC:
+                tx.remember_admin_mac_cleared(ep.pci)
         log.info("endpoint %s released VF %d of %s", ep.id[:12], ep.vf, ep.pf)
 
     def endpoint_info(self, endpoint_id: str) -> dict:
@@ -496,6 +520,23 @@ def _gateway(data: list[dict]) -> str | None:
         if gateway:
             return str(ipaddress.ip_interface(gateway).ip)
     return None
+
+
+def _desired_settings(network: NetworkRow, mac: str) -> VfSettings:
+    """What the network asks of each of its VFs, with the endpoint's MAC."""
+    opts = network.options
+    return VfSettings(
+        mac=mac,
+        vlan=opts["vlan"],
+        qos=opts["qos"],
+        proto=opts["proto"],
+        spoofchk=opts["spoofchk"],
+        trust=opts["trust"],
+        link_state=opts["link_state"],
+        min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
+        max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
+        mtu=opts["mtu"],
+    )
 
 
 def _rate(value: int | None, other: int | None, default: int) -> int | None:

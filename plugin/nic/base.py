@@ -8,6 +8,7 @@ the same settings to the simulated NIC. Everything above it is shared.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +44,7 @@ class NetdevStatus(enum.Enum):
 
 
 VLAN_PROTOS = ("802.1Q", "802.1ad")
+NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
 LINK_STATES = ("auto", "enable", "disable")
 
 
@@ -90,4 +92,10 @@ class NicBackend(Protocol):
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None: ...
 
-    def netdev_status(self, name: str) -> NetdevStatus: ...
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        """What the host namespace says about each netdev, read in one go."""
+        ...
+
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        """The MAC address of the VF's own netdev, None if it is not in this namespace."""
+        ...

@@ -8,15 +8,18 @@ own netdev.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError
 from plugin.nic import netlink
 from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfSettings
 from plugin.nic.names import check_ifname
+from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
 
@@ -26,6 +29,25 @@ ETH_P_8021AD = 0x88A8
 PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
 PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
+
+
+def pad_vlan_info_to_kernel_size() -> None:
+    """Make pyroute2 encode IFLA_VF_VLAN_INFO with the kernel's size.
+
+    pyroute2 (0.9.7) declares the struct as its 14 bytes of fields, but the kernel
+    checks the attribute against sizeof(struct ifla_vf_vlan_info), which includes
+    two bytes of tail padding, and answers EINVAL: no 802.1ad VLAN could ever be
+    set. Adding the padding as a field fixes encoding and decoding alike; once
+    pyroute2 declares the full size this does nothing.
+    """
+    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+    size = struct.calcsize("=" + "".join(fmt.lstrip("<>=!") for _name, fmt in info.fields))
+    if size < VLAN_INFO_SIZE:
+        info.fields = (*info.fields, ("pad", f"{VLAN_INFO_SIZE - size}x"))
+
+
+pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:
@@ -33,7 +55,8 @@ class KernelBackend:
 
     def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute):
         self.sysfs = sysfs
-        self._iproute = iproute_factory
+        self._iproute = netlink.SocketPerThread(iproute_factory)
+        self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
@@ -90,13 +113,11 @@ class KernelBackend:
                 vf, "mtu", {"mtu": mtu}, f"{vf.netdev}: {netlink.strerror(err)}"
             ) from err
 
-    def netdev_status(self, name: str) -> NetdevStatus:
-        check_ifname(name)
-        try:
-            with self._iproute() as ipr:
-                return netlink.netdev_status(ipr, name)
-        except NetlinkError as err:
-            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        return self._netdevs.statuses(names)
+
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        return self._netdevs.address(vf)
 
     def _set_vf(self, vf: VfInfo, step: str, values: dict, attrs: dict) -> None:
         """One RTM_SETLINK on the PF carrying ``attrs`` for VF ``vf.index``."""

@@ -1,11 +1,14 @@
 """Apply VF settings and restore the originals, the same way for every backend.
 
-``program_vf`` snapshots the VF first, applies only what was asked, in the
-order drivers tolerate (VLAN, then MAC, which some drivers apply
-asynchronously, then rates, spoofchk, trust, link state, and MTU last), and
-undoes what it did if a later step fails. It returns the original values of the
-fields it changed; the caller stores them durably and later hands them to
-``restore_vf``, which puts back exactly those.
+``program_vf`` snapshots the VF first and applies only what was asked, in an
+order that later steps cannot undo: MTU first (on igbvf an MTU change on a down
+VF resets it, and a trusted VF then re-registers its old MAC over the admin MAC
+set before), then VLAN, MAC (which some drivers apply asynchronously), rates,
+spoofchk, trust and link state. It then reads the VF back through the PF and
+treats any field that does not say what was asked as a failure. On any failure
+it undoes what it did. It returns the original values of the fields it changed;
+the caller stores them durably and later hands them to ``restore_vf``, which
+puts back exactly those.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plugin.errors import DeviceError, InvalidRequest, PluginError
+from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic.base import LINK_STATES, VLAN_PROTOS, NicBackend, VfInfo, VfSettings
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -33,6 +36,7 @@ class Step:
 
 
 STEPS = (
+    Step("mtu", ("mtu",), lambda b, vf, v: b.set_mtu(vf, v["mtu"])),
     Step(
         "vlan",
         ("vlan", "qos", "proto"),
@@ -49,7 +53,6 @@ STEPS = (
     Step("spoofchk", ("spoofchk",), lambda b, vf, v: b.set_spoofchk(vf, v["spoofchk"])),
     Step("trust", ("trust",), lambda b, vf, v: b.set_trust(vf, v["trust"])),
     Step("link_state", ("link_state",), lambda b, vf, v: b.set_link_state(vf, v["link_state"])),
-    Step("mtu", ("mtu",), lambda b, vf, v: b.set_mtu(vf, v["mtu"])),
 )
 
 
@@ -133,12 +136,42 @@ def program_vf(
     for step, before, target in plan:
         try:
             step.apply(backend, vf, target)
-        except Exception as err:
-            failure = _as_device_error(vf, step, target, err)
-            raise DeviceError(failure.message + _undo(backend, vf, done)) from err
+        except DeviceError as err:
+            raise DeviceError(err.message + _undo(backend, vf, done)) from err
         done.append((step, before))
+    if done:
+        _check_read_back(backend, vf, desired, done)
     changed = {field: value for _step, before in done for field, value in before.items()}
     return VfSettings(**changed)
+
+
+def _check_read_back(
+    backend: NicBackend, vf: VfInfo, desired: VfSettings, done: list[tuple[Step, dict]]
+) -> None:
+    """Read the VF back; undo everything and fail if a field differs from what was asked.
+
+    A driver may accept a setting and still not hold it (a VF reset can put an
+    old MAC back), and Kata finds the VF by its admin MAC: a VF that does not
+    say what the endpoint was told must not be handed out.
+    """
+    try:
+        now = backend.read_vf(vf)
+    except DeviceError as err:
+        raise DeviceError(err.message + _undo(backend, vf, done)) from err
+    wrong = [
+        f"{name} {getattr(now, name)} instead of {getattr(desired, name)}"
+        for name in _asked_fields(desired)
+        if getattr(now, name) is not None and getattr(now, name) != getattr(desired, name)
+    ]
+    if wrong:
+        raise DeviceError(
+            f"program {vf_label(vf)}: after programming it reports {', '.join(wrong)}"
+            + _undo(backend, vf, done)
+        )
+
+
+def _asked_fields(desired: VfSettings) -> list[str]:
+    return [f for step in STEPS for f in step.fields if getattr(desired, f) is not None]
 
 
 def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings):
@@ -173,8 +206,8 @@ def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str
         try:
             step.apply(backend, vf, before)
             undone.append(step.name)
-        except Exception as err:
-            failed.append(_as_device_error(vf, step, before, err).message)
+        except DeviceError as err:
+            failed.append(err.message)
     note = f" (undone: {', '.join(undone)})" if undone else ""
     if failed:
         note += f" (undo also failed: {'; '.join(failed)})"
@@ -201,16 +234,11 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
             continue
         try:
             step.apply(backend, vf, values)
-        except Exception as err:
-            failed.append(_as_device_error(vf, step, values, err).message)
+        except DeviceError as err:
+            failed.append(err.message)
     if failed:
         raise DeviceError(
             f"restore {vf_label(vf)}: {len(failed)} of {attempted} steps failed: "
             + "; ".join(failed)
         )
 
-
-def _as_device_error(vf: VfInfo, step: Step, values: dict, err: Exception) -> DeviceError:
-    if isinstance(err, PluginError):
-        return DeviceError(err.message)
-    return vf_error(vf, step.name, values, str(err) or type(err).__name__)

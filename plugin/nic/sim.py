@@ -9,13 +9,14 @@ in the state file, where ``sim show`` and tests read them back.
 
 from __future__ import annotations
 
-from pyroute2 import IPRoute
+from collections.abc import Iterable
+
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
 from plugin.nic import netlink, simnic
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
-from plugin.nic.names import check_ifname
+from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
 
@@ -26,12 +27,14 @@ class SimBackend:
     def __init__(self, sysfs: Sysfs):
         self.sysfs = sysfs
         self.root = sysfs.root
+        self._iproute = netlink.SocketPerThread()
+        self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The recorded settings plus the VF netdev's current MTU (None if not here)."""
         try:
             recorded = simnic.read_vf(self.root, vf.pf, vf.index)
-            with IPRoute() as ipr:
+            with self._iproute() as ipr:
                 mtu = netlink.get_mtu(ipr, recorded["netdev"])
         except PluginError as err:
             raise DeviceError(f"read {vf_label(vf)}: {err.message}") from err
@@ -61,13 +64,11 @@ class SimBackend:
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
         self._apply(vf, "mtu", {"mtu": mtu}, simnic.set_mtu, mtu)
 
-    def netdev_status(self, name: str) -> NetdevStatus:
-        check_ifname(name)
-        try:
-            with IPRoute() as ipr:
-                return netlink.netdev_status(ipr, name)
-        except NetlinkError as err:
-            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        return self._netdevs.statuses(names)
+
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        return self._netdevs.address(vf)
 
     def _record(self, vf: VfInfo, step: str, values: dict) -> None:
         self._apply(vf, step, values, simnic.record, **values)

@@ -26,7 +26,7 @@ Limitations, by design of the simulation: the bridge key is the VLAN id alone
 rates are recorded only; the admin MAC is also set on the VF netdev when that
 netdev is in this namespace (a real NIC sets it through the PF wherever the
 netdev is); the sysfs tree keeps ``net/<vf netdev>`` while the netdev is in a
-container (the kernel would drop it), so use ``netdev_status`` to find it; a PF's
+container (the kernel would drop it), so use ``netdev_statuses`` to find it; a PF's
 link (``set_link``, ``sim link``) is its ``operstate`` and ``carrier`` files only:
 taking it down does not cut its VFs off the fabric.
 """

@@ -29,7 +29,7 @@ class FakeNic:
 
     ``calls`` records ("read",) and (step, value); a step named in ``fail``
     (or "step:value" for one value only) raises DeviceError; ``status`` maps a
-    netdev name to what ``netdev_status`` answers (IDLE when absent).
+    netdev name to what ``netdev_statuses`` answers (IDLE when absent).
     """
 
     def __init__(self, initial: VfSettings = FACTORY):
@@ -38,6 +38,7 @@ class FakeNic:
         self.calls: list[tuple] = []
         self.fail: set[str] = set()
         self.status: dict[str, NetdevStatus] = {}
+        self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -76,5 +77,8 @@ class FakeNic:
     def set_mtu(self, vf, mtu):
         self._set(vf, "mtu", mtu, mtu=mtu)
 
-    def netdev_status(self, name):
-        return self.status.get(name, NetdevStatus.IDLE)
+    def netdev_statuses(self, names):
+        return {name: self.status.get(name, NetdevStatus.IDLE) for name in names}
+
+    def netdev_address(self, vf):
+        return self.addresses.get(vf.netdev)

@@ -1,13 +1,17 @@
 """KernelBackend against a recording fake of pyroute2's IPRoute.
 
 The fake turns each recorded ``vf={...}`` through pyroute2's own request
-filter into the IFLA_VF_* attributes that would go to the kernel, applies them
-to a model of the PF's VFs, and answers "get" with real encoded-then-decoded
-RTM_NEWLINK messages, so parsing is tested against pyroute2's structures.
+filter into the IFLA_VF_* attributes that would go to the kernel, encodes them
+and checks the bytes the way the kernel's rtnetlink does (every attribute at
+least the size of its kernel struct, or EINVAL), applies them to a model of the
+PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
+messages, so parsing is tested against pyroute2's structures.
 """
 
 import copy
 import errno
+import struct
+import threading
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -15,6 +19,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
 from plugin.errors import DeviceError, InvalidRequest
+from plugin.nic import netlink
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
@@ -22,6 +27,37 @@ from plugin.nic.sysfs import Sysfs
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
+
+
+# include/uapi/linux/if_link.h: IFLA_VF_* attribute type -> sizeof its struct.
+KERNEL_VF_SIZES = {1: 36, 2: 12, 3: 8, 4: 8, 5: 8, 6: 12, 7: 8, 9: 8, 10: 16, 11: 16}
+IFLA_VFINFO_LIST, IFLA_VF_INFO, IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 22, 1, 12, 1
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info), tail padding included
+IFINFOMSG_OFFSET = 32  # struct nlmsghdr (16) + struct ifinfomsg (16)
+
+
+def attributes(data: bytes):
+    """(type, payload) of each netlink attribute in ``data``."""
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        yield kind & 0x3FFF, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def kernel_checks_vf_lengths(data: bytes) -> None:
+    """Raise EINVAL where rtnetlink would: a VF attribute shorter than its struct."""
+    for kind, payload in attributes(data[IFINFOMSG_OFFSET:]):
+        if kind != IFLA_VFINFO_LIST:
+            continue
+        for _info, vf_attrs in attributes(payload):
+            for vf_kind, value in attributes(vf_attrs):
+                if vf_kind == IFLA_VF_VLAN_LIST:
+                    for _entry, vlan_info in attributes(value):
+                        if len(vlan_info) < VLAN_INFO_SIZE:
+                            raise NetlinkError(errno.EINVAL, "IFLA_VF_VLAN_INFO too short")
+                elif len(value) < KERNEL_VF_SIZES.get(vf_kind, 0):
+                    raise NetlinkError(errno.EINVAL, f"IFLA_VF attribute {vf_kind} too short")
 
 
 def message(attrs, index=0, flags=0):
@@ -43,6 +79,7 @@ class FakeIPRoute:
         self.calls = []
         self.links = {"enp1s0f0": PF_INDEX, "enp1s0f0v3": 12}
         self.mtu = {12: 1500}
+        self.address = {12: "02:00:00:00:00:0c"}
         self.flags = {12: 0}
         self.addresses = {12: []}
         self.report_trust = True
@@ -59,14 +96,10 @@ class FakeIPRoute:
             }
             for n in range(4)
         }
-        self.open = 0
+        self.closed = False
 
-    def __enter__(self):
-        self.open += 1
-        return self
-
-    def __exit__(self, *exc):
-        self.open -= 1
+    def close(self):
+        self.closed = True
 
     def link_lookup(self, ifname):
         return [self.links[ifname]] if ifname in self.links else []
@@ -77,7 +110,8 @@ class FakeIPRoute:
             return [self._pf_message()]
         if command == "get":
             index = kwargs["index"]
-            return [message([("IFLA_MTU", self.mtu[index])], index, self.flags[index])]
+            attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
+            return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
             return self._set_vf(kwargs["vf"])
         if command == "set" and "mtu" in kwargs:
@@ -87,13 +121,20 @@ class FakeIPRoute:
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
 
-    def get_addr(self, index):
-        return self.addresses[index]
+    def get_links(self):
+        return [
+            message([("IFLA_IFNAME", name)], index, self.flags.get(index, 0))
+            for name, index in self.links.items()
+        ]
+
+    def get_addr(self):
+        return [addr for addrs in self.addresses.values() for addr in addrs]
 
     def _set_vf(self, spec):
         nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
         (info,) = nlas["attrs"]
-        message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))])  # it must encode
+        request = message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))], PF_INDEX)
+        kernel_checks_vf_lengths(request.data)
         for name, _value in info[1]["attrs"]:
             if name in self.fail_on:
                 raise NetlinkError(self.fail_on[name])
@@ -138,8 +179,17 @@ def fake():
 
 
 @pytest.fixture
-def backend(fake, tmp_path):
-    return KernelBackend(Sysfs(tmp_path), iproute_factory=lambda: fake)
+def opened():
+    return []
+
+
+@pytest.fixture
+def backend(fake, opened, tmp_path):
+    def open_fake():
+        opened.append(fake)
+        return fake
+
+    return KernelBackend(Sysfs(tmp_path), iproute_factory=open_fake)
 
 
 def vf_sets(fake):
@@ -172,7 +222,6 @@ def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
         mtu=9000,
     )
     assert ("get", {"index": PF_INDEX, "ext_mask": 1}) in fake.calls
-    assert fake.open == 0
 
 
 def test_read_vf_reports_unreported_trust_as_none(backend, fake):
@@ -186,6 +235,13 @@ def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
     missing = VfInfo("enp1s0f0", 9, "0000:3b:03.1", None, "iavf")
     with pytest.raises(DeviceError, match="read VF 9 of enp1s0f0: enp1s0f0 reports no VF 9"):
         backend.read_vf(missing)
+
+
+def test_netdev_address_is_the_vf_netdevs_own_mac(backend):
+    assert backend.netdev_address(VF3) == "02:00:00:00:00:0c"
+    assert backend.netdev_address(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "iavf")) is None
+    gone = VfInfo("enp1s0f0", 5, "0000:3b:02.5", "enp1s0f0v5", "iavf")
+    assert backend.netdev_address(gone) is None
 
 
 def test_read_vf_without_netdev_has_no_mtu(backend):
@@ -215,6 +271,22 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 def test_each_setter_sends_exactly_one_vf_attribute_through_the_pf(backend, fake, call, vf_attrs):
     call(backend)
     assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+
+
+def test_vlan_list_entries_have_the_kernels_struct_size(backend, fake):
+    """pyroute2 alone encodes IFLA_VF_VLAN_INFO as 14 bytes, which the kernel refuses."""
+    backend.set_vlan(VF3, 100, 0, "802.1ad")  # the fake raises EINVAL as the kernel would
+    assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(100, 0, 0x88A8)
+
+
+def test_kernel_length_check_refuses_a_short_vlan_info():
+    short = struct.pack("=HH", 18, IFLA_VF_VLAN_INFO) + bytes(16)  # 14-byte payload, padded
+    vlan_list = struct.pack("=HH", 4 + len(short), IFLA_VF_VLAN_LIST) + short
+    info = struct.pack("=HH", 4 + len(vlan_list), IFLA_VF_INFO) + vlan_list
+    vflist = struct.pack("=HH", 4 + len(info), IFLA_VFINFO_LIST) + info
+    with pytest.raises(NetlinkError) as err:
+        kernel_checks_vf_lengths(bytes(IFINFOMSG_OFFSET) + vflist)
+    assert err.value.code == errno.EINVAL
 
 
 def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
@@ -265,14 +337,27 @@ def test_bad_values_never_reach_netlink(backend, fake, call):
     assert vf_sets(fake) == []
 
 
-def test_netdev_status_idle_busy_absent(backend, fake):
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+def test_netdev_statuses_idle_busy_absent_from_one_dump(backend, fake):
+    names = ["enp1s0f0v3", "enp1s0f0v7"]
+    assert backend.netdev_statuses(names) == {
+        "enp1s0f0v3": NetdevStatus.IDLE,
+        "enp1s0f0v7": NetdevStatus.ABSENT,
+    }
     fake.flags[12] = 1  # IFF_UP, but no address yet
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.IDLE
     fake.addresses[12] = [message([], 12)]
     fake.addresses[12][0]["family"] = 2
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.BUSY
-    assert backend.netdev_status("enp1s0f0v7") is NetdevStatus.ABSENT
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.BUSY
+    assert [c for c in fake.calls if c[0] == "get"] == []  # dumps only, no query per netdev
+
+
+def test_one_netlink_socket_per_thread_is_kept_across_calls(backend, fake, opened):
+    backend.read_vf(VF3)
+    backend.set_vlan(VF3, 100, 0, "802.1Q")
+    backend.set_mtu(VF3, 9000)
+    backend.netdev_statuses(["enp1s0f0v3"])
+    assert opened == [fake]
+    assert not fake.closed
 
 
 def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original(backend, fake):
@@ -280,10 +365,10 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
+        {"index": 12, "mtu": 9000},
         {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 100, "qos": 0}}},
         {"index": PF_INDEX, "vf": {"vf": 3, "mac": "02:00:00:00:00:03"}},
         {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 0}},
-        {"index": 12, "mtu": 9000},
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -291,10 +376,47 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     fake.calls.clear()
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
+        {"index": 12, "mtu": 1500},
         {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 0, "qos": 0}}},
         {"index": PF_INDEX, "vf": {"vf": 3, "mac": "00:00:00:00:00:00"}},
         {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 1}},
-        {"index": 12, "mtu": 1500},
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500
+
+
+def test_each_thread_has_its_own_socket_and_a_broken_one_is_replaced():
+    made = []
+
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def factory():
+        made.append(Socket())
+        return made[-1]
+
+    sockets = netlink.SocketPerThread(factory)
+    with sockets() as first:
+        pass
+    other = []
+
+    def in_thread():
+        with sockets() as ipr:
+            other.append(ipr)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    with pytest.raises(OSError), sockets():
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+    assert first.closed
+    with sockets() as again:
+        assert again is not first
+    with pytest.raises(NetlinkError), sockets():
+        raise NetlinkError(errno.EINVAL)
+    with sockets() as kept:
+        assert kept is again and not again.closed

@@ -74,7 +74,7 @@ def test_endpoint_programs_vf_in_driver_order_and_returns_generated_mac(make):
     svc.create_network(net_id(1), opts, IPV4, [])
     reply = svc.create_endpoint(net_id(1), ep_id(1), {"Address": "10.1.0.2/24"}, {})
     assert reply == {"Interface": {"MacAddress": "02:00:00:00:00:01"}}
-    assert [c[0] for c in nic.calls] == ["read", "vlan", "mac", "spoofchk", "mtu"]
+    assert [c[0] for c in nic.calls] == ["read", "mtu", "vlan", "mac", "spoofchk", "read"]
     assert nic.by_vf[("pf0", 0)] == dataclasses.replace(
         FACTORY, mac="02:00:00:00:00:01", vlan=100, spoofchk=False, mtu=1400
     )
@@ -291,6 +291,85 @@ def test_mac_checks():
     assert int(mac[:2], 16) & 0x03 == 0x02  # unicast, locally administered
 
 
+def test_no_backend_call_runs_while_a_store_transaction_is_open(make):
+    """Other requests wait on an open transaction: netlink must not run inside one."""
+    svc, nic, store = make(nic_tree(vfs0=2))
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=7), IPV4, [])
+    inside = []
+
+    def store_is_free() -> bool:
+        done = threading.Event()
+
+        def take():
+            with store.transaction():
+                done.set()
+
+        threading.Thread(target=take, daemon=True).start()
+        return done.wait(timeout=5)
+
+    for name in ("read_vf", "set_vlan", "set_mac", "netdev_statuses", "netdev_address"):
+        call = getattr(nic, name)
+
+        def checked(*args, _call=call, _name=name):
+            if not store_is_free():
+                inside.append(_name)
+            return _call(*args)
+
+        setattr(nic, name, checked)
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    assert [c[0] for c in nic.calls] == ["read", "vlan", "mac", "read", "vlan", "mac"]
+    assert inside == []
+
+
+def test_a_cleared_admin_mac_is_not_mistaken_for_an_admin_mac_on_the_next_lease(make):
+    """igb reports the MAC a VF registers itself once its admin MAC is cleared."""
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    vf0 = ("pf0", 0)
+    assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"
+    # The VF resets and registers its own address; the PF now reports that.
+    nic.by_vf[vf0] = dataclasses.replace(nic.by_vf[vf0], mac="02:00:00:00:00:01")
+    nic.addresses["pf0v0"] = "02:00:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    nic.calls.clear()
+    svc.delete_endpoint(ep_id(2))
+    assert ("mac", "00:00:00:00:00:00") in nic.calls
+    assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"
+
+
+def test_an_admin_mac_set_by_someone_else_is_restored_as_it_was(make):
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    vf0 = ("pf0", 0)
+    # Never released by us: a MAC the PF reports is an operator's admin MAC.
+    nic.by_vf[vf0] = dataclasses.replace(FACTORY, mac="02:aa:00:00:00:01")
+    nic.addresses["pf0v0"] = "02:aa:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:01"
+    # After our release cleared nothing, an admin MAC set since is also kept.
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(2))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:01"
+
+
+def test_an_admin_mac_set_after_our_release_cleared_one_is_kept(make):
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    vf0 = ("pf0", 0)
+    # An operator sets an admin MAC; the VF netdev has not taken it yet.
+    nic.by_vf[vf0] = dataclasses.replace(nic.by_vf[vf0], mac="02:aa:00:00:00:09")
+    nic.addresses["pf0v0"] = "02:00:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(2))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:09"
+
+
 # --- VF ranges ------------------------------------------------------------------------------
 
 
@@ -466,7 +545,7 @@ def test_down_pf_still_serves_with_a_warning_when_the_pfs_with_link_are_full(mak
     with caplog.at_level(logging.WARNING, logger="sriov"):
         svc.create_endpoint(net_id(1), ep_id(3), {}, {})
     assert leased_vf(svc, 3) == ("pf0", 0)
-    assert f"network {net_id(1)[:12]}: leasing VF 0 of pf0 although that PF has no link" in (
+    assert f"network {net_id(1)[:12]}: leased VF 0 of pf0 although that PF has no link" in (
         caplog.text
     )
     assert "pf0 (link down): 0 of 2 leased; pf1 (link up): 2 of 2 leased" in caplog.text
@@ -554,4 +633,4 @@ def test_pinned_vf_on_a_pf_without_link_is_leased_with_a_warning(make, caplog):
     with caplog.at_level(logging.WARNING, logger="sriov"):
         svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.1"})
     assert leased_vf(svc, 1) == ("pf0", 1)
-    assert "leasing VF 1 of pf0 although that PF has no link" in caplog.text
+    assert "leased VF 1 of pf0 although that PF has no link" in caplog.text

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 from fake_nic import FACTORY, FakeNic
 
@@ -21,18 +23,19 @@ EVERYTHING = VfSettings(
 )
 
 
-def test_program_snapshots_first_then_applies_in_driver_order():
+def test_program_snapshots_first_applies_mtu_first_then_reads_back():
     backend = FakeNic()
     original = program_vf(backend, VF, EVERYTHING)
     assert backend.calls == [
         ("read",),
+        ("mtu", 9000),
         ("vlan", (100, 2, "802.1ad")),
         ("mac", "02:00:00:00:00:03"),
         ("rate", (10, 100)),
         ("spoofchk", False),
         ("trust", True),
         ("link_state", "enable"),
-        ("mtu", 9000),
+        ("read",),
     ]
     assert original == FACTORY
     assert backend.settings_of(VF) == EVERYTHING
@@ -41,7 +44,7 @@ def test_program_snapshots_first_then_applies_in_driver_order():
 def test_program_touches_only_the_asked_fields_and_returns_only_their_originals():
     backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=100, mtu=9000))
-    assert backend.calls == [("read",), ("vlan", (100, 0, "802.1Q")), ("mtu", 9000)]
+    assert backend.calls == [("read",), ("mtu", 9000), ("vlan", (100, 0, "802.1Q")), ("read",)]
     assert original == VfSettings(vlan=0, qos=0, proto="802.1Q", mtu=1500)
 
 
@@ -54,17 +57,17 @@ def test_program_keeps_qos_and_proto_of_the_vf_when_only_vlan_is_asked():
 def test_program_skips_fields_already_at_the_desired_value():
     backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=0, spoofchk=True, trust=True))
-    assert backend.calls == [("read",), ("trust", True)]
+    assert backend.calls == [("read",), ("trust", True), ("read",)]
     assert original == VfSettings(trust=False)
 
 
 @pytest.mark.parametrize(
     ("failing", "undone"),
     [
-        ("vlan", []),
-        ("mac", ["vlan"]),
-        ("trust", ["spoofchk", "rate", "mac", "vlan"]),
-        ("mtu", ["link_state", "trust", "spoofchk", "rate", "mac", "vlan"]),
+        ("mtu", []),
+        ("vlan", ["mtu"]),
+        ("mac", ["vlan", "mtu"]),
+        ("link_state", ["trust", "spoofchk", "rate", "mac", "vlan", "mtu"]),
     ],
 )
 def test_failed_step_undoes_completed_steps_in_reverse_and_names_the_step(failing, undone):
@@ -90,20 +93,38 @@ def test_failed_undo_is_reported_along_with_the_failure():
         program_vf(backend, VF, EVERYTHING)
     message = err.value.message
     assert message.startswith("set VF 3 of enp1s0f0 trust to True: Operation not supported")
-    assert "(undone: spoofchk, rate, vlan)" in message
+    assert "(undone: spoofchk, rate, vlan, mtu)" in message
     assert "undo also failed: set VF 3 of enp1s0f0 mac to 00:00:00:00:00:00" in message
 
 
-def test_unexpected_exception_is_wrapped_with_step_vf_and_value_and_rolled_back():
+def test_a_bug_in_a_backend_is_not_disguised_as_a_device_error():
     backend = FakeNic()
 
     def broken_mtu(vf, mtu):
-        raise OSError("device gone")
+        raise TypeError("set_mtu() got an unexpected keyword argument")
 
     backend.set_mtu = broken_mtu
-    with pytest.raises(DeviceError) as err:
+    with pytest.raises(TypeError):
         program_vf(backend, VF, VfSettings(vlan=5, mtu=9000))
-    assert err.value.message.startswith("set VF 3 of enp1s0f0 mtu to 9000: device gone")
+
+
+def test_a_field_the_pf_does_not_hold_after_programming_fails_and_undoes_everything():
+    backend = FakeNic()
+    real_set_trust = backend.set_trust
+
+    def trust_that_puts_the_old_mac_back(vf, on):
+        real_set_trust(vf, on)  # as a reset igbvf VF re-registering its old MAC
+        backend.by_vf[(vf.pf, vf.index)] = dataclasses.replace(
+            backend.settings_of(vf), mac="02:99:99:99:99:99"
+        )
+
+    backend.set_trust = trust_that_puts_the_old_mac_back
+    with pytest.raises(DeviceError) as err:
+        program_vf(backend, VF, VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000))
+    assert err.value.message == (
+        "program VF 3 of enp1s0f0: after programming it reports mac 02:99:99:99:99:99 "
+        "instead of 02:00:00:00:00:03 (undone: trust, mac, mtu)"
+    )
     assert backend.settings_of(VF) == FACTORY
 
 
@@ -143,7 +164,7 @@ def test_check_settings_accepts_a_full_valid_set():
 def test_restore_puts_back_exactly_the_given_fields_in_order():
     backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(mtu=1500, vlan=0, qos=0, proto="802.1Q", trust=False))
-    assert backend.calls == [("vlan", (0, 0, "802.1Q")), ("trust", False), ("mtu", 1500)]
+    assert backend.calls == [("mtu", 1500), ("vlan", (0, 0, "802.1Q")), ("trust", False)]
 
 
 def test_restore_tries_every_field_and_lists_the_failures():
@@ -152,13 +173,13 @@ def test_restore_tries_every_field_and_lists_the_failures():
     with pytest.raises(DeviceError) as err:
         restore_vf(backend, VF, FACTORY)
     assert [c[0] for c in backend.calls] == [
+        "mtu",
         "vlan",
         "mac",
         "rate",
         "spoofchk",
         "trust",
         "link_state",
-        "mtu",
     ]
     assert err.value.message.startswith("restore VF 3 of enp1s0f0: 2 of 7 steps failed: ")
     assert "mac to 00:00:00:00:00:00" in err.value.message
@@ -188,4 +209,4 @@ def test_restore_of_nothing_does_nothing():
 def test_a_snapshot_the_caller_just_read_is_not_read_again():
     backend = FakeNic()
     program_vf(backend, VF, VfSettings(vlan=100), snapshot=FACTORY)
-    assert backend.calls == [("vlan", (100, 0, "802.1Q"))]
+    assert backend.calls == [("vlan", (100, 0, "802.1Q")), ("read",)]
