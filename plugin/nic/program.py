@@ -1,15 +1,18 @@
 """Apply VF settings and restore the originals, the same way for every backend.
 
 ``program_vf`` snapshots the VF first and applies only what was asked, in an
-order that later steps cannot undo: the MTU first, on the VF's own netdev (on
-igbvf an MTU change on a down VF resets it, and a trusted VF then re-registers
-its old MAC over an admin MAC set before), then every VF setting in one request
-through the PF, which the kernel applies in its own order (MAC, VLAN, rates,
-spoofchk, link state, trust) and stops at the first the driver refuses. It then
-reads the VF back through the PF and treats any field that does not say what was
-asked as a failure. On any failure it undoes what it did. It returns the
-original values of the fields it changed; the caller stores them durably and
-later hands them to ``restore_vf``, which puts back exactly those.
+order that later steps cannot undo: the MTU first, on the VF's own netdev; then
+the VF settings in one request through the PF, which the kernel applies in its
+own order (MAC, VLAN, rates, spoofchk, link state) and stops at the first the
+driver refuses; trust last, in a request of its own. A VF that resets (igbvf
+does on an MTU change, and the backend makes it reset so that its netdev takes
+a new admin MAC) re-registers its netdev's old MAC, and a trusted VF is allowed
+to, which would replace the admin MAC just set: so nothing that resets the VF
+runs after trust is turned on. It then reads the VF back through the PF and
+treats any field that does not say what was asked as a failure. On any
+failure it undoes what it did. It returns the original values of the fields it
+changed; the caller stores them durably and later hands them to
+``restore_vf``, which puts back exactly those.
 """
 
 from __future__ import annotations
@@ -35,16 +38,16 @@ class Step:
 
 
 MTU = Step("mtu", ("mtu",))
-# The VF settings in the order rtnetlink applies them from one request (do_setvfinfo).
+TRUST = Step("trust", ("trust",))
+# The VF settings sent together, in the order rtnetlink applies them (do_setvfinfo).
 VF_STEPS = (
     Step("mac", ("mac",)),
     Step("vlan", ("vlan", "qos", "proto"), (("qos", 0), ("proto", "802.1Q"))),
     Step("rate", ("min_tx_rate", "max_tx_rate"), (("min_tx_rate", 0), ("max_tx_rate", 0))),
     Step("spoofchk", ("spoofchk",)),
     Step("link_state", ("link_state",)),
-    Step("trust", ("trust",)),
 )
-STEPS = (MTU, *VF_STEPS)
+STEPS = (MTU, *VF_STEPS, TRUST)
 
 
 def vf_label(vf: VfInfo) -> str:
@@ -131,8 +134,8 @@ def program_vf(
         except DeviceError as err:
             raise DeviceError(err.message + _undo(backend, vf, done)) from err
         done.append((step, before))
-    if plan:
-        _apply_vf_steps(backend, vf, plan, done)
+    for request in _vf_requests(plan):
+        _apply_vf_steps(backend, vf, request, done)
     if done:
         _check_read_back(backend, vf, desired, done)
     changed = {field: value for _step, before in done for field, value in before.items()}
@@ -165,6 +168,13 @@ def _apply_vf_steps(
         message = vf_error(vf, step.name, target, err.why).message
         raise DeviceError(message + _undo(backend, vf, done + applied)) from err
     done.extend((step, before) for step, before, _target in plan)
+
+
+def _vf_requests(entries: list) -> list[list]:
+    """Plan (or restore) entries as PF requests: the VF settings together, trust after them."""
+    together = [entry for entry in entries if entry[0] is not TRUST]
+    trust = [entry for entry in entries if entry[0] is TRUST]
+    return [request for request in (together, trust) if request]
 
 
 def _holds(now: VfSettings, values: dict) -> bool:
@@ -251,7 +261,7 @@ def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str
 
 
 def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
-    """Put back exactly the non-None fields of ``original``: the MTU, then the rest at once.
+    """Put back exactly the non-None fields of ``original``: MTU, the VF settings, trust.
 
     If the device refuses the VF settings, each is tried on its own so that all
     that can be restored are; DeviceError then lists the failures. A partial
@@ -272,12 +282,12 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
     attempted = len(failed) + len(steps)
     if steps and steps[0][0] is MTU:
         failed.extend(_restore_each(backend, vf, [steps.pop(0)]))
-    if steps:
-        targets = {field: value for _step, values in steps for field, value in values.items()}
+    for request in _vf_requests(steps):
+        targets = {field: value for _step, values in request for field, value in values.items()}
         try:
             backend.set_vf(vf, VfSettings(**targets))
         except VfRefused:
-            failed.extend(_restore_each(backend, vf, steps))
+            failed.extend(_restore_each(backend, vf, request))
     if failed:
         raise DeviceError(
             f"restore {vf_label(vf)}: {len(failed)} of {attempted} steps failed: "

@@ -23,7 +23,7 @@ EVERYTHING = VfSettings(
 )
 
 
-def test_program_snapshots_first_sets_the_mtu_then_all_vf_settings_at_once_then_reads_back():
+def test_program_sets_the_mtu_then_the_vf_settings_at_once_then_trust_then_reads_back():
     backend = FakeNic()
     original = program_vf(backend, VF, EVERYTHING)
     assert backend.calls == [
@@ -37,7 +37,7 @@ def test_program_snapshots_first_sets_the_mtu_then_all_vf_settings_at_once_then_
         ("trust", True),
         ("read",),
     ]
-    assert backend.vf_requests == [["mac", "vlan", "rate", "spoofchk", "link_state", "trust"]]
+    assert backend.vf_requests == [["mac", "vlan", "rate", "spoofchk", "link_state"], ["trust"]]
     assert original == FACTORY
     assert backend.settings_of(VF) == EVERYTHING
 
@@ -81,7 +81,9 @@ def test_a_refused_step_is_named_and_what_took_effect_is_undone_in_reverse(faili
     assert err.value.message.startswith(f"set VF 3 of enp1s0f0 {failing} to ")
     if undone:
         assert err.value.message.endswith(f"(undone: {', '.join(undone)})")
-        assert [step for step, *_ in backend.vf_requests[1:]] == [u for u in undone if u != "mtu"]
+        undo_requests = [[u] for u in undone if u != "mtu"]
+        first_undo = len(backend.vf_requests) - len(undo_requests)
+        assert backend.vf_requests[first_undo:] == undo_requests
     else:
         assert "nothing else had been changed" in err.value.message
 
@@ -166,7 +168,7 @@ def test_restore_puts_back_exactly_the_given_fields_in_order():
     backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(mtu=1500, vlan=0, qos=0, proto="802.1Q", trust=False))
     assert backend.calls == [("mtu", 1500), ("vlan", (0, 0, "802.1Q")), ("trust", False)]
-    assert backend.vf_requests == [["vlan", "trust"]]
+    assert backend.vf_requests == [["vlan"], ["trust"]]
 
 
 def test_restore_tries_every_field_and_lists_the_failures():
@@ -174,7 +176,7 @@ def test_restore_tries_every_field_and_lists_the_failures():
     backend.fail |= {"mac", "trust"}
     with pytest.raises(DeviceError) as err:
         restore_vf(backend, VF, FACTORY)
-    # MTU, the refused request (stopped at mac), then each VF step on its own
+    # MTU; the refused request (stopped at mac), then each of its steps on its own; trust
     assert [c[0] for c in backend.calls] == [
         "mtu",
         "mac",
@@ -183,6 +185,7 @@ def test_restore_tries_every_field_and_lists_the_failures():
         "rate",
         "spoofchk",
         "link_state",
+        "trust",
         "trust",
     ]
     assert err.value.message.startswith("restore VF 3 of enp1s0f0: 2 of 7 steps failed: ")
