@@ -20,7 +20,7 @@ from pyroute2.requests.link import LinkIPRouteFilter
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic import netlink
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import Sysfs
@@ -135,10 +135,9 @@ class FakeIPRoute:
         (info,) = nlas["attrs"]
         request = message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))], PF_INDEX)
         kernel_checks_vf_lengths(request.data)
-        for name, _value in info[1]["attrs"]:
-            if name in self.fail_on:
+        for name, value in sorted(info[1]["attrs"], key=lambda a: KERNEL_ORDER.index(a[0])):
+            if name in self.fail_on:  # rtnetlink stops at the first refusal
                 raise NetlinkError(self.fail_on[name])
-        for name, value in info[1]["attrs"]:
             if name == "IFLA_VF_VLAN_LIST":
                 (entry,) = value["attrs"]
                 vf = self.vfs[entry[1]["vf"]]
@@ -167,6 +166,18 @@ class FakeIPRoute:
         return message(
             [("IFLA_IFNAME", "enp1s0f0"), ("IFLA_VFINFO_LIST", {"attrs": infos})], PF_INDEX
         )
+
+
+# The order in which rtnetlink's do_setvfinfo applies the attributes of one request.
+KERNEL_ORDER = (
+    "IFLA_VF_MAC",
+    "IFLA_VF_VLAN",
+    "IFLA_VF_VLAN_LIST",
+    "IFLA_VF_RATE",
+    "IFLA_VF_SPOOFCHK",
+    "IFLA_VF_LINK_STATE",
+    "IFLA_VF_TRUST",
+)
 
 
 def vlan_entry(vlan, qos, proto=0x8100):
@@ -249,33 +260,60 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 
 
 @pytest.mark.parametrize(
-    ("call", "vf_attrs"),
+    ("settings", "vf_attrs"),
     [
-        (lambda b: b.set_vlan(VF3, 100, 0, "802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
+        (VfSettings(vlan=100, qos=0, proto="802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
         (
-            lambda b: b.set_vlan(VF3, 100, 3, "802.1ad"),
+            VfSettings(vlan=100, qos=3, proto="802.1ad"),
             {"vlan": [{"vlan": 100, "qos": 3, "proto": 0x88A8}]},
         ),
-        (lambda b: b.set_mac(VF3, "02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
+        (VfSettings(mac="02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
         (
-            lambda b: b.set_rate(VF3, 10, 500),
+            VfSettings(min_tx_rate=10, max_tx_rate=500),
             {"rate": {"min_tx_rate": 10, "max_tx_rate": 500}},
         ),
-        (lambda b: b.set_spoofchk(VF3, False), {"spoofchk": 0}),
-        (lambda b: b.set_trust(VF3, True), {"trust": 1}),
-        (lambda b: b.set_link_state(VF3, "auto"), {"link_state": 0}),
-        (lambda b: b.set_link_state(VF3, "enable"), {"link_state": 1}),
-        (lambda b: b.set_link_state(VF3, "disable"), {"link_state": 2}),
+        (VfSettings(spoofchk=False), {"spoofchk": 0}),
+        (VfSettings(trust=True), {"trust": 1}),
+        (VfSettings(link_state="auto"), {"link_state": 0}),
+        (VfSettings(link_state="enable"), {"link_state": 1}),
+        (VfSettings(link_state="disable"), {"link_state": 2}),
     ],
 )
-def test_each_setter_sends_exactly_one_vf_attribute_through_the_pf(backend, fake, call, vf_attrs):
-    call(backend)
+def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, settings, vf_attrs):
+    backend.set_vf(VF3, settings)
     assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+
+
+def test_all_vf_settings_go_in_one_request(backend, fake):
+    backend.set_vf(
+        VF3,
+        VfSettings(
+            mac="02:00:00:00:00:03",
+            vlan=100,
+            qos=2,
+            proto="802.1Q",
+            spoofchk=False,
+            trust=True,
+            link_state="enable",
+            min_tx_rate=0,
+            max_tx_rate=100,
+        ),
+    )
+    assert len(vf_sets(fake)) == 1
+    read = backend.read_vf(VF3)
+    assert (read.mac, read.vlan, read.qos, read.spoofchk, read.trust) == (
+        "02:00:00:00:00:03",
+        100,
+        2,
+        False,
+        True,
+    )
+    assert (read.link_state, read.max_tx_rate) == ("enable", 100)
 
 
 def test_vlan_list_entries_have_the_kernels_struct_size(backend, fake):
     """pyroute2 alone encodes IFLA_VF_VLAN_INFO as 14 bytes, which the kernel refuses."""
-    backend.set_vlan(VF3, 100, 0, "802.1ad")  # the fake raises EINVAL as the kernel would
+    backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1ad"))  # else EINVAL
     assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(100, 0, 0x88A8)
 
 
@@ -290,7 +328,7 @@ def test_kernel_length_check_refuses_a_short_vlan_info():
 
 
 def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
-    backend.set_vlan(VF3, 200, 1, "802.1ad")
+    backend.set_vf(VF3, VfSettings(vlan=200, qos=1, proto="802.1ad"))
     assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(200, 1, 0x88A8)
     read = backend.read_vf(VF3)
     assert (read.vlan, read.qos, read.proto) == (200, 1, "802.1ad")
@@ -301,17 +339,26 @@ def test_mtu_is_set_on_the_vf_netdev_not_the_pf(backend, fake):
     assert vf_sets(fake) == [{"index": 12, "mtu": 9000}]
 
 
-def test_netlink_refusal_names_operation_vf_value_and_errno(backend, fake):
+def test_netlink_refusal_names_the_vf_and_the_errno(backend, fake):
     fake.fail_on["IFLA_VF_VLAN"] = errno.EOPNOTSUPP
-    with pytest.raises(DeviceError) as err:
-        backend.set_vlan(VF3, 100, 0, "802.1Q")
-    assert err.value.message == "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"
+    with pytest.raises(VfRefused) as err:
+        backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1Q"))
+    assert err.value.why == "Operation not supported"
+    assert err.value.message == "set VF 3 of enp1s0f0: Operation not supported"
+
+
+def test_a_refusal_in_a_request_stops_the_later_settings_as_the_kernel_does(backend, fake):
+    fake.fail_on["IFLA_VF_LINK_STATE"] = errno.EOPNOTSUPP
+    with pytest.raises(VfRefused):
+        backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:03", link_state="enable", trust=True))
+    read = backend.read_vf(VF3)
+    assert (read.mac, read.link_state, read.trust) == ("02:00:00:00:00:03", "auto", False)
 
 
 def test_missing_pf_is_reported_as_no_such_device(backend, fake):
     del fake.links["enp1s0f0"]
-    with pytest.raises(DeviceError, match="set VF 3 of enp1s0f0 trust to on: No such device"):
-        backend.set_trust(VF3, True)
+    with pytest.raises(VfRefused, match="set VF 3 of enp1s0f0: No such device"):
+        backend.set_vf(VF3, VfSettings(trust=True))
 
 
 def test_mtu_failure_names_the_netdev(backend, fake):
@@ -324,10 +371,10 @@ def test_mtu_failure_names_the_netdev(backend, fake):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda b: b.set_vlan(VF3, 4095, 0, "802.1Q"),
-        lambda b: b.set_vlan(VF3, 1, 0, "802.1x"),
-        lambda b: b.set_mac(VF3, "01:00:5e:00:00:01"),
-        lambda b: b.set_link_state(VF3, "up"),
+        lambda b: b.set_vf(VF3, VfSettings(vlan=4095, qos=0, proto="802.1Q")),
+        lambda b: b.set_vf(VF3, VfSettings(vlan=1, qos=0, proto="802.1x")),
+        lambda b: b.set_vf(VF3, VfSettings(mac="01:00:5e:00:00:01")),
+        lambda b: b.set_vf(VF3, VfSettings(link_state="up")),
         lambda b: b.set_mtu(VF3, 20),
     ],
 )
@@ -353,7 +400,7 @@ def test_netdev_statuses_idle_busy_absent_from_one_dump(backend, fake):
 
 def test_one_netlink_socket_per_thread_is_kept_across_calls(backend, fake, opened):
     backend.read_vf(VF3)
-    backend.set_vlan(VF3, 100, 0, "802.1Q")
+    backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1Q"))
     backend.set_mtu(VF3, 9000)
     backend.netdev_statuses(["enp1s0f0v3"])
     assert opened == [fake]
@@ -366,9 +413,15 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
         {"index": 12, "mtu": 9000},
-        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 100, "qos": 0}}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "02:00:00:00:00:03"}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 0}},
+        {
+            "index": PF_INDEX,
+            "vf": {
+                "vf": 3,
+                "mac": "02:00:00:00:00:03",
+                "vlan": {"vlan": 100, "qos": 0},
+                "spoofchk": 0,
+            },
+        },
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -377,9 +430,15 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
         {"index": 12, "mtu": 1500},
-        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 0, "qos": 0}}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "00:00:00:00:00:00"}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 1}},
+        {
+            "index": PF_INDEX,
+            "vf": {
+                "vf": 3,
+                "mac": "00:00:00:00:00:00",
+                "vlan": {"vlan": 0, "qos": 0},
+                "spoofchk": 1,
+            },
+        },
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500

@@ -74,7 +74,7 @@ def test_endpoint_programs_vf_in_driver_order_and_returns_generated_mac(make):
     svc.create_network(net_id(1), opts, IPV4, [])
     reply = svc.create_endpoint(net_id(1), ep_id(1), {"Address": "10.1.0.2/24"}, {})
     assert reply == {"Interface": {"MacAddress": "02:00:00:00:00:01"}}
-    assert [c[0] for c in nic.calls] == ["read", "mtu", "vlan", "mac", "spoofchk", "read"]
+    assert [c[0] for c in nic.calls] == ["read", "mtu", "mac", "vlan", "spoofchk", "read"]
     assert nic.by_vf[("pf0", 0)] == dataclasses.replace(
         FACTORY, mac="02:00:00:00:00:01", vlan=100, spoofchk=False, mtu=1400
     )
@@ -307,7 +307,7 @@ def test_no_backend_call_runs_while_a_store_transaction_is_open(make):
         threading.Thread(target=take, daemon=True).start()
         return done.wait(timeout=5)
 
-    for name in ("read_vf", "set_vlan", "set_mac", "netdev_statuses", "netdev_address"):
+    for name in ("read_vf", "set_vf", "set_mtu", "netdev_statuses", "netdev_address"):
         call = getattr(nic, name)
 
         def checked(*args, _call=call, _name=name):
@@ -318,7 +318,7 @@ def test_no_backend_call_runs_while_a_store_transaction_is_open(make):
         setattr(nic, name, checked)
     svc.create_endpoint(net_id(1), ep_id(1), {}, {})
     svc.delete_endpoint(ep_id(1))
-    assert [c[0] for c in nic.calls] == ["read", "vlan", "mac", "read", "vlan", "mac"]
+    assert [c[0] for c in nic.calls] == ["read", "mac", "vlan", "read", "mac", "vlan"]
     assert inside == []
 
 
