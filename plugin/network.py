@@ -167,6 +167,13 @@ class NetworkService:
             with self._store.transaction() as tx:
                 tx.delete_network(network_id)
             raise
+        links = {pf.name: self._sysfs.pf_link(pf.name) for pf in pfs}
+        if all(link == LINK_DOWN for link in links.values()):
+            log.warning(
+                "network %s: no PF has link (%s); its VFs pass no traffic until one comes up",
+                network_id[:12],
+                ", ".join(f"{name} link {link}" for name, link in links.items()),
+            )
 
     def _resolve_pf(self, choice: PfChoice) -> PfInfo:
         """The PF ``choice`` names, by PCI address or netdev name, checked to be a PF."""

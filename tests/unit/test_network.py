@@ -553,7 +553,11 @@ def test_down_pf_still_serves_with_a_warning_when_the_pfs_with_link_are_full(mak
 
 def test_every_pf_down_still_hands_out_a_vf_and_warns(make, caplog):
     svc, _, _ = make(two_pfs("down", "down"))
-    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    assert f"network {net_id(1)[:12]}: no PF has link (pf0 link down, pf1 link down)" in (
+        caplog.text
+    )
     with caplog.at_level(logging.WARNING, logger="sriov"):
         svc.create_endpoint(net_id(1), ep_id(1), {}, {})
     assert leased_vf(svc, 1) == ("pf0", 0)
