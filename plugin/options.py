@@ -202,7 +202,7 @@ def _pf_choices(flags: Mapping) -> tuple[PfChoice, ...]:
         if mark:
             choices.append(PfChoice(ref, _per_pf_span(own, entry, option), f"{option} {entry!r}"))
         else:
-            choices.append(PfChoice(ref, shared_spans, f"vfs {shared!r}" if shared else ""))
+            choices.append(PfChoice(ref, shared_spans, "" if shared is None else f"vfs {shared!r}"))
     refs = [choice.ref for choice in choices]
     repeated = sorted({ref for ref in refs if refs.count(ref) > 1})
     if repeated:
