@@ -87,7 +87,7 @@ def network_handlers(network: NetworkService) -> dict[str, Handler]:
         return {}
 
     def endpoint_info(body: dict) -> dict:
-        """{NetworkID, EndpointID} -> {Value: {pf, vf, pci, netdev, vlan, mac}}"""
+        """{NetworkID, EndpointID} -> {Value: {pf, vf, pci, netdev, vlan, mac, pf_link}}"""
         return {"Value": network.endpoint_info(body["EndpointID"])}
 
     def join(body: dict) -> dict:

@@ -18,16 +18,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, NicBackend, VfInfo, VfSettings
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import Sysfs
-from plugin.options import parse_endpoint_options, parse_network_options
+from plugin.nic.sysfs import LINK_DOWN, Sysfs
+from plugin.options import (
+    EndpointOptions,
+    PfChoice,
+    format_vf_spans,
+    in_vf_spans,
+    parse_endpoint_options,
+    parse_network_options,
+)
 from plugin.store import EndpointRow, NetworkRow, Store, Transaction
 
 log = logging.getLogger("sriov")
 
 VFIO_DRIVER = "vfio-pci"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+MAC_TRIES = 16  # generated MACs tried before giving up on finding one unused in the network
 
 
 def random_mac() -> str:
@@ -48,12 +56,39 @@ def check_mac(value: str) -> str:
     return mac
 
 
-@dataclass(frozen=True)
-class Lease:
-    """A VF chosen for an endpoint, with what the network asks of it."""
+def with_prefix(prefix: str | None, mac: str) -> str:
+    """``mac`` with its first octets replaced by ``prefix`` (mac_prefix), if one is given."""
+    if not prefix:
+        return mac
+    return prefix + mac[len(prefix) :]
 
-    vf: VfInfo
-    desired: VfSettings
+
+@dataclass(frozen=True)
+class PfSlice:
+    """What one PF of a network offers an endpoint right now: its VFs in range, and link."""
+
+    name: str
+    vfs: tuple | list | None  # the network's VF spans on this PF (None: every VF)
+    link: str  # LINK_UP, LINK_DOWN or LINK_UNKNOWN
+    enabled: list[VfInfo]  # enabled VFs within the spans
+    leased: frozenset[int]  # VF indexes of this PF leased by any network
+    free: list[VfInfo]
+
+    @property
+    def has_link(self) -> bool:
+        """Down only when the PF says so; a PF that cannot tell gets the benefit of the doubt."""
+        return self.link != LINK_DOWN
+
+    def report(self) -> str:
+        """e.g. "enp1s0f0 (VFs 0-3, link up): 4 of 4 leased, 1 unusable (...)"."""
+        where = f"VFs {format_vf_spans(self.vfs)}, " if self.vfs is not None else ""
+        leased = sum(vf.index in self.leased for vf in self.enabled)
+        return _exhaustion_detail(
+            f"{self.name} ({where}link {self.link})",
+            len(self.enabled),
+            leased,
+            len(self.enabled) - leased - len(self.free),
+        )
 
 
 class NetworkService:
@@ -80,9 +115,17 @@ class NetworkService:
     def create_network(
         self, network_id: str, options: dict | None, ipv4: list[dict], ipv6: list[dict]
     ) -> None:
-        """Check everything, record the network, then enable VFs on PFs that have none."""
+        """Check everything, record the network, then enable VFs on PFs that have none.
+
+        PFs are recorded by PCI address, which survives renames; the rule "one
+        network per PF and VLAN" is kept on that address too, so naming a PF
+        once by name and once by address cannot get around it.
+        """
         opts = parse_network_options(options)
-        pfs = [self._sysfs.pf(name) for name in opts.pfs]
+        pfs = [self._resolve_pf(choice) for choice in opts.pfs]
+        _check_same_pf_once(opts.pfs, pfs)
+        for choice, pf in zip(opts.pfs, pfs, strict=True):
+            _check_spans_fit(choice, pf)
         mtu = opts.mtu
         smallest = min(pfs, key=lambda pf: pf.mtu)
         if mtu is not None and mtu > smallest.mtu:
@@ -90,7 +133,11 @@ class NetworkService:
                 f"mtu {mtu} is above the MTU {smallest.mtu} of PF {smallest.name}; "
                 f"use at most {smallest.mtu} or raise the PF's MTU first"
             )
-        settings = dataclasses.asdict(opts) | {"mtu": mtu or smallest.mtu}
+        stored_pfs = [
+            {"pci": pf.pci, "name": pf.name, "vfs": choice.vfs}
+            for choice, pf in zip(opts.pfs, pfs, strict=True)
+        ]
+        settings = dataclasses.asdict(opts) | {"mtu": mtu or smallest.mtu, "pfs": stored_pfs}
         row = NetworkRow(
             id=network_id,
             options=settings,
@@ -100,14 +147,17 @@ class NetworkService:
         with self._store.transaction() as tx:
             if tx.network(network_id) is not None:
                 return  # the same request again
-            for pf in opts.pfs:
-                holder = tx.network_using_port(pf, opts.vlan)
+            for pf in pfs:
+                # Networks recorded before PFs were keyed by PCI address hold the name.
+                holder = tx.network_using_port(pf.pci, opts.vlan) or tx.network_using_port(
+                    pf.name, opts.vlan
+                )
                 if holder is not None:
                     raise Conflict(
-                        f"PF {pf} VLAN {opts.vlan} is already used by network "
+                        f"PF {pf.name} VLAN {opts.vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
-            tx.insert_network(row, opts.pfs, opts.vlan)
+            tx.insert_network(row, tuple(pf.pci for pf in pfs), opts.vlan)
         try:
             for pf in pfs:
                 if pf.numvfs == 0:
@@ -117,6 +167,19 @@ class NetworkService:
             with self._store.transaction() as tx:
                 tx.delete_network(network_id)
             raise
+        links = {pf.name: self._sysfs.pf_link(pf.name) for pf in pfs}
+        if all(link == LINK_DOWN for link in links.values()):
+            log.warning(
+                "network %s: no PF has link (%s); its VFs pass no traffic until one comes up",
+                network_id[:12],
+                ", ".join(f"{name} link {link}" for name, link in links.items()),
+            )
+
+    def _resolve_pf(self, choice: PfChoice) -> PfInfo:
+        """The PF ``choice`` names, by PCI address or netdev name, checked to be a PF."""
+        if choice.by_pci:
+            return self._sysfs.pf_by_pci(choice.ref)
+        return self._sysfs.pf(choice.ref)
 
     def delete_network(self, network_id: str) -> None:
         """Forget the network; Docker deletes its endpoints first, and we check it did."""
@@ -139,7 +202,13 @@ class NetworkService:
     def create_endpoint(
         self, network_id: str, endpoint_id: str, interface: dict | None, options: dict | None
     ) -> dict:
-        """Lease a VF, program it, and answer the Interface fields Docker did not give."""
+        """Lease a VF, program it, and answer the Interface fields Docker did not give.
+
+        No netlink call runs while a store transaction is open (other requests
+        wait on it): the free VFs and each candidate's snapshot are read before
+        the lease is written, and the unique (PF, VF) key settles a race between
+        two requests that picked the same VF.
+        """
         interface = interface or {}
         given_mac = interface.get("MacAddress") or ""
         mac = check_mac(given_mac) if given_mac else ""
@@ -149,26 +218,52 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return self._repeated_create(held, given_mac)
-            mac = mac or self._new_mac()
-            lease = self._choose_vf(tx, network, wanted.vf_index, wanted.vf_pci, mac)
-            snapshot = self._backend.read_vf(lease.vf)
-            tx.insert_endpoint(
-                EndpointRow(
-                    id=endpoint_id,
-                    network_id=network_id,
-                    pf=lease.vf.pf,
-                    vf=lease.vf.index,
-                    pci=lease.vf.pci,
-                    netdev=lease.vf.netdev or "",
-                    mac=mac,
-                    address=interface.get("Address") or "",
-                    address6=interface.get("AddressIPv6") or "",
-                    original=_changed_fields(snapshot, lease.desired),
-                    state="programming",
+            cleared = tx.vfs_without_admin_mac()
+            macs_held = {ep.mac for ep in tx.endpoints_of_network(network_id)}
+        slices = self._pf_slices(network)
+        candidates = self._candidates(network, slices, wanted)
+        mac = mac or self._generated_mac(network, macs_held)
+        desired = _desired_settings(network, mac)
+        for vf in candidates:
+            snapshot = self._snapshot(vf, vf.pci in cleared)
+            with self._store.transaction() as tx:
+                held = tx.endpoint(endpoint_id)
+                if held is not None:
+                    return self._repeated_create(held, given_mac)
+                if vf.index in tx.leased_vfs(vf.pf):
+                    continue  # a concurrent request leased it since we looked
+                tx.insert_endpoint(
+                    EndpointRow(
+                        id=endpoint_id,
+                        network_id=network_id,
+                        pf=vf.pf,
+                        vf=vf.index,
+                        pci=vf.pci,
+                        netdev=vf.netdev or "",
+                        mac=mac,
+                        address=interface.get("Address") or "",
+                        address6=interface.get("AddressIPv6") or "",
+                        original=_changed_fields(snapshot, desired),
+                        state="programming",
+                    )
                 )
+                tx.forget_admin_mac_cleared(vf.pci)
+            break
+        else:
+            report = "; ".join(pf.report() for pf in self._pf_slices(network))
+            raise Conflict(f"no free VF on {report}")
+        chosen = next(pf for pf in slices if pf.name == vf.pf)
+        if not chosen.has_link:
+            log.warning(
+                "network %s: leased VF %d of %s although that PF has no link (%s); it passes "
+                "no traffic until the link comes up (require_pf_link=on refuses instead)",
+                network_id[:12],
+                vf.index,
+                vf.pf,
+                "; ".join(pf.report() for pf in slices),
             )
         try:
-            original = program_vf(self._backend, lease.vf, lease.desired, snapshot)
+            original = program_vf(self._backend, vf, desired, snapshot)
         except DeviceError:
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)
@@ -176,16 +271,34 @@ class NetworkService:
         with self._store.transaction() as tx:
             tx.finish_endpoint(endpoint_id, _settings_dict(original))
         log.info(
-            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d",
+            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
             endpoint_id[:12],
-            lease.vf.index,
-            lease.vf.pf,
-            lease.vf.pci,
-            lease.vf.netdev,
+            vf.index,
+            vf.pf,
+            vf.pci,
+            vf.netdev,
             mac,
-            lease.desired.vlan,
+            desired.vlan,
+            chosen.link,
         )
         return {} if given_mac else {"Interface": {"MacAddress": mac}}
+
+    def _snapshot(self, vf: VfInfo, admin_mac_cleared: bool) -> VfSettings:
+        """The VF's settings before we change them.
+
+        When our last release cleared the VF's admin MAC, a PF like igb later
+        reports the MAC the VF registered itself (its netdev's own address): that
+        is not an admin MAC, and recording it as the original would write it back
+        as a sticky admin MAC at release.
+        """
+        snapshot = self._backend.read_vf(vf)
+        if (
+            admin_mac_cleared
+            and snapshot.mac not in (None, NO_ADMIN_MAC)
+            and snapshot.mac == self._backend.netdev_address(vf)
+        ):
+            return dataclasses.replace(snapshot, mac=NO_ADMIN_MAC)
+        return snapshot
 
     @staticmethod
     def _repeated_create(held: EndpointRow, given_mac: str) -> dict:
@@ -193,88 +306,127 @@ class NetworkService:
             raise Conflict(f"endpoint {held.id[:12]} is being created already")
         return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
 
-    def _choose_vf(
-        self,
-        tx: Transaction,
-        network: NetworkRow,
-        vf_index: int | None,
-        vf_pci: str | None,
-        mac: str,
-    ) -> Lease:
-        opts = network.options
-        pfs = opts["pfs"]
-        free: dict[str, list[VfInfo]] = {}
-        report = []
-        for pf in pfs:
-            vfs = self._sysfs.vfs(pf)
-            leased = tx.leased_vfs(pf)
-            usable = [vf for vf in vfs if vf.index not in leased and self._is_free(vf)]
-            free[pf] = usable
-            leased_here = len(leased & {vf.index for vf in vfs})
-            report.append(
-                _exhaustion_detail(pf, len(vfs), leased_here, len(vfs) - leased_here - len(usable))
-            )
-        if vf_index is not None or vf_pci is not None:
-            vf = self._pinned_vf(tx, pfs, free, vf_index, vf_pci)
-        else:
-            best = max(pfs, key=lambda pf: len(free[pf]))
-            if not free[best]:
-                raise Conflict(f"no free VF on {'; '.join(report)}")
-            vf = free[best][0]
-        desired = VfSettings(
-            mac=mac,
-            vlan=opts["vlan"],
-            qos=opts["qos"],
-            proto=opts["proto"],
-            spoofchk=opts["spoofchk"],
-            trust=opts["trust"],
-            link_state=opts["link_state"],
-            min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
-            max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
-            mtu=opts["mtu"],
+    def _generated_mac(self, network: NetworkRow, held: set[str]) -> str:
+        """A new admin MAC, under the network's mac_prefix, that no endpoint of it holds.
+
+        With a long prefix few bits are random (5 octets leave 256 addresses), so
+        a repeat within the network is likely enough to check for.
+        """
+        prefix = network.options.get("mac_prefix")
+        for _ in range(MAC_TRIES):
+            mac = with_prefix(prefix, self._new_mac())
+            if mac not in held and mac != NO_ADMIN_MAC:
+                return mac
+        raise Conflict(
+            f"found no MAC under mac_prefix {prefix} that the network's "
+            f"{len(held)} endpoints do not hold ({MAC_TRIES} tries); use a shorter mac_prefix"
         )
-        return Lease(vf, desired)
 
-    def _pinned_vf(
-        self,
-        tx: Transaction,
-        pfs: list[str],
-        free: dict[str, list[VfInfo]],
-        vf_index: int | None,
-        vf_pci: str | None,
-    ) -> VfInfo:
-        """The VF the endpoint option ``vf`` names, if it is one of ours and free."""
-        if vf_pci is not None:
-            matches = [vf for pf in pfs for vf in self._sysfs.vfs(pf) if vf.pci == vf_pci]
-            wanted = f"vf {vf_pci}"
-        else:
-            if len(pfs) > 1:
-                raise InvalidRequest(
-                    f"vf={vf_index} is ambiguous on a network over "
-                    f"{', '.join(pfs)}; give the VF's PCI address instead"
+    def _pf_slices(self, network: NetworkRow) -> list[PfSlice]:
+        """The network's share of each of its PFs now: VFs in range, leases, free VFs, link.
+
+        PFs are found by PCI address, so a rename does not lose them; leases are
+        read in a transaction of their own, and netlink runs outside it.
+        """
+        found = [(self._current_pf(entry), entry["vfs"]) for entry in _stored_pfs(network.options)]
+        with self._store.transaction() as tx:
+            leased = {pf.name: frozenset(tx.leased_vfs(pf.name)) for pf, _ in found}
+        slices = []
+        for pf, spans in found:
+            enabled = [vf for vf in self._sysfs.vfs(pf.name) if in_vf_spans(vf.index, spans)]
+            held = leased[pf.name]
+            slices.append(
+                PfSlice(
+                    name=pf.name,
+                    vfs=spans,
+                    link=self._sysfs.pf_link(pf.name),
+                    enabled=enabled,
+                    leased=held,
+                    free=self._usable([vf for vf in enabled if vf.index not in held]),
                 )
-            matches = [vf for vf in self._sysfs.vfs(pfs[0]) if vf.index == vf_index]
-            wanted = f"vf {vf_index} of {pfs[0]}"
-        if not matches:
-            raise InvalidRequest(f"{wanted} is not an enabled VF of this network")
-        vf = matches[0]
-        if vf in free[vf.pf]:
-            return vf
-        if vf.index in tx.leased_vfs(vf.pf):
-            raise Conflict(f"{wanted} is already leased to another endpoint")
-        raise Conflict(f"{wanted} is not usable: {self._why_unusable(vf)}")
+            )
+        return slices
 
-    def _is_free(self, vf: VfInfo) -> bool:
-        if vf.driver == VFIO_DRIVER or not vf.netdev:
-            return False
-        return self._backend.netdev_status(vf.netdev) == NetdevStatus.IDLE
+    def _current_pf(self, entry: dict) -> PfInfo:
+        if entry["pci"]:
+            return self._sysfs.pf_by_pci(entry["pci"])
+        return self._sysfs.pf(entry["name"])
+
+    def _candidates(
+        self, network: NetworkRow, slices: list[PfSlice], wanted: EndpointOptions
+    ) -> list[VfInfo]:
+        """The VFs to try in order: the pinned one, or the free ones of PFs with link, then
+        of the PF with most free VFs first. With require_pf_link=on, only PFs with link."""
+        required = bool(network.options.get("require_pf_link"))
+        if wanted.vf_index is not None or wanted.vf_pci is not None:
+            pf, vf = self._pinned_vf(slices, wanted)
+            if required and not pf.has_link:
+                raise Conflict(
+                    f"vf {vf.index} of {pf.name} is on a PF without link "
+                    f"(link {pf.link}) and the network has require_pf_link=on"
+                )
+            return [vf]
+        best_first = sorted(slices, key=lambda pf: (pf.has_link, len(pf.free)), reverse=True)
+        if required:
+            if not any(pf.free for pf in best_first if pf.has_link) and any(
+                pf.free for pf in best_first
+            ):
+                report = "; ".join(pf.report() for pf in slices)
+                raise Conflict(
+                    f"no free VF on a PF with link (require_pf_link=on): {report}"
+                )
+            best_first = [pf for pf in best_first if pf.has_link]
+        return [vf for pf in best_first for vf in pf.free]
+
+    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfInfo]:
+        """The VF the endpoint option ``vf`` names, if it is in this network's range and free."""
+        if wanted.vf_pci is not None:
+            matches = [
+                (pf, vf)
+                for pf in slices
+                for vf in self._sysfs.vfs(pf.name)
+                if vf.pci == wanted.vf_pci
+            ]
+            label = f"vf {wanted.vf_pci}"
+        else:
+            if len(slices) > 1:
+                raise InvalidRequest(
+                    f"vf={wanted.vf_index} is ambiguous on a network over "
+                    f"{', '.join(pf.name for pf in slices)}; give the VF's PCI address instead"
+                )
+            only = slices[0]
+            matches = [
+                (only, vf) for vf in self._sysfs.vfs(only.name) if vf.index == wanted.vf_index
+            ]
+            label = f"vf {wanted.vf_index} of {only.name}"
+        if not matches:
+            raise InvalidRequest(f"{label} is not an enabled VF of this network")
+        pf, vf = matches[0]
+        if vf not in pf.enabled:
+            if wanted.vf_pci is not None:
+                label += f" (VF {vf.index} of {pf.name})"
+            raise InvalidRequest(
+                f"{label} is outside this network's VFs "
+                f"{format_vf_spans(pf.vfs)} on {pf.name} (its vfs or pf_iface range)"
+            )
+        if vf.index in pf.leased:
+            raise Conflict(f"{label} is already leased to another endpoint")
+        if vf not in pf.free:
+            raise Conflict(f"{label} is not usable: {self._why_unusable(vf)}")
+        return pf, vf
+
+    def _usable(self, vfs: list[VfInfo]) -> list[VfInfo]:
+        """The VFs whose netdev is in the host namespace and idle, from one netlink dump."""
+        named = [vf for vf in vfs if vf.driver != VFIO_DRIVER and vf.netdev]
+        statuses = self._backend.netdev_statuses([vf.netdev for vf in named])
+        return [vf for vf in named if statuses[vf.netdev] == NetdevStatus.IDLE]
 
     def _why_unusable(self, vf: VfInfo) -> str:
         if vf.driver == VFIO_DRIVER:
             return "it is bound to vfio-pci"
         if not vf.netdev:
             return "it has no netdev (no network driver bound)"
-        status = self._backend.netdev_status(vf.netdev)
+        status = self._backend.netdev_statuses([vf.netdev])[vf.netdev]
         if status == NetdevStatus.ABSENT:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
@@ -303,7 +455,8 @@ class NetworkService:
         if vf is not None and vf.netdev:
             return vf
         raise DeviceError(
-            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace (was it unbound or moved?)"
+            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace "
+            f"(was it unbound or moved?)"
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -315,9 +468,12 @@ class NetworkService:
 
     def _release(self, ep: EndpointRow) -> None:
         vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
-        restore_vf(self._backend, vf, VfSettings(**ep.original))
+        original = VfSettings(**ep.original)
+        restore_vf(self._backend, vf, original)
         with self._store.transaction() as tx:
             tx.delete_endpoint(ep.id)
+            if original.mac == NO_ADMIN_MAC:
+                tx.remember_admin_mac_cleared(ep.pci)
         log.info("endpoint %s released VF %d of %s", ep.id[:12], ep.vf, ep.pf)
 
     def endpoint_info(self, endpoint_id: str) -> dict:
@@ -333,6 +489,7 @@ class NetworkService:
             "netdev": ep.netdev,
             "vlan": network.options["vlan"],
             "mac": ep.mac,
+            "pf_link": self._sysfs.pf_link(ep.pf),
         }
 
     def recover(self) -> None:
@@ -357,7 +514,8 @@ def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
     network = tx.network(network_id)
     if network is None:
         raise InvalidRequest(
-            f"network {network_id[:12]} is not an sriov network (create it with -d sriov:latest)"
+            f"network {network_id[:12]} is not an sriov network "
+            f"(create it with -d sriov:latest)"
         )
     return network
 
@@ -369,6 +527,23 @@ def _gateway(data: list[dict]) -> str | None:
         if gateway:
             return str(ipaddress.ip_interface(gateway).ip)
     return None
+
+
+def _desired_settings(network: NetworkRow, mac: str) -> VfSettings:
+    """What the network asks of each of its VFs, with the endpoint's MAC."""
+    opts = network.options
+    return VfSettings(
+        mac=mac,
+        vlan=opts["vlan"],
+        qos=opts["qos"],
+        proto=opts["proto"],
+        spoofchk=opts["spoofchk"],
+        trust=opts["trust"],
+        link_state=opts["link_state"],
+        min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
+        max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
+        mtu=opts["mtu"],
+    )
 
 
 def _rate(value: int | None, other: int | None, default: int) -> int | None:
@@ -390,6 +565,41 @@ def _changed_fields(snapshot: VfSettings, desired: VfSettings) -> dict:
         else None
         for field in dataclasses.fields(VfSettings)
     }
+
+
+def _stored_pfs(options: dict) -> list[dict]:
+    """The network's PFs as recorded: {"pci", "name", "vfs"} each.
+
+    Networks recorded before PCI addresses and ranges were kept hold bare names.
+    """
+    return [
+        {"pci": None, "name": entry, "vfs": None} if isinstance(entry, str) else entry
+        for entry in options["pfs"]
+    ]
+
+
+def _check_same_pf_once(choices: tuple[PfChoice, ...], pfs: list[PfInfo]) -> None:
+    """A PF named once by netdev and once by PCI address is still named twice."""
+    seen: dict[str, str] = {}
+    for choice, pf in zip(choices, pfs, strict=True):
+        if pf.pci in seen:
+            raise InvalidRequest(
+                f"pf_iface names PF {pf.name} ({pf.pci}) twice: as {seen[pf.pci]} and as "
+                f"{choice.ref}; give it once"
+            )
+        seen[pf.pci] = choice.ref
+
+
+def _check_spans_fit(choice: PfChoice, pf: PfInfo) -> None:
+    """A range may only name VFs the PF can have (0 to sriov_totalvfs - 1)."""
+    if choice.vfs is None:
+        return
+    last = choice.vfs[-1][1]
+    if last >= pf.totalvfs:
+        raise InvalidRequest(
+            f"{choice.vfs_from} reaches VF {last}, but PF {pf.name} has VFs "
+            f"0-{pf.totalvfs - 1} (sriov_totalvfs {pf.totalvfs})"
+        )
 
 
 def _exhaustion_detail(pf: str, total: int, leased: int, unusable: int) -> str:

@@ -33,6 +33,9 @@ NETWORK_OPTIONS = (
     "link_state",
     "min_tx_rate",
     "max_tx_rate",
+    "vfs",
+    "require_pf_link",
+    "mac_prefix",
 )
 ENDPOINT_OPTIONS = ("vf",)
 
@@ -48,13 +51,37 @@ LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable"}
 SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False}
 
 _INTEGER = re.compile(r"-?[0-9]+")
+_VF_SPAN = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+_OCTET = re.compile(r"[0-9a-f]{2}")
+RANGE_MARK = "#"  # pf_iface=ens1f0#0-3, the SR-IOV network device plugin's spelling
+MAC_PREFIX_OCTETS = (1, 5)
+
+VfSpans = tuple[tuple[int, int], ...]  # sorted, disjoint (first, last) index pairs
+
+
+@dataclass(frozen=True)
+class PfChoice:
+    """One PF of a network as the user named it, and which of its VFs the network may use.
+
+    ``ref`` is a netdev name or a PCI address in sysfs form (a name never holds
+    ":", so the two cannot be confused). ``vfs`` None means every VF; ``vfs_from``
+    is the option and value that set it, for error messages.
+    """
+
+    ref: str
+    vfs: VfSpans | None = None
+    vfs_from: str = ""
+
+    @property
+    def by_pci(self) -> bool:
+        return ":" in self.ref
 
 
 @dataclass(frozen=True)
 class NetworkOptions:
     """What a network asks of its VFs. None means "leave the VF's own setting"."""
 
-    pfs: tuple[str, ...]
+    pfs: tuple[PfChoice, ...]
     vlan: int = 0
     qos: int = 0
     proto: str = "802.1Q"
@@ -64,6 +91,8 @@ class NetworkOptions:
     link_state: str | None = None
     min_tx_rate: int | None = None
     max_tx_rate: int | None = None
+    require_pf_link: bool = False
+    mac_prefix: str | None = None
     ipv6: bool = False
     internal: bool = False
 
@@ -85,7 +114,7 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     top = _mapping(options, "network Options")
     flags = _mapping(top.get(GENERIC), GENERIC)
     _reject_unknown(flags, NETWORK_OPTIONS, "option")
-    pfs = _pf_names(flags)
+    pfs = _pf_choices(flags)
     vlan = _optional_integer(flags, "vlanid", 0, VLAN_MAX) or 0
     qos = _optional_integer(flags, "vlan_qos", 0, QOS_MAX) or 0
     proto = _optional_choice(flags, "vlan_proto", PROTOS) or PROTOS["802.1q"]
@@ -104,6 +133,8 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         link_state=_optional_choice(flags, "link_state", LINK_STATES),
         min_tx_rate=min_rate,
         max_tx_rate=max_rate,
+        require_pf_link=_optional_switch(flags, "require_pf_link") or False,
+        mac_prefix=_mac_prefix(flags),
         ipv6=_optional_switch(top, ENABLE_IPV6) or False,
         internal=_optional_switch(top, INTERNAL) or False,
     )
@@ -138,8 +169,49 @@ def _reject_unknown(given: Mapping, known: tuple[str, ...], what: str) -> None:
             raise InvalidRequest(f"unknown {what} {key!r} (known: {', '.join(known)})")
 
 
-def _pf_names(flags: Mapping) -> tuple[str, ...]:
-    """The PF netdevs from ``pf_iface`` (or its alias ``netdevice``), in the given order."""
+def _pf_choices(flags: Mapping) -> tuple[PfChoice, ...]:
+    """The PFs from ``pf_iface`` (or its alias ``netdevice``) in the given order, with ranges.
+
+    Each entry is a netdev name or a PCI address, optionally followed by
+    ``#first-last`` (or ``#index``); ``vfs`` gives one range list to every PF
+    that has none of its own, and a PF may not have both.
+    """
+    option = _pf_option(flags)
+    value = flags[option]
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            f"{option} {value!r} is not a list of interface names or PCI addresses "
+            "(e.g. enp1s0f0,enp1s0f1 or 0000:3b:00.0)"
+        )
+    shared = flags.get("vfs")
+    shared_spans = None if shared is None else parse_vf_spans(shared, "vfs")
+    choices = []
+    for entry in (part.strip() for part in value.split(",")):
+        ref, mark, own = entry.partition(RANGE_MARK)
+        if _VF_SPAN.fullmatch(ref.strip()):
+            raise InvalidRequest(
+                f"{option} {value!r}: {entry!r} is a VF range, not a PF; give one range per PF "
+                f"(ens1f0#0-3) or a list for every PF in vfs (-o vfs=0-3,7)"
+            )
+        ref = _pf_ref(ref.strip(), option)
+        if mark and shared is not None:
+            raise InvalidRequest(
+                f"vfs {shared!r} and {option} {entry!r} both limit the VFs of {ref}; "
+                f"give the range either per PF in {option} (PF#first-last) or for every PF in vfs"
+            )
+        if mark:
+            choices.append(PfChoice(ref, _per_pf_span(own, entry, option), f"{option} {entry!r}"))
+        else:
+            choices.append(PfChoice(ref, shared_spans, "" if shared is None else f"vfs {shared!r}"))
+    refs = [choice.ref for choice in choices]
+    repeated = sorted({ref for ref in refs if refs.count(ref) > 1})
+    if repeated:
+        raise InvalidRequest(f"{option} {value!r} names {', '.join(repeated)} more than once")
+    return tuple(choices)
+
+
+def _pf_option(flags: Mapping) -> str:
+    """``pf_iface``, or ``netdevice`` (its alias) when that is the one given."""
     if "pf_iface" in flags and "netdevice" in flags:
         raise InvalidRequest(
             "options pf_iface and netdevice name the same thing (netdevice is an alias); "
@@ -148,21 +220,95 @@ def _pf_names(flags: Mapping) -> tuple[str, ...]:
     option = "netdevice" if "netdevice" in flags else "pf_iface"
     if option not in flags:
         raise InvalidRequest(
-            "option pf_iface is required (the PF netdev(s) to draw VFs from, "
-            "e.g. -o pf_iface=enp1s0f0)"
+            "option pf_iface is required (the PF netdev(s) or PCI address(es) to draw VFs "
+            "from, e.g. -o pf_iface=enp1s0f0 or -o pf_iface=0000:3b:00.0)"
         )
-    value = flags[option]
-    if not isinstance(value, str):
+    return option
+
+
+def _pf_ref(ref: str, option: str) -> str:
+    """A PF netdev name, or (anything with ":") a PCI address checked and in sysfs form."""
+    if ":" in ref:
+        return check_pci_address(ref, option)
+    return check_ifname(ref, option)
+
+
+def _per_pf_span(text: str, entry: str, option: str) -> VfSpans:
+    """The device plugin's per-PF form: one index or one first-last range after "#"."""
+    if "," in text or not _VF_SPAN.fullmatch(text.strip()):
         raise InvalidRequest(
-            f"{option} {value!r} is not a list of interface names (e.g. enp1s0f0,enp1s0f1)"
+            f"{option} {entry!r}: the range after {RANGE_MARK} must be one VF index or "
+            f"one range first-last (0-{VF_INDEX_MAX}), e.g. ens1f0#0-3; "
+            "for a list of ranges use -o vfs=0-3,7"
         )
-    names = tuple(name.strip() for name in value.split(","))
-    for name in names:
-        check_ifname(name, option)
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise InvalidRequest(f"{option} {value!r} names {', '.join(repeated)} more than once")
-    return names
+    return parse_vf_spans(text, f"{option} {entry!r}:")
+
+
+def parse_vf_spans(value: object, what: str) -> VfSpans:
+    """VF indexes from "0-3,7" (ranges first-last and single indexes, comma-separated).
+
+    Returns sorted, merged (first, last) pairs; overlapping parts are allowed.
+    """
+    wrong = (
+        f"{what} {value!r} is not a list of VF indexes and ranges "
+        f"like 0-3,7 (indexes 0-{VF_INDEX_MAX}, first <= last)"
+    )
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(wrong)
+    spans = []
+    for part in value.split(","):
+        match = _VF_SPAN.fullmatch(part.strip())
+        if match is None:
+            raise InvalidRequest(wrong)
+        first = int(match[1])
+        last = first if match[2] is None else int(match[2])
+        if first > last or last > VF_INDEX_MAX:
+            raise InvalidRequest(wrong)
+        spans.append((first, last))
+    return _merged(sorted(spans))
+
+
+def _merged(spans: list[tuple[int, int]]) -> VfSpans:
+    merged: list[tuple[int, int]] = []
+    for first, last in spans:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
+
+
+def format_vf_spans(spans) -> str:
+    """ "0-3,7" for ((0, 3), (7, 7)); the inverse of parse_vf_spans."""
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def in_vf_spans(index: int, spans) -> bool:
+    """Whether VF ``index`` is in ``spans``; None (no range) holds every VF."""
+    return spans is None or any(first <= index <= last for first, last in spans)
+
+
+def _mac_prefix(flags: Mapping) -> str | None:
+    """``mac_prefix``: 1-5 octets (02:a0:00) that generated admin MACs start with; unicast."""
+    if "mac_prefix" not in flags:
+        return None
+    value = flags["mac_prefix"]
+    low, high = MAC_PREFIX_OCTETS
+    octets = value.strip().lower().split(":") if isinstance(value, str) else []
+    if not low <= len(octets) <= high or not all(_OCTET.fullmatch(o) for o in octets):
+        raise InvalidRequest(
+            f"mac_prefix {value!r} is not {low} to {high} hex octets separated by ':' "
+            "(e.g. 02:a0:00)"
+        )
+    if int(octets[0], 16) & 0x01:
+        raise InvalidRequest(
+            f"mac_prefix {value} makes multicast addresses (the low bit of the first octet "
+            f"is set); a VF needs a unicast MAC, e.g. {int(octets[0], 16) & 0xFE:02x}"
+            f"{value.strip().lower()[2:]}"
+        )
+    return ":".join(octets)
 
 
 def _mtu(flags: Mapping) -> int | None:

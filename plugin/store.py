@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS endpoints (
     state      TEXT NOT NULL CHECK (state IN ('programming', 'ready')),
     UNIQUE (pf, vf)
 );
+-- VFs (by PCI address) whose admin MAC our last release cleared: what their PF
+-- reports since is the MAC the VF registered itself, not an admin MAC.
+CREATE TABLE IF NOT EXISTS vfs_without_admin_mac (
+    pci TEXT PRIMARY KEY
+) WITHOUT ROWID;
 """
 
 ADDRESS_BYTES = 16
@@ -298,6 +303,15 @@ class Transaction:
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         self._conn.execute("DELETE FROM endpoints WHERE id = ?", (endpoint_id,))
+
+    def vfs_without_admin_mac(self) -> set[str]:
+        return {row[0] for row in self._conn.execute("SELECT pci FROM vfs_without_admin_mac")}
+
+    def remember_admin_mac_cleared(self, pci: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO vfs_without_admin_mac (pci) VALUES (?)", (pci,))
+
+    def forget_admin_mac_cleared(self, pci: str) -> None:
+        self._conn.execute("DELETE FROM vfs_without_admin_mac WHERE pci = ?", (pci,))
 
 
 def _pool_row(row: tuple) -> PoolRow:

@@ -8,8 +8,11 @@ the same settings to the simulated NIC. Everything above it is shared.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from plugin.errors import DeviceError
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class NetdevStatus(enum.Enum):
 
 
 VLAN_PROTOS = ("802.1Q", "802.1ad")
+NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
 LINK_STATES = ("auto", "enable", "disable")
 
 
@@ -67,27 +71,42 @@ class VfSettings:
     mtu: int | None = None
 
 
-class NicBackend(Protocol):
-    """The calls the plugin makes to program VFs; nothing else.
+class VfRefused(DeviceError):
+    """The PF refused a request that may carry several VF settings; ``why`` is the errno text.
 
-    Each setter raises plugin.errors.DeviceError naming the operation, the VF and
-    the value, e.g. "set VF 3 of enp1s0f0 vlan to 100: Operation not supported".
+    The kernel does not say which setting of a request a driver refused, so the
+    caller, which knows what it asked, names the setting.
     """
 
-    def read_vf(self, vf: VfInfo) -> VfSettings: ...
+    def __init__(self, vf: VfInfo, why: str):
+        super().__init__(f"set VF {vf.index} of {vf.pf}: {why}")
+        self.why = why
 
-    def set_vlan(self, vf: VfInfo, vlan: int, qos: int, proto: str) -> None: ...
 
-    def set_mac(self, vf: VfInfo, mac: str) -> None: ...
+class NicBackend(Protocol):
+    """The calls the plugin makes to program VFs; nothing else."""
 
-    def set_rate(self, vf: VfInfo, min_tx_rate: int, max_tx_rate: int) -> None: ...
+    def read_vf(self, vf: VfInfo) -> VfSettings:
+        """The VF's settings as the PF reports them, and its netdev's MTU."""
+        ...
 
-    def set_spoofchk(self, vf: VfInfo, on: bool) -> None: ...
+    def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
+        """Set the non-None fields except ``mtu`` through the PF, in one request if it can.
 
-    def set_trust(self, vf: VfInfo, on: bool) -> None: ...
+        Fields are applied in the kernel's order (mac, vlan+qos+proto, rates,
+        spoofchk, link_state, trust), stopping at the first one refused, which
+        raises VfRefused; vlan, qos and proto come together, and so do the rates.
+        """
+        ...
 
-    def set_link_state(self, vf: VfInfo, state: str) -> None: ...
+    def set_mtu(self, vf: VfInfo, mtu: int) -> None:
+        """Set the MTU of the VF's netdev; DeviceError names the VF, netdev and value."""
+        ...
 
-    def set_mtu(self, vf: VfInfo, mtu: int) -> None: ...
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        """What the host namespace says about each netdev, read in one go."""
+        ...
 
-    def netdev_status(self, name: str) -> NetdevStatus: ...
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        """The MAC address of the VF's own netdev, None if it is not in this namespace."""
+        ...

@@ -8,15 +8,18 @@ own netdev.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterable
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError
 from plugin.nic import netlink
-from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfSettings
+from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.names import check_ifname
+from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
 
@@ -26,6 +29,25 @@ ETH_P_8021AD = 0x88A8
 PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
 PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
+
+
+def pad_vlan_info_to_kernel_size() -> None:
+    """Make pyroute2 encode IFLA_VF_VLAN_INFO with the kernel's size.
+
+    pyroute2 (0.9.7) declares the struct as its 14 bytes of fields, but the kernel
+    checks the attribute against sizeof(struct ifla_vf_vlan_info), which includes
+    two bytes of tail padding, and answers EINVAL: no 802.1ad VLAN could ever be
+    set. Adding the padding as a field fixes encoding and decoding alike; once
+    pyroute2 declares the full size this does nothing.
+    """
+    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+    size = struct.calcsize("=" + "".join(fmt.lstrip("<>=!") for _name, fmt in info.fields))
+    if size < VLAN_INFO_SIZE:
+        info.fields = (*info.fields, ("pad", f"{VLAN_INFO_SIZE - size}x"))
+
+
+pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:
@@ -33,7 +55,8 @@ class KernelBackend:
 
     def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute):
         self.sysfs = sysfs
-        self._iproute = iproute_factory
+        self._iproute = netlink.SocketPerThread(iproute_factory)
+        self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
@@ -48,35 +71,16 @@ class KernelBackend:
             raise DeviceError(f"read {vf_label(vf)}: {vf.pf} reports no VF {vf.index}")
         return _settings(info, mtu)
 
-    def set_vlan(self, vf: VfInfo, vlan: int, qos: int, proto: str) -> None:
-        check_settings(VfSettings(vlan=vlan, qos=qos, proto=proto))
-        if proto == "802.1Q":  # the classic attribute, which every driver takes
-            spec = {"vlan": vlan, "qos": qos}
-        else:  # IFLA_VF_VLAN_LIST carries the protocol
-            spec = [{"vlan": vlan, "qos": qos, "proto": PROTO_BY_NAME[proto]}]
-        self._set_vf(vf, "vlan", {"vlan": vlan, "qos": qos, "proto": proto}, {"vlan": spec})
-
-    def set_mac(self, vf: VfInfo, mac: str) -> None:
-        check_settings(VfSettings(mac=mac))
-        self._set_vf(vf, "mac", {"mac": mac}, {"mac": mac.lower()})
-
-    def set_rate(self, vf: VfInfo, min_tx_rate: int, max_tx_rate: int) -> None:
-        check_settings(VfSettings(min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate))
-        rates = {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate}
-        self._set_vf(vf, "rate", rates, {"rate": dict(rates)})
-
-    def set_spoofchk(self, vf: VfInfo, on: bool) -> None:
-        check_settings(VfSettings(spoofchk=on))
-        self._set_vf(vf, "spoofchk", {"spoofchk": on}, {"spoofchk": int(on)})
-
-    def set_trust(self, vf: VfInfo, on: bool) -> None:
-        check_settings(VfSettings(trust=on))
-        self._set_vf(vf, "trust", {"trust": on}, {"trust": int(on)})
-
-    def set_link_state(self, vf: VfInfo, state: str) -> None:
-        check_settings(VfSettings(link_state=state))
-        code = LINK_STATES.index(state)  # IFLA_VF_LINK_STATE_AUTO=0, ENABLE=1, DISABLE=2
-        self._set_vf(vf, "link_state", {"link_state": state}, {"link_state": code})
+    def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
+        """One RTM_SETLINK on the PF carrying every given VF attribute for ``vf.index``."""
+        check_settings(settings)
+        spec = _vf_spec(vf.index, settings)
+        try:
+            with self._iproute() as ipr:
+                pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
+                ipr.link("set", index=pf_index, vf=spec)
+        except NetlinkError as err:
+            raise VfRefused(vf, netlink.strerror(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
         check_settings(VfSettings(mtu=mtu))
@@ -90,22 +94,32 @@ class KernelBackend:
                 vf, "mtu", {"mtu": mtu}, f"{vf.netdev}: {netlink.strerror(err)}"
             ) from err
 
-    def netdev_status(self, name: str) -> NetdevStatus:
-        check_ifname(name)
-        try:
-            with self._iproute() as ipr:
-                return netlink.netdev_status(ipr, name)
-        except NetlinkError as err:
-            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        return self._netdevs.statuses(names)
 
-    def _set_vf(self, vf: VfInfo, step: str, values: dict, attrs: dict) -> None:
-        """One RTM_SETLINK on the PF carrying ``attrs`` for VF ``vf.index``."""
-        try:
-            with self._iproute() as ipr:
-                pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
-                ipr.link("set", index=pf_index, vf={"vf": vf.index, **attrs})
-        except NetlinkError as err:
-            raise vf_error(vf, step, values, netlink.strerror(err)) from err
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        return self._netdevs.address(vf)
+
+
+def _vf_spec(index: int, s: VfSettings) -> dict:
+    """pyroute2's ``vf=`` argument for the non-None VF fields of ``s`` (the MTU is not one)."""
+    spec: dict = {"vf": index}
+    if s.mac is not None:
+        spec["mac"] = s.mac.lower()
+    if s.vlan is not None:
+        if s.proto == "802.1ad":  # only IFLA_VF_VLAN_LIST carries the protocol
+            spec["vlan"] = [{"vlan": s.vlan, "qos": s.qos, "proto": PROTO_BY_NAME[s.proto]}]
+        else:  # the classic attribute, which every driver takes
+            spec["vlan"] = {"vlan": s.vlan, "qos": s.qos}
+    if s.max_tx_rate is not None:
+        spec["rate"] = {"min_tx_rate": s.min_tx_rate, "max_tx_rate": s.max_tx_rate}
+    if s.spoofchk is not None:
+        spec["spoofchk"] = int(s.spoofchk)
+    if s.link_state is not None:
+        spec["link_state"] = LINK_STATES.index(s.link_state)  # AUTO=0, ENABLE=1, DISABLE=2
+    if s.trust is not None:
+        spec["trust"] = int(s.trust)
+    return spec
 
 
 def _vf_info(pf_msg, index: int):

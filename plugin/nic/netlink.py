@@ -1,10 +1,10 @@
 """Small pyroute2 helpers shared by the NIC backends and the simulated NIC.
 
-Each takes an open ``IPRoute`` (the caller owns it: ``with IPRoute() as ipr``)
-and a link name that has already passed names.check_ifname. Failures are
-pyroute2 ``NetlinkError``s; a link that does not exist in this network
-namespace is ``NetlinkError(ENODEV)``, so callers handle both alike and turn
-them into messages with ``strerror``.
+Each takes an open ``IPRoute`` (the caller owns it: ``with IPRoute() as ipr``,
+or the backends' ``SocketPerThread``) and link names that have already passed
+names.check_ifname. Failures are pyroute2 ``NetlinkError``s; a link that does
+not exist in this network namespace is ``NetlinkError(ENODEV)``, so callers
+handle both alike and turn them into messages with ``strerror``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,43 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.nic.base import NetdevStatus
 
 IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
+
+
+class SocketPerThread:
+    """One IPRoute per thread, opened on first use and kept open.
+
+    Opening and closing an IPRoute costs about 1 ms, as much as the rest of a
+    request; waitress serves requests from a fixed pool of threads, so each
+    thread keeps its own socket (an IPRoute is not shared between threads). A
+    socket that failed below netlink (OSError) is closed and replaced.
+    """
+
+    def __init__(self, factory: Callable[[], IPRoute] = IPRoute):
+        self._factory = factory
+        self._local = threading.local()
+
+    @contextmanager
+    def __call__(self) -> Iterator[IPRoute]:
+        ipr = getattr(self._local, "ipr", None)
+        if ipr is None:
+            ipr = self._local.ipr = self._factory()
+        try:
+            yield ipr
+        except OSError:
+            self._local.ipr = None
+            ipr.close()
+            raise
 
 
 def strerror(err: NetlinkError) -> str:
@@ -44,35 +74,51 @@ def get_link(ipr, name: str):
     return ipr.link("get", index=require_index(ipr, name))[0]
 
 
-def netdev_status(ipr, name: str) -> NetdevStatus:
-    """ABSENT if no such link here; BUSY if up with an IPv4 or global IPv6 address; else IDLE."""
-    index = link_index(ipr, name)
-    if index is None:
-        return NetdevStatus.ABSENT
-    try:
-        link = ipr.link("get", index=index)[0]
-    except NetlinkError as err:
-        if err.code == errno.ENODEV:  # removed between lookup and get
-            return NetdevStatus.ABSENT
-        raise
-    if link["flags"] & IFF_UP and _has_used_address(ipr, index):
-        return NetdevStatus.BUSY
-    return NetdevStatus.IDLE
+def netdev_statuses(ipr, names: Iterable[str]) -> dict[str, NetdevStatus]:
+    """Each name's status from one link dump (and one address dump if any is up).
+
+    ABSENT if no such link here; BUSY if up with an IPv4 or global IPv6
+    address; else IDLE.
+    """
+    wanted = set(names)
+    found = {}
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME")
+        if name in wanted:
+            found[name] = link
+    up = {link["index"] for link in found.values() if link["flags"] & IFF_UP}
+    used = _indexes_with_used_address(ipr) if up else set()
+    statuses = dict.fromkeys(wanted, NetdevStatus.ABSENT)
+    for name, link in found.items():
+        busy = link["index"] in up and link["index"] in used
+        statuses[name] = NetdevStatus.BUSY if busy else NetdevStatus.IDLE
+    return statuses
 
 
-def _has_used_address(ipr, index: int) -> bool:
-    for addr in ipr.get_addr(index=index):
-        if addr["family"] == socket.AF_INET:
-            return True
-        if addr["family"] == socket.AF_INET6 and addr["scope"] == RT_SCOPE_UNIVERSE:
-            return True
-    return False
+def _indexes_with_used_address(ipr) -> set[int]:
+    """Links with an IPv4 or a global IPv6 address (link-local ones come with any up link)."""
+    return {
+        addr["index"]
+        for addr in ipr.get_addr()
+        if addr["family"] == socket.AF_INET
+        or (addr["family"] == socket.AF_INET6 and addr["scope"] == RT_SCOPE_UNIVERSE)
+    }
 
 
 def get_mtu(ipr, name: str) -> int | None:
     """The MTU of ``name``, None if it is not in this namespace."""
     try:
         return get_link(ipr, name).get_attr("IFLA_MTU")
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            return None
+        raise
+
+
+def get_address(ipr, name: str) -> str | None:
+    """The MAC address of ``name``, None if it is not in this namespace."""
+    try:
+        return get_link(ipr, name).get_attr("IFLA_ADDRESS")
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return None

@@ -1,21 +1,27 @@
 """Apply VF settings and restore the originals, the same way for every backend.
 
-``program_vf`` snapshots the VF first, applies only what was asked, in the
-order drivers tolerate (VLAN, then MAC, which some drivers apply
-asynchronously, then rates, spoofchk, trust, link state, and MTU last), and
-undoes what it did if a later step fails. It returns the original values of the
-fields it changed; the caller stores them durably and later hands them to
+``program_vf`` snapshots the VF first and applies only what was asked, in an
+order that later steps cannot undo: the MTU first, on the VF's own netdev; then
+the VF settings in one request through the PF, which the kernel applies in its
+own order (MAC, VLAN, rates, spoofchk, link state) and stops at the first the
+driver refuses; trust last, in a request of its own. A VF that resets (igbvf
+does on an MTU change, and the backend makes it reset so that its netdev takes
+a new admin MAC) re-registers its netdev's old MAC, and a trusted VF is allowed
+to, which would replace the admin MAC just set: so nothing that resets the VF
+runs after trust is turned on. It then reads the VF back through the PF and
+treats any field that does not say what was asked as a failure. On any
+failure it undoes what it did. It returns the original values of the fields it
+changed; the caller stores them durably and later hands them to
 ``restore_vf``, which puts back exactly those.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from plugin.errors import DeviceError, InvalidRequest, PluginError
-from plugin.nic.base import LINK_STATES, VLAN_PROTOS, NicBackend, VfInfo, VfSettings
+from plugin.errors import DeviceError, InvalidRequest
+from plugin.nic.base import LINK_STATES, VLAN_PROTOS, NicBackend, VfInfo, VfRefused, VfSettings
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 MIN_MTU = 68
@@ -24,33 +30,24 @@ MAX_MTU = 65535
 
 @dataclass(frozen=True)
 class Step:
-    """One programming step: the fields written together, and how."""
+    """A group of fields the device takes together, and neutral values to complete it."""
 
     name: str
     fields: tuple[str, ...]
-    apply: Callable[[NicBackend, VfInfo, dict], None]
     defaults: tuple[tuple[str, object], ...] = ()  # for restoring a partial group
 
 
-STEPS = (
-    Step(
-        "vlan",
-        ("vlan", "qos", "proto"),
-        lambda b, vf, v: b.set_vlan(vf, v["vlan"], v["qos"], v["proto"]),
-        (("qos", 0), ("proto", "802.1Q")),
-    ),
-    Step("mac", ("mac",), lambda b, vf, v: b.set_mac(vf, v["mac"])),
-    Step(
-        "rate",
-        ("min_tx_rate", "max_tx_rate"),
-        lambda b, vf, v: b.set_rate(vf, v["min_tx_rate"], v["max_tx_rate"]),
-        (("min_tx_rate", 0), ("max_tx_rate", 0)),
-    ),
-    Step("spoofchk", ("spoofchk",), lambda b, vf, v: b.set_spoofchk(vf, v["spoofchk"])),
-    Step("trust", ("trust",), lambda b, vf, v: b.set_trust(vf, v["trust"])),
-    Step("link_state", ("link_state",), lambda b, vf, v: b.set_link_state(vf, v["link_state"])),
-    Step("mtu", ("mtu",), lambda b, vf, v: b.set_mtu(vf, v["mtu"])),
+MTU = Step("mtu", ("mtu",))
+TRUST = Step("trust", ("trust",))
+# The VF settings sent together, in the order rtnetlink applies them (do_setvfinfo).
+VF_STEPS = (
+    Step("mac", ("mac",)),
+    Step("vlan", ("vlan", "qos", "proto"), (("qos", 0), ("proto", "802.1Q"))),
+    Step("rate", ("min_tx_rate", "max_tx_rate"), (("min_tx_rate", 0), ("max_tx_rate", 0))),
+    Step("spoofchk", ("spoofchk",)),
+    Step("link_state", ("link_state",)),
 )
+STEPS = (MTU, *VF_STEPS, TRUST)
 
 
 def vf_label(vf: VfInfo) -> str:
@@ -130,15 +127,97 @@ def program_vf(
     original = backend.read_vf(vf) if snapshot is None else snapshot
     plan = _plan(vf, original, desired)
     done: list[tuple[Step, dict]] = []
-    for step, before, target in plan:
+    if plan and plan[0][0] is MTU:
+        step, before, target = plan.pop(0)
         try:
-            step.apply(backend, vf, target)
-        except Exception as err:
-            failure = _as_device_error(vf, step, target, err)
-            raise DeviceError(failure.message + _undo(backend, vf, done)) from err
+            _apply(backend, vf, step, target)
+        except DeviceError as err:
+            raise DeviceError(err.message + _undo(backend, vf, done)) from err
         done.append((step, before))
+    for request in _vf_requests(plan):
+        _apply_vf_steps(backend, vf, request, done)
+    if done:
+        _check_read_back(backend, vf, desired, done)
     changed = {field: value for _step, before in done for field, value in before.items()}
     return VfSettings(**changed)
+
+
+def _apply_vf_steps(
+    backend: NicBackend,
+    vf: VfInfo,
+    plan: list[tuple[Step, dict, dict]],
+    done: list[tuple[Step, dict]],
+) -> None:
+    """Send every planned VF setting in one request; on a refusal, find and name the step.
+
+    The kernel applies a request's settings in order and stops at the first the
+    driver refuses, without saying which: the VF read back shows which steps
+    took effect (those are undone) and the first that did not is the one named.
+    """
+    targets = {field: value for _step, _before, target in plan for field, value in target.items()}
+    try:
+        backend.set_vf(vf, VfSettings(**targets))
+    except VfRefused as err:
+        try:
+            now = backend.read_vf(vf)
+        except DeviceError:
+            now = None
+        applied = [(s, b) for s, b, t in plan if now and _holds(now, t)]
+        failed = next(((s, t) for s, _b, t in plan if not (now and _holds(now, t))), None)
+        step, target = failed or (plan[-1][0], plan[-1][2])
+        message = vf_error(vf, step.name, target, err.why).message
+        raise DeviceError(message + _undo(backend, vf, done + applied)) from err
+    done.extend((step, before) for step, before, _target in plan)
+
+
+def _vf_requests(entries: list) -> list[list]:
+    """Plan (or restore) entries as PF requests: the VF settings together, trust after them."""
+    together = [entry for entry in entries if entry[0] is not TRUST]
+    trust = [entry for entry in entries if entry[0] is TRUST]
+    return [request for request in (together, trust) if request]
+
+
+def _holds(now: VfSettings, values: dict) -> bool:
+    return all(getattr(now, field) == value for field, value in values.items())
+
+
+def _apply(backend: NicBackend, vf: VfInfo, step: Step, values: dict) -> None:
+    if step is MTU:
+        backend.set_mtu(vf, values["mtu"])
+    else:
+        try:
+            backend.set_vf(vf, VfSettings(**values))
+        except VfRefused as err:
+            raise vf_error(vf, step.name, values, err.why) from err
+
+
+def _check_read_back(
+    backend: NicBackend, vf: VfInfo, desired: VfSettings, done: list[tuple[Step, dict]]
+) -> None:
+    """Read the VF back; undo everything and fail if a field differs from what was asked.
+
+    A driver may accept a setting and still not hold it (a VF reset can put an
+    old MAC back), and Kata finds the VF by its admin MAC: a VF that does not
+    say what the endpoint was told must not be handed out.
+    """
+    try:
+        now = backend.read_vf(vf)
+    except DeviceError as err:
+        raise DeviceError(err.message + _undo(backend, vf, done)) from err
+    wrong = [
+        f"{name} {getattr(now, name)} instead of {getattr(desired, name)}"
+        for name in _asked_fields(desired)
+        if getattr(now, name) is not None and getattr(now, name) != getattr(desired, name)
+    ]
+    if wrong:
+        raise DeviceError(
+            f"program {vf_label(vf)}: after programming it reports {', '.join(wrong)}"
+            + _undo(backend, vf, done)
+        )
+
+
+def _asked_fields(desired: VfSettings) -> list[str]:
+    return [f for step in STEPS for f in step.fields if getattr(desired, f) is not None]
 
 
 def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings):
@@ -171,10 +250,10 @@ def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str
     undone, failed = [], []
     for step, before in reversed(done):
         try:
-            step.apply(backend, vf, before)
+            _apply(backend, vf, step, before)
             undone.append(step.name)
-        except Exception as err:
-            failed.append(_as_device_error(vf, step, before, err).message)
+        except DeviceError as err:
+            failed.append(err.message)
     note = f" (undone: {', '.join(undone)})" if undone else ""
     if failed:
         note += f" (undo also failed: {'; '.join(failed)})"
@@ -182,27 +261,33 @@ def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str
 
 
 def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
-    """Put back exactly the non-None fields of ``original``, in programming order.
+    """Put back exactly the non-None fields of ``original``: MTU, the VF settings, trust.
 
-    Every step is tried even if one fails; DeviceError then lists the failures.
-    A partial group is completed with neutral values (qos 0, proto 802.1Q,
-    rate 0) because the device takes the group in one call.
+    If the device refuses the VF settings, each is tried on its own so that all
+    that can be restored are; DeviceError then lists the failures. A partial
+    group is completed with neutral values (qos 0, proto 802.1Q, rate 0)
+    because the device takes the group in one call.
     """
-    failed, attempted = [], 0
+    failed, steps = [], []
     for step in STEPS:
         given = {f: getattr(original, f) for f in step.fields if getattr(original, f) is not None}
         if not given:
             continue
         values = {**dict(step.defaults), **given}
-        attempted += 1
         if len(values) != len(step.fields):
             missing = ", ".join(f for f in step.fields if f not in values)
             failed.append(f"cannot restore {', '.join(given)} of {vf_label(vf)} without {missing}")
             continue
+        steps.append((step, values))
+    attempted = len(failed) + len(steps)
+    if steps and steps[0][0] is MTU:
+        failed.extend(_restore_each(backend, vf, [steps.pop(0)]))
+    for request in _vf_requests(steps):
+        targets = {field: value for _step, values in request for field, value in values.items()}
         try:
-            step.apply(backend, vf, values)
-        except Exception as err:
-            failed.append(_as_device_error(vf, step, values, err).message)
+            backend.set_vf(vf, VfSettings(**targets))
+        except VfRefused:
+            failed.extend(_restore_each(backend, vf, request))
     if failed:
         raise DeviceError(
             f"restore {vf_label(vf)}: {len(failed)} of {attempted} steps failed: "
@@ -210,7 +295,12 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
         )
 
 
-def _as_device_error(vf: VfInfo, step: Step, values: dict, err: Exception) -> DeviceError:
-    if isinstance(err, PluginError):
-        return DeviceError(err.message)
-    return vf_error(vf, step.name, values, str(err) or type(err).__name__)
+def _restore_each(backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]) -> list[str]:
+    """Apply each step on its own; the messages of those that failed."""
+    failed = []
+    for step, values in steps:
+        try:
+            _apply(backend, vf, step, values)
+        except DeviceError as err:
+            failed.append(err.message)
+    return failed

@@ -9,17 +9,19 @@ in the state file, where ``sim show`` and tests read them back.
 
 from __future__ import annotations
 
-import errno
+from collections.abc import Iterable
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
-from plugin.nic import netlink, simnic, sockios
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
-from plugin.nic.names import check_ifname
+from plugin.nic import netlink, simnic
+from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
+
+# What the simulated NIC raises when it cannot apply a setting.
+SIM_FAILURES = (PluginError, NetlinkError, OSError, ValueError)
 
 
 class SimBackend:
@@ -28,80 +30,55 @@ class SimBackend:
     def __init__(self, sysfs: Sysfs):
         self.sysfs = sysfs
         self.root = sysfs.root
+        self._iproute = netlink.SocketPerThread()
+        self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The recorded settings plus the VF netdev's current MTU (None if not here)."""
         try:
             recorded = simnic.read_vf(self.root, vf.pf, vf.index)
-            mtu = _mtu(recorded["netdev"])
-        except PluginError as err:
-            raise DeviceError(f"read {vf_label(vf)}: {err.message}") from err
-        except (NetlinkError, OSError, ValueError) as err:
+            with self._iproute() as ipr:
+                mtu = netlink.get_mtu(ipr, recorded["netdev"])
+        except SIM_FAILURES as err:
             raise DeviceError(f"read {vf_label(vf)}: {_why(err)}") from err
         return VfSettings(**{k: recorded[k] for k in simnic.SETTING_NAMES}, mtu=mtu)
 
-    def set_vlan(self, vf: VfInfo, vlan: int, qos: int, proto: str) -> None:
-        values = {"vlan": vlan, "qos": qos, "proto": proto}
-        self._apply(vf, "vlan", values, simnic.set_vlan, vlan, qos, proto)
-
-    def set_mac(self, vf: VfInfo, mac: str) -> None:
-        self._apply(vf, "mac", {"mac": mac}, simnic.set_mac, mac.lower())
-
-    def set_rate(self, vf: VfInfo, min_tx_rate: int, max_tx_rate: int) -> None:
-        self._record(vf, "rate", {"min_tx_rate": min_tx_rate, "max_tx_rate": max_tx_rate})
-
-    def set_spoofchk(self, vf: VfInfo, on: bool) -> None:
-        self._record(vf, "spoofchk", {"spoofchk": on})
-
-    def set_trust(self, vf: VfInfo, on: bool) -> None:
-        self._record(vf, "trust", {"trust": on})
-
-    def set_link_state(self, vf: VfInfo, state: str) -> None:
-        self._record(vf, "link_state", {"link_state": state})
+    def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
+        """Apply the given fields in the kernel's order, stopping at the first that fails."""
+        check_settings(settings)
+        s = settings
+        recorded = {
+            name: getattr(s, name)
+            for name in ("min_tx_rate", "max_tx_rate", "spoofchk", "link_state", "trust")
+            if getattr(s, name) is not None
+        }
+        try:
+            if s.mac is not None:
+                simnic.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
+            if s.vlan is not None:
+                simnic.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
+            if recorded:
+                simnic.record(self.root, vf.pf, vf.index, **recorded)
+        except SIM_FAILURES as err:
+            raise VfRefused(vf, _why(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
-        self._apply(vf, "mtu", {"mtu": mtu}, simnic.set_mtu, mtu)
-
-    def netdev_status(self, name: str) -> NetdevStatus:
-        """One ioctl for a VF that is absent or down (the usual case); netlink for its addresses."""
-        check_ifname(name)
+        check_settings(VfSettings(mtu=mtu))
         try:
-            if not sockios.flags(name) & sockios.IFF_UP:
-                return NetdevStatus.IDLE
-            with IPRoute() as ipr:
-                return netlink.netdev_status(ipr, name)
-        except OSError as err:
-            if err.errno == errno.ENODEV:
-                return NetdevStatus.ABSENT
-            raise DeviceError(f"read status of {name}: {err.strerror}") from err
-        except NetlinkError as err:
-            raise DeviceError(f"read status of {name}: {netlink.strerror(err)}") from err
+            simnic.set_mtu(self.root, vf.pf, vf.index, mtu)
+        except SIM_FAILURES as err:
+            raise vf_error(vf, "mtu", {"mtu": mtu}, _why(err)) from err
 
-    def _record(self, vf: VfInfo, step: str, values: dict) -> None:
-        self._apply(vf, step, values, simnic.record, **values)
+    def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
+        return self._netdevs.statuses(names)
 
-    def _apply(self, vf: VfInfo, step: str, values: dict, action, *args, **kwargs) -> None:
-        """Check ``values``, then run ``action(root, pf, index, ...)``; errors name the VF."""
-        check_settings(VfSettings(**values))
-        try:
-            action(self.root, vf.pf, vf.index, *args, **kwargs)
-        except PluginError as err:
-            raise vf_error(vf, step, values, err.message) from err
-        except (NetlinkError, OSError, ValueError) as err:
-            raise vf_error(vf, step, values, _why(err)) from err
-
-
-def _mtu(netdev: str) -> int | None:
-    """The netdev's MTU, None when it is not in this namespace."""
-    try:
-        return sockios.mtu(netdev)
-    except OSError as err:
-        if err.errno == errno.ENODEV:
-            return None
-        raise
+    def netdev_address(self, vf: VfInfo) -> str | None:
+        return self._netdevs.address(vf)
 
 
 def _why(err: Exception) -> str:
+    if isinstance(err, PluginError):
+        return err.message
     if isinstance(err, NetlinkError):
         return netlink.strerror(err)
     if isinstance(err, OSError) and err.strerror:

@@ -26,7 +26,9 @@ Limitations, by design of the simulation: the bridge key is the VLAN id alone
 rates are recorded only; the admin MAC is also set on the VF netdev when that
 netdev is in this namespace (a real NIC sets it through the PF wherever the
 netdev is); the sysfs tree keeps ``net/<vf netdev>`` while the netdev is in a
-container (the kernel would drop it), so use ``netdev_status`` to find it.
+container (the kernel would drop it), so use ``netdev_statuses`` to find it; a PF's
+link (``set_link``, ``sim link``) is its ``operstate`` and ``carrier`` files only:
+taking it down does not cut its VFs off the fabric.
 """
 
 from __future__ import annotations
@@ -259,6 +261,7 @@ def _build_tree(root: Path, state: dict, numvfs: int) -> None:
     (pf_dir / "sriov_numvfs").write_text(f"{numvfs}\n")
     _netdev_dir(root, pf_pci, state["pf"])
     (pf_dir / "net" / state["pf"] / "mtu").write_text(f"{state['mtu']}\n")
+    _write_link(root, state, up=True)
     for vf in state["vfs"]:
         vf_dir = _pci_function(root, vf["pci"], VF_DRIVER)
         os.symlink(f"../{vf['pci']}", pf_dir / f"virtfn{vf['index']}")
@@ -442,6 +445,34 @@ def record(root: Path, pf: str, index: int, **settings) -> None:
         _save_settings(root, state)
 
 
+# ---- PF link state ------------------------------------------------------------------
+
+
+def set_link(root: Path, pf: str, up: bool) -> None:
+    """Give PF ``pf`` link or take it away, as sysfs shows it: operstate and carrier.
+
+    Only what the plugin reads changes; the fabric keeps passing traffic.
+    """
+    root = Path(root)
+    with locked(root):
+        _write_link(root, _load_pf(root, pf), up)
+
+
+def _write_link(root: Path, state: dict, up: bool) -> None:
+    netdir = root / PCI_ROOT / state["pci"] / "net" / state["pf"]
+    (netdir / "operstate").write_text("up\n" if up else "down\n")
+    (netdir / "carrier").write_text("1\n" if up else "0\n")
+
+
+def _link_of(root: Path, state: dict) -> str:
+    try:
+        return (
+            (root / PCI_ROOT / state["pci"] / "net" / state["pf"] / "operstate").read_text().strip()
+        )
+    except FileNotFoundError:
+        return "unknown"
+
+
 # ---- show / CLI ---------------------------------------------------------------------
 
 
@@ -454,7 +485,7 @@ def show(root: Path) -> str:
             numvfs = (root / PCI_ROOT / state["pci"] / "sriov_numvfs").read_text().strip()
             lines.append(
                 f"PF {state['pf']} pci {state['pci']} totalvfs {len(state['vfs'])} "
-                f"numvfs {numvfs} mtu {state['mtu']}"
+                f"numvfs {numvfs} mtu {state['mtu']} link {_link_of(root, state)}"
             )
             lines.extend(_show_vf(ipr, vf) for vf in state["vfs"])
     return "\n".join(lines) + "\n" if lines else f"no simulated PFs under {root}\n"
@@ -492,6 +523,10 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--sysfs", required=True, type=Path)
     view = sub.add_parser("show", help="print the simulated PFs, VFs and settings")
     view.add_argument("--sysfs", required=True, type=Path)
+    link = sub.add_parser("link", help="set a simulated PF's link (operstate, carrier)")
+    link.add_argument("--pf", required=True)
+    link.add_argument("--sysfs", required=True, type=Path)
+    link.add_argument("state", choices=("up", "down"))
     return parser
 
 
@@ -507,6 +542,8 @@ def run_cli(argv: list[str]) -> int:
             print(show(args.sysfs), end="")
         elif args.command == "destroy":
             destroy(args.sysfs, args.pf)
+        elif args.command == "link":
+            set_link(args.sysfs, args.pf, args.state == "up")
         else:
             print(show(args.sysfs), end="")
     except PluginError as err:

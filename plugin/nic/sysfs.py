@@ -5,7 +5,9 @@ simulated NIC. The layout is the kernel's::
 
     class/net/<pf>            -> ../../devices/pci0000:00/<pf pci>/net/<pf>
     class/net/<pf>/device     -> ../../../<pf pci>        (the PF's PCI directory)
-    class/net/<pf>/mtu
+    class/net/<pf>/mtu, class/net/<pf>/operstate, class/net/<pf>/carrier
+    bus/pci/devices/<pci>     -> the PCI directory of any function
+    <pci>/net/<netdev>/       (the netdev(s) of a bound network function)
     <pf pci>/sriov_totalvfs, <pf pci>/sriov_numvfs
     <pf pci>/virtfn<N>        -> ../<vf pci>
     <vf pci>/physfn           -> ../<pf pci>
@@ -30,6 +32,11 @@ from plugin.nic.names import check_ifname, check_pci_address
 
 _VIRTFN = re.compile(r"virtfn(\d+)")
 
+# operstate values (RFC 2863, include/uapi/linux/if.h) that mean "no link" on their own;
+# "unknown", "dormant" and "testing" leave the answer to carrier.
+_DOWN_OPERSTATES = ("down", "lowerlayerdown", "notpresent")
+LINK_UP, LINK_DOWN, LINK_UNKNOWN = "up", "down", "unknown"
+
 
 class Sysfs:
     """The SR-IOV view of one sysfs root."""
@@ -47,6 +54,44 @@ class Sysfs:
             numvfs=self._read_int(device / "sriov_numvfs"),
             mtu=self._read_int(self._netdir(name) / "mtu"),
         )
+
+    def pf_by_pci(self, pci: str, what: str = "pf_iface") -> PfInfo:
+        """Describe the PF at PCI address ``pci``, found by its one netdev under net/.
+
+        The address is checked before any path is built from it. A PF renamed
+        (new udev rules, another kernel) is still found: the address is stable.
+        """
+        pci = check_pci_address(pci, what)
+        device = self._pci_dir(pci)
+        if not os.path.lexists(device):
+            raise InvalidRequest(f"{what} {pci} not found (no {device})")
+        names = self._netdevs(device)
+        if not names:
+            raise InvalidRequest(
+                f"{what} {pci} has no netdev (no {device / 'net'}): no network driver "
+                "is bound, or it is not a network device"
+            )
+        if len(names) > 1:
+            raise InvalidRequest(
+                f"{what} {pci} has several netdevs ({', '.join(names)}); "
+                "give the PF's interface name instead"
+            )
+        return self.pf(names[0])
+
+    def pf_link(self, name: str) -> str:
+        """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from operstate and carrier.
+
+        The kernel refuses to read ``carrier`` (EINVAL) while the netdev is
+        administratively down; operstate says "down" then, so it is read first.
+        """
+        netdir = self._netdir(check_ifname(name, "pf_iface"))
+        state = self._read_optional(netdir / "operstate")
+        if state == LINK_UP:
+            return LINK_UP
+        if state in _DOWN_OPERSTATES:
+            return LINK_DOWN
+        carrier = self._read_optional(netdir / "carrier")
+        return {"1": LINK_UP, "0": LINK_DOWN}.get(carrier or "", LINK_UNKNOWN)
 
     def vfs(self, pf_name: str) -> list[VfInfo]:
         """The enabled VFs of ``pf_name`` (virtfn0..virtfn<numvfs-1>), ordered by index."""
@@ -170,6 +215,14 @@ class Sysfs:
         if not resolved.exists():
             raise DeviceError(f"read link {link}: it points to {target}, which does not exist")
         return resolved
+
+    @staticmethod
+    def _read_optional(path: Path) -> str | None:
+        """The stripped text of ``path``, None if it is missing or the kernel refuses it."""
+        try:
+            return path.read_text().strip()
+        except OSError:
+            return None
 
     @staticmethod
     def _read_int(path: Path) -> int:

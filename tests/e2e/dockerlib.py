@@ -302,6 +302,10 @@ class SimNic:
     def show(self) -> str:
         return self._sim("show")
 
+    def link(self, state: str) -> None:
+        """Set the PF's link "up" or "down" (its operstate and carrier)."""
+        self._sim("link", "--pf", self.pf, state)
+
     def _sim(self, command: str, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "plugin", "sim", command, *args, "--sysfs", str(self.sysfs)],

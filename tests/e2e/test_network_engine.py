@@ -51,15 +51,15 @@ class Lab:
         sim.create()
         return sim
 
-    def network(self, sim: SimNic, vlan: int, *args: str) -> str:
-        """An sriov network (driver and IPAM) on ``sim``'s PF and ``vlan``."""
+    def network(self, sim: SimNic, vlan: int, *args: str, pf_iface: str = "") -> str:
+        """An sriov network (driver and IPAM) on ``sim``'s PF (or ``pf_iface``) and ``vlan``."""
         return self.resources.network(
             "-d",
             PLUGIN,
             "--ipam-driver",
             PLUGIN,
             "-o",
-            f"pf_iface={sim.pf}",
+            f"pf_iface={pf_iface or sim.pf}",
             "-o",
             f"vlanid={vlan}",
             *args,
@@ -172,7 +172,7 @@ def test_released_vf_returns_unchanged_and_exhaustion_names_the_pf(lab):
     assert not any(vf.in_host for vf in leased)
 
     error = lab.resources.run_fails("--network", net)
-    assert f"no free VF on {sim.pf}: 3 of 3 leased" in error
+    assert f"no free VF on {sim.pf} (link up): 3 of 3 leased" in error
 
     freed = leased[1]
     docker("rm", "-f", containers[1])
@@ -271,3 +271,87 @@ def test_ipv6_network_gives_both_addresses(lab):
     eth0 = interface_of(container)
     assert f"{ipv6}/64" in eth0.ipv6, eth0
     assert eth0.ipv4 == [f"{container_ip(container, net)}/24"]
+
+
+# ---- choosing VFs: ranges, PFs by PCI address, link, MAC prefix ---------------------------------
+
+
+def pf_pci(sim: SimNic) -> str:
+    """The PCI address of ``sim``'s PF, from the ``PF <name> pci <address> ...`` line."""
+    for line in sim.show().splitlines():
+        words = line.split()
+        if words[:2] == ["PF", sim.pf]:
+            return words[3]
+    raise AssertionError(f"sim show has no PF {sim.pf}:\n{sim.show()}")
+
+
+def test_vf_ranges_split_one_pf_between_two_vlans(lab):
+    sim = lab.pf(vfs=4)
+    low = lab.network(sim, 700, "--subnet", "10.91.20.0/24", pf_iface=f"{sim.pf}#0-1")
+    high = lab.network(sim, 701, "-o", "vfs=2-3", "--subnet", "10.91.21.0/24")
+    assert "vfs '2-4' reaches VF 4, but PF" in create_fails(
+        "-o", f"pf_iface={sim.pf}", "-o", "vfs=2-4", "-o", "vlanid=702"
+    )
+
+    on_low = [lab.run(low) for _ in range(2)]
+    assert {vf_with_mac(sim, container_mac(c, low)).index for c in on_low} == {0, 1}
+    error = lab.resources.run_fails("--network", low)
+    assert f"no free VF on {sim.pf} (VFs 0-1, link up): 2 of 2 leased" in error
+
+    first_net = lab.network(sim, 703, "--subnet", "10.91.23.0/24", "-o", "vfs=3")
+    container = lab.run(first_net)
+    error = docker_fails("network", "connect", "--driver-opt", "vf=0", high, container)
+    assert f"vf 0 of {sim.pf} is outside this network's VFs 2-3 on {sim.pf}" in error
+    on_high = lab.run(high)
+    assert vf_with_mac(sim, container_mac(on_high, high)).index == 2
+    assert vf_with_mac(sim, container_mac(on_high, high)).vlan == 701
+
+
+def test_pf_named_by_pci_address_is_the_same_pf_as_by_name(lab):
+    sim = lab.pf(vfs=2)
+    address = pf_pci(sim)
+    net = lab.network(sim, 710, "--subnet", "10.91.24.0/24", pf_iface=address)
+    container = lab.run(net)
+    vf = vf_with_mac(sim, container_mac(container, net))
+    assert (vf.vlan, vf.in_host) == (710, False), vf.line
+
+    taken = create_fails("-o", f"pf_iface={sim.pf}", "-o", "vlanid=710")
+    assert f"PF {sim.pf} VLAN 710 is already used by network" in taken
+    assert "pf_iface '0000:3b:00' is not a PCI address" in create_fails("-o", "pf_iface=0000:3b:00")
+    assert "pf_iface 0000:ee:00.0 not found" in create_fails("-o", "pf_iface=0000:ee:00.0")
+
+
+def test_pfs_with_link_are_preferred_and_require_pf_link_refuses(lab):
+    dead, alive = lab.pf(vfs=2), lab.pf(vfs=1)
+    dead.link("down")
+    both = lab.network(dead, 720, "--subnet", "10.91.25.0/24", pf_iface=f"{dead.pf},{alive.pf}")
+    first = lab.run(both)
+    assert not vf_with_mac(alive, container_mac(first, both)).in_host  # the PF with link
+    # The PF with link is full: the next container still gets a VF, of the PF without link.
+    second = lab.run(both)
+    assert not vf_with_mac(dead, container_mac(second, both)).in_host
+
+    strict = lab.network(dead, 721, "-o", "require_pf_link=on", "--subnet", "10.91.26.0/24")
+    error = lab.resources.run_fails("--network", strict)
+    assert "no free VF on a PF with link (require_pf_link=on)" in error
+    assert f"{dead.pf} (link down): 1 of 2 leased" in error
+    dead.link("up")
+    assert not vf_with_mac(dead, container_mac(lab.run(strict), strict)).in_host
+
+
+def test_mac_prefix_for_generated_macs_and_the_containers_own_mac_wins(lab):
+    sim = lab.pf(vfs=2)
+    assert "mac_prefix '02:a0:00:00:00:01' is not 1 to 5 hex octets" in create_fails(
+        "-o", f"pf_iface={sim.pf}", "-o", "mac_prefix=02:a0:00:00:00:01"
+    )
+    assert "mac_prefix 03:a0 makes multicast addresses" in create_fails(
+        "-o", f"pf_iface={sim.pf}", "-o", "mac_prefix=03:a0"
+    )
+    net = lab.network(sim, 730, "-o", "mac_prefix=02:A0:00", "--subnet", "10.91.27.0/24")
+    generated = container_mac(lab.run(net), net)
+    assert generated.startswith("02:a0:00:"), generated
+    assert not vf_with_mac(sim, generated).in_host
+    own = run_with_mac_address(lab, net, "02:91:27:00:00:05")
+    assert container_mac(own, net) == "02:91:27:00:00:05"
+    assert interface_of(own).mac == "02:91:27:00:00:05"
+    assert not vf_with_mac(sim, "02:91:27:00:00:05").in_host

@@ -234,6 +234,7 @@ def test_same_vlan_reaches_other_vlan_does_not_and_release_restores(lab):
 
     info = lab.ok("NetworkDriver.EndpointOperInfo", {"NetworkID": red, "EndpointID": a["id"]})
     assert info["Value"]["vlan"] == 100 and info["Value"]["mac"] == a["mac"]
+    assert info["Value"]["pf_link"] == "up"
 
     for ep in (a, b, c):
         lab.unplug(containers[ep["id"]], ep["src"])

@@ -331,3 +331,28 @@ def test_a_vlan_move_reuses_the_bridges_and_destroy_removes_them(namespaces, tmp
     assert namespaces.links(host) == before | {next(b for b in made if b.endswith("b42"))}
     sim(namespaces, host, "destroy", "--pf", "tpv", "--sysfs", str(root))
     assert namespaces.links(host) == {"lo"}
+
+
+def test_pf_link_is_set_from_the_cli_and_read_through_sysfs(namespaces, tmp_path):
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpl", "--vfs", "1", "--sysfs", str(root))
+    read_link = f"""
+        import json
+        from plugin.nic.sysfs import Sysfs
+        print(json.dumps(Sysfs({str(root)!r}).pf_link("tpl")))
+        """
+    assert namespaces.python(host, read_link) == "up"
+
+    sim(namespaces, host, "link", "--pf", "tpl", "--sysfs", str(root), "down")
+    assert namespaces.python(host, read_link) == "down"
+    assert (root / "class/net/tpl/carrier").read_text() == "0\n"
+    shown = sim(namespaces, host, "show", "--sysfs", str(root)).stdout
+    assert "PF tpl pci 0000:01:00.0 totalvfs 1 numvfs 1 mtu 1500 link down" in shown
+
+    sim(namespaces, host, "link", "--pf", "tpl", "--sysfs", str(root), "up")
+    assert namespaces.python(host, read_link) == "up"
+    wrong = sim(namespaces, host, "link", "--pf", "nosuch", "--sysfs", str(root), "up", check=False)
+    assert wrong.returncode == 1
+    assert f"sim link: no simulated PF nosuch under {root}" in wrong.stderr
+    sim(namespaces, host, "destroy", "--pf", "tpl", "--sysfs", str(root))

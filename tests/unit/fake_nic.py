@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from plugin.errors import DeviceError
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 
 FACTORY = VfSettings(
     mac="00:00:00:00:00:00",
@@ -24,12 +24,24 @@ FACTORY = VfSettings(
 )
 
 
+# The VF setting groups in the order rtnetlink applies them from one request.
+VF_GROUPS = (
+    ("mac", ("mac",)),
+    ("vlan", ("vlan", "qos", "proto")),
+    ("rate", ("min_tx_rate", "max_tx_rate")),
+    ("spoofchk", ("spoofchk",)),
+    ("link_state", ("link_state",)),
+    ("trust", ("trust",)),
+)
+
+
 class FakeNic:
     """Settings per (PF, VF index), starting at ``initial``.
 
     ``calls`` records ("read",) and (step, value); a step named in ``fail``
-    (or "step:value" for one value only) raises DeviceError; ``status`` maps a
-    netdev name to what ``netdev_status`` answers (IDLE when absent).
+    (or "step:value" for one value only) raises DeviceError (VfRefused for a VF
+    setting); ``status`` maps a netdev name to what ``netdev_statuses`` answers
+    (IDLE when absent).
     """
 
     def __init__(self, initial: VfSettings = FACTORY):
@@ -38,6 +50,8 @@ class FakeNic:
         self.calls: list[tuple] = []
         self.fail: set[str] = set()
         self.status: dict[str, NetdevStatus] = {}
+        self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
+        self.vf_requests: list[list[str]] = []  # the steps each set_vf request carried
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -54,27 +68,28 @@ class FakeNic:
         self.calls.append(("read",))
         return self.settings_of(vf)
 
-    def set_vlan(self, vf, vlan, qos, proto):
-        self._set(vf, "vlan", (vlan, qos, proto), vlan=vlan, qos=qos, proto=proto)
-
-    def set_mac(self, vf, mac):
-        self._set(vf, "mac", mac, mac=mac)
-
-    def set_rate(self, vf, min_tx_rate, max_tx_rate):
-        rates = (min_tx_rate, max_tx_rate)
-        self._set(vf, "rate", rates, min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate)
-
-    def set_spoofchk(self, vf, on):
-        self._set(vf, "spoofchk", on, spoofchk=on)
-
-    def set_trust(self, vf, on):
-        self._set(vf, "trust", on, trust=on)
-
-    def set_link_state(self, vf, state):
-        self._set(vf, "link_state", state, link_state=state)
+    def set_vf(self, vf, settings):
+        """Apply in the kernel's order; a failing step stops the rest, as rtnetlink does."""
+        self.vf_requests.append([step for step, fields in VF_GROUPS if _given(settings, fields)])
+        for step, fields in VF_GROUPS:
+            values = {f: getattr(settings, f) for f in fields if getattr(settings, f) is not None}
+            if not values:
+                continue
+            value = tuple(values.values()) if len(values) > 1 else next(iter(values.values()))
+            self.calls.append((step, value))
+            if step in self.fail or f"{step}:{value}" in self.fail:
+                raise VfRefused(vf, "Operation not supported")
+            self.by_vf[(vf.pf, vf.index)] = dataclasses.replace(self.settings_of(vf), **values)
 
     def set_mtu(self, vf, mtu):
         self._set(vf, "mtu", mtu, mtu=mtu)
 
-    def netdev_status(self, name):
-        return self.status.get(name, NetdevStatus.IDLE)
+    def netdev_statuses(self, names):
+        return {name: self.status.get(name, NetdevStatus.IDLE) for name in names}
+
+    def netdev_address(self, vf):
+        return self.addresses.get(vf.netdev)
+
+
+def _given(settings: VfSettings, fields: tuple[str, ...]) -> bool:
+    return any(getattr(settings, f) is not None for f in fields)

@@ -53,13 +53,31 @@ def pci_function(pci: str, driver: str | None) -> dict:
     return tree
 
 
-def pf(name: str, pci: str, totalvfs: int, numvfs: int, mtu: int = 1500) -> dict:
-    """A PF with its SR-IOV files and no VFs yet."""
-    return {
+def pf(
+    name: str, pci: str, totalvfs: int, numvfs: int, mtu: int = 1500, link: str | None = "up"
+) -> dict:
+    """A PF with its SR-IOV files and no VFs yet.
+
+    ``link`` "up" or "down" writes operstate and carrier as the kernel shows them
+    for a PF with and without carrier; None leaves both files out.
+    """
+    tree = {
         **pci_function(pci, "ice"),
         **netdev(name, pci, mtu),
         f"{PCI_ROOT}/{pci}/sriov_totalvfs": f"{totalvfs}\n",
         f"{PCI_ROOT}/{pci}/sriov_numvfs": f"{numvfs}\n",
+    }
+    if link is not None:
+        tree.update(link_files(name, pci, link))
+    return tree
+
+
+def link_files(name: str, pci: str, link: str, carrier: str | None = None) -> dict:
+    """operstate ``link`` and carrier (1 when up, else 0, unless given) of netdev ``name``."""
+    carrier = carrier if carrier is not None else ("1" if link == "up" else "0")
+    return {
+        f"{PCI_ROOT}/{pci}/net/{name}/operstate": f"{link}\n",
+        f"{PCI_ROOT}/{pci}/net/{name}/carrier": f"{carrier}\n",
     }
 
 

@@ -1,13 +1,17 @@
 """KernelBackend against a recording fake of pyroute2's IPRoute.
 
 The fake turns each recorded ``vf={...}`` through pyroute2's own request
-filter into the IFLA_VF_* attributes that would go to the kernel, applies them
-to a model of the PF's VFs, and answers "get" with real encoded-then-decoded
-RTM_NEWLINK messages, so parsing is tested against pyroute2's structures.
+filter into the IFLA_VF_* attributes that would go to the kernel, encodes them
+and checks the bytes the way the kernel's rtnetlink does (every attribute at
+least the size of its kernel struct, or EINVAL), applies them to a model of the
+PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
+messages, so parsing is tested against pyroute2's structures.
 """
 
 import copy
 import errno
+import struct
+import threading
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -15,13 +19,45 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkIPRouteFilter
 
 from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic import netlink
+from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import Sysfs
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
+
+
+# include/uapi/linux/if_link.h: IFLA_VF_* attribute type -> sizeof its struct.
+KERNEL_VF_SIZES = {1: 36, 2: 12, 3: 8, 4: 8, 5: 8, 6: 12, 7: 8, 9: 8, 10: 16, 11: 16}
+IFLA_VFINFO_LIST, IFLA_VF_INFO, IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 22, 1, 12, 1
+VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info), tail padding included
+IFINFOMSG_OFFSET = 32  # struct nlmsghdr (16) + struct ifinfomsg (16)
+
+
+def attributes(data: bytes):
+    """(type, payload) of each netlink attribute in ``data``."""
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        yield kind & 0x3FFF, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def kernel_checks_vf_lengths(data: bytes) -> None:
+    """Raise EINVAL where rtnetlink would: a VF attribute shorter than its struct."""
+    for kind, payload in attributes(data[IFINFOMSG_OFFSET:]):
+        if kind != IFLA_VFINFO_LIST:
+            continue
+        for _info, vf_attrs in attributes(payload):
+            for vf_kind, value in attributes(vf_attrs):
+                if vf_kind == IFLA_VF_VLAN_LIST:
+                    for _entry, vlan_info in attributes(value):
+                        if len(vlan_info) < VLAN_INFO_SIZE:
+                            raise NetlinkError(errno.EINVAL, "IFLA_VF_VLAN_INFO too short")
+                elif len(value) < KERNEL_VF_SIZES.get(vf_kind, 0):
+                    raise NetlinkError(errno.EINVAL, f"IFLA_VF attribute {vf_kind} too short")
 
 
 def message(attrs, index=0, flags=0):
@@ -43,6 +79,7 @@ class FakeIPRoute:
         self.calls = []
         self.links = {"enp1s0f0": PF_INDEX, "enp1s0f0v3": 12}
         self.mtu = {12: 1500}
+        self.address = {12: "02:00:00:00:00:0c"}
         self.flags = {12: 0}
         self.addresses = {12: []}
         self.report_trust = True
@@ -59,14 +96,10 @@ class FakeIPRoute:
             }
             for n in range(4)
         }
-        self.open = 0
+        self.closed = False
 
-    def __enter__(self):
-        self.open += 1
-        return self
-
-    def __exit__(self, *exc):
-        self.open -= 1
+    def close(self):
+        self.closed = True
 
     def link_lookup(self, ifname):
         return [self.links[ifname]] if ifname in self.links else []
@@ -77,7 +110,8 @@ class FakeIPRoute:
             return [self._pf_message()]
         if command == "get":
             index = kwargs["index"]
-            return [message([("IFLA_MTU", self.mtu[index])], index, self.flags[index])]
+            attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
+            return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
             return self._set_vf(kwargs["vf"])
         if command == "set" and "mtu" in kwargs:
@@ -87,17 +121,23 @@ class FakeIPRoute:
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
 
-    def get_addr(self, index):
-        return self.addresses[index]
+    def get_links(self):
+        return [
+            message([("IFLA_IFNAME", name)], index, self.flags.get(index, 0))
+            for name, index in self.links.items()
+        ]
+
+    def get_addr(self):
+        return [addr for addrs in self.addresses.values() for addr in addrs]
 
     def _set_vf(self, spec):
         nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
         (info,) = nlas["attrs"]
-        message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))])  # it must encode
-        for name, _value in info[1]["attrs"]:
-            if name in self.fail_on:
+        request = message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))], PF_INDEX)
+        kernel_checks_vf_lengths(request.data)
+        for name, value in sorted(info[1]["attrs"], key=lambda a: KERNEL_ORDER.index(a[0])):
+            if name in self.fail_on:  # rtnetlink stops at the first refusal
                 raise NetlinkError(self.fail_on[name])
-        for name, value in info[1]["attrs"]:
             if name == "IFLA_VF_VLAN_LIST":
                 (entry,) = value["attrs"]
                 vf = self.vfs[entry[1]["vf"]]
@@ -128,6 +168,18 @@ class FakeIPRoute:
         )
 
 
+# The order in which rtnetlink's do_setvfinfo applies the attributes of one request.
+KERNEL_ORDER = (
+    "IFLA_VF_MAC",
+    "IFLA_VF_VLAN",
+    "IFLA_VF_VLAN_LIST",
+    "IFLA_VF_RATE",
+    "IFLA_VF_SPOOFCHK",
+    "IFLA_VF_LINK_STATE",
+    "IFLA_VF_TRUST",
+)
+
+
 def vlan_entry(vlan, qos, proto=0x8100):
     return {"vlan": vlan, "qos": qos, "proto": proto}
 
@@ -138,8 +190,17 @@ def fake():
 
 
 @pytest.fixture
-def backend(fake, tmp_path):
-    return KernelBackend(Sysfs(tmp_path), iproute_factory=lambda: fake)
+def opened():
+    return []
+
+
+@pytest.fixture
+def backend(fake, opened, tmp_path):
+    def open_fake():
+        opened.append(fake)
+        return fake
+
+    return KernelBackend(Sysfs(tmp_path), iproute_factory=open_fake)
 
 
 def vf_sets(fake):
@@ -172,7 +233,6 @@ def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
         mtu=9000,
     )
     assert ("get", {"index": PF_INDEX, "ext_mask": 1}) in fake.calls
-    assert fake.open == 0
 
 
 def test_read_vf_reports_unreported_trust_as_none(backend, fake):
@@ -188,37 +248,87 @@ def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
         backend.read_vf(missing)
 
 
+def test_netdev_address_is_the_vf_netdevs_own_mac(backend):
+    assert backend.netdev_address(VF3) == "02:00:00:00:00:0c"
+    assert backend.netdev_address(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "iavf")) is None
+    gone = VfInfo("enp1s0f0", 5, "0000:3b:02.5", "enp1s0f0v5", "iavf")
+    assert backend.netdev_address(gone) is None
+
+
 def test_read_vf_without_netdev_has_no_mtu(backend):
     assert backend.read_vf(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "vfio-pci")).mtu is None
 
 
 @pytest.mark.parametrize(
-    ("call", "vf_attrs"),
+    ("settings", "vf_attrs"),
     [
-        (lambda b: b.set_vlan(VF3, 100, 0, "802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
+        (VfSettings(vlan=100, qos=0, proto="802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
         (
-            lambda b: b.set_vlan(VF3, 100, 3, "802.1ad"),
+            VfSettings(vlan=100, qos=3, proto="802.1ad"),
             {"vlan": [{"vlan": 100, "qos": 3, "proto": 0x88A8}]},
         ),
-        (lambda b: b.set_mac(VF3, "02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
+        (VfSettings(mac="02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
         (
-            lambda b: b.set_rate(VF3, 10, 500),
+            VfSettings(min_tx_rate=10, max_tx_rate=500),
             {"rate": {"min_tx_rate": 10, "max_tx_rate": 500}},
         ),
-        (lambda b: b.set_spoofchk(VF3, False), {"spoofchk": 0}),
-        (lambda b: b.set_trust(VF3, True), {"trust": 1}),
-        (lambda b: b.set_link_state(VF3, "auto"), {"link_state": 0}),
-        (lambda b: b.set_link_state(VF3, "enable"), {"link_state": 1}),
-        (lambda b: b.set_link_state(VF3, "disable"), {"link_state": 2}),
+        (VfSettings(spoofchk=False), {"spoofchk": 0}),
+        (VfSettings(trust=True), {"trust": 1}),
+        (VfSettings(link_state="auto"), {"link_state": 0}),
+        (VfSettings(link_state="enable"), {"link_state": 1}),
+        (VfSettings(link_state="disable"), {"link_state": 2}),
     ],
 )
-def test_each_setter_sends_exactly_one_vf_attribute_through_the_pf(backend, fake, call, vf_attrs):
-    call(backend)
+def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, settings, vf_attrs):
+    backend.set_vf(VF3, settings)
     assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
 
 
+def test_all_vf_settings_go_in_one_request(backend, fake):
+    backend.set_vf(
+        VF3,
+        VfSettings(
+            mac="02:00:00:00:00:03",
+            vlan=100,
+            qos=2,
+            proto="802.1Q",
+            spoofchk=False,
+            trust=True,
+            link_state="enable",
+            min_tx_rate=0,
+            max_tx_rate=100,
+        ),
+    )
+    assert len(vf_sets(fake)) == 1
+    read = backend.read_vf(VF3)
+    assert (read.mac, read.vlan, read.qos, read.spoofchk, read.trust) == (
+        "02:00:00:00:00:03",
+        100,
+        2,
+        False,
+        True,
+    )
+    assert (read.link_state, read.max_tx_rate) == ("enable", 100)
+
+
+def test_vlan_list_entries_have_the_kernels_struct_size(backend, fake):
+    """pyroute2 alone encodes IFLA_VF_VLAN_INFO as 14 bytes, which the kernel refuses."""
+    backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1ad"))  # else EINVAL
+    assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(100, 0, 0x88A8)
+
+
+def test_kernel_length_check_refuses_a_short_vlan_info():
+    short = struct.pack("=HH", 18, IFLA_VF_VLAN_INFO) + bytes(16)  # 14-byte payload, padded
+    vlan_list = struct.pack("=HH", 4 + len(short), IFLA_VF_VLAN_LIST) + short
+    info = struct.pack("=HH", 4 + len(vlan_list), IFLA_VF_INFO) + vlan_list
+    vflist = struct.pack("=HH", 4 + len(info), IFLA_VFINFO_LIST) + info
+    with pytest.raises(NetlinkError) as err:
+        kernel_checks_vf_lengths(bytes(IFINFOMSG_OFFSET) + vflist)
+    assert err.value.code == errno.EINVAL
+
+
 def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
-    backend.set_vlan(VF3, 200, 1, "802.1ad")
+    backend.set_vf(VF3, VfSettings(vlan=200, qos=1, proto="802.1ad"))
     assert fake.vfs[3]["IFLA_VF_VLAN_LIST"] == vlan_entry(200, 1, 0x88A8)
     read = backend.read_vf(VF3)
     assert (read.vlan, read.qos, read.proto) == (200, 1, "802.1ad")
@@ -229,17 +339,26 @@ def test_mtu_is_set_on_the_vf_netdev_not_the_pf(backend, fake):
     assert vf_sets(fake) == [{"index": 12, "mtu": 9000}]
 
 
-def test_netlink_refusal_names_operation_vf_value_and_errno(backend, fake):
+def test_netlink_refusal_names_the_vf_and_the_errno(backend, fake):
     fake.fail_on["IFLA_VF_VLAN"] = errno.EOPNOTSUPP
-    with pytest.raises(DeviceError) as err:
-        backend.set_vlan(VF3, 100, 0, "802.1Q")
-    assert err.value.message == "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"
+    with pytest.raises(VfRefused) as err:
+        backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1Q"))
+    assert err.value.why == "Operation not supported"
+    assert err.value.message == "set VF 3 of enp1s0f0: Operation not supported"
+
+
+def test_a_refusal_in_a_request_stops_the_later_settings_as_the_kernel_does(backend, fake):
+    fake.fail_on["IFLA_VF_LINK_STATE"] = errno.EOPNOTSUPP
+    with pytest.raises(VfRefused):
+        backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:03", link_state="enable", trust=True))
+    read = backend.read_vf(VF3)
+    assert (read.mac, read.link_state, read.trust) == ("02:00:00:00:00:03", "auto", False)
 
 
 def test_missing_pf_is_reported_as_no_such_device(backend, fake):
     del fake.links["enp1s0f0"]
-    with pytest.raises(DeviceError, match="set VF 3 of enp1s0f0 trust to on: No such device"):
-        backend.set_trust(VF3, True)
+    with pytest.raises(VfRefused, match="set VF 3 of enp1s0f0: No such device"):
+        backend.set_vf(VF3, VfSettings(trust=True))
 
 
 def test_mtu_failure_names_the_netdev(backend, fake):
@@ -252,10 +371,10 @@ def test_mtu_failure_names_the_netdev(backend, fake):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda b: b.set_vlan(VF3, 4095, 0, "802.1Q"),
-        lambda b: b.set_vlan(VF3, 1, 0, "802.1x"),
-        lambda b: b.set_mac(VF3, "01:00:5e:00:00:01"),
-        lambda b: b.set_link_state(VF3, "up"),
+        lambda b: b.set_vf(VF3, VfSettings(vlan=4095, qos=0, proto="802.1Q")),
+        lambda b: b.set_vf(VF3, VfSettings(vlan=1, qos=0, proto="802.1x")),
+        lambda b: b.set_vf(VF3, VfSettings(mac="01:00:5e:00:00:01")),
+        lambda b: b.set_vf(VF3, VfSettings(link_state="up")),
         lambda b: b.set_mtu(VF3, 20),
     ],
 )
@@ -265,14 +384,27 @@ def test_bad_values_never_reach_netlink(backend, fake, call):
     assert vf_sets(fake) == []
 
 
-def test_netdev_status_idle_busy_absent(backend, fake):
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+def test_netdev_statuses_idle_busy_absent_from_one_dump(backend, fake):
+    names = ["enp1s0f0v3", "enp1s0f0v7"]
+    assert backend.netdev_statuses(names) == {
+        "enp1s0f0v3": NetdevStatus.IDLE,
+        "enp1s0f0v7": NetdevStatus.ABSENT,
+    }
     fake.flags[12] = 1  # IFF_UP, but no address yet
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.IDLE
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.IDLE
     fake.addresses[12] = [message([], 12)]
     fake.addresses[12][0]["family"] = 2
-    assert backend.netdev_status("enp1s0f0v3") is NetdevStatus.BUSY
-    assert backend.netdev_status("enp1s0f0v7") is NetdevStatus.ABSENT
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.BUSY
+    assert [c for c in fake.calls if c[0] == "get"] == []  # dumps only, no query per netdev
+
+
+def test_one_netlink_socket_per_thread_is_kept_across_calls(backend, fake, opened):
+    backend.read_vf(VF3)
+    backend.set_vf(VF3, VfSettings(vlan=100, qos=0, proto="802.1Q"))
+    backend.set_mtu(VF3, 9000)
+    backend.netdev_statuses(["enp1s0f0v3"])
+    assert opened == [fake]
+    assert not fake.closed
 
 
 def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original(backend, fake):
@@ -280,10 +412,16 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
-        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 100, "qos": 0}}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "02:00:00:00:00:03"}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 0}},
         {"index": 12, "mtu": 9000},
+        {
+            "index": PF_INDEX,
+            "vf": {
+                "vf": 3,
+                "mac": "02:00:00:00:00:03",
+                "vlan": {"vlan": 100, "qos": 0},
+                "spoofchk": 0,
+            },
+        },
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -291,10 +429,53 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     fake.calls.clear()
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
-        {"index": PF_INDEX, "vf": {"vf": 3, "vlan": {"vlan": 0, "qos": 0}}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "mac": "00:00:00:00:00:00"}},
-        {"index": PF_INDEX, "vf": {"vf": 3, "spoofchk": 1}},
         {"index": 12, "mtu": 1500},
+        {
+            "index": PF_INDEX,
+            "vf": {
+                "vf": 3,
+                "mac": "00:00:00:00:00:00",
+                "vlan": {"vlan": 0, "qos": 0},
+                "spoofchk": 1,
+            },
+        },
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500
+
+
+def test_each_thread_has_its_own_socket_and_a_broken_one_is_replaced():
+    made = []
+
+    class Socket:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def factory():
+        made.append(Socket())
+        return made[-1]
+
+    sockets = netlink.SocketPerThread(factory)
+    with sockets() as first:
+        pass
+    other = []
+
+    def in_thread():
+        with sockets() as ipr:
+            other.append(ipr)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    with pytest.raises(OSError), sockets():
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+    assert first.closed
+    with sockets() as again:
+        assert again is not first
+    with pytest.raises(NetlinkError), sockets():
+        raise NetlinkError(errno.EINVAL)
+    with sockets() as kept:
+        assert kept is again and not again.closed

@@ -7,14 +7,16 @@ sysfs parsing, option checks, leases and the store are the real ones.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import threading
 
 import pytest
 from fake_nic import FACTORY, FakeNic
-from sysfs_trees import build, pf, vf
+from sysfs_trees import build, link_files, pf, vf
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.network import NetworkService, check_mac, random_mac
+from plugin.network import NetworkService, check_mac, random_mac, with_prefix
 from plugin.nic.base import NetdevStatus
 from plugin.nic.sysfs import Sysfs
 from plugin.store import Store
@@ -72,7 +74,7 @@ def test_endpoint_programs_vf_in_driver_order_and_returns_generated_mac(make):
     svc.create_network(net_id(1), opts, IPV4, [])
     reply = svc.create_endpoint(net_id(1), ep_id(1), {"Address": "10.1.0.2/24"}, {})
     assert reply == {"Interface": {"MacAddress": "02:00:00:00:00:01"}}
-    assert [c[0] for c in nic.calls] == ["read", "vlan", "mac", "spoofchk", "mtu"]
+    assert [c[0] for c in nic.calls] == ["read", "mtu", "mac", "vlan", "spoofchk", "read"]
     assert nic.by_vf[("pf0", 0)] == dataclasses.replace(
         FACTORY, mac="02:00:00:00:00:01", vlan=100, spoofchk=False, mtu=1400
     )
@@ -106,7 +108,7 @@ def test_released_vf_is_leased_again(make):
     svc, _, _ = make(nic_tree(vfs0=1))
     svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
     svc.create_endpoint(net_id(1), ep_id(1), {}, {})
-    with pytest.raises(Conflict, match=r"no free VF on pf0: 1 of 1 leased"):
+    with pytest.raises(Conflict, match=r"no free VF on pf0 \(link up\): 1 of 1 leased"):
         svc.create_endpoint(net_id(1), ep_id(2), {}, {})
     svc.delete_endpoint(ep_id(1))
     svc.create_endpoint(net_id(1), ep_id(2), {}, {})
@@ -126,7 +128,7 @@ def test_lowest_free_vf_skips_busy_absent_and_vfio(make):
     assert svc.endpoint_info(ep_id(1))["vf"] == 3
     with pytest.raises(Conflict) as err:
         svc.create_endpoint(net_id(1), ep_id(2), {}, {})
-    assert "pf0: 1 of 4 leased, 3 unusable" in err.value.message
+    assert "pf0 (link up): 1 of 4 leased, 3 unusable" in err.value.message
 
 
 def test_several_pfs_draw_from_the_one_with_most_free_vfs(make):
@@ -138,7 +140,9 @@ def test_several_pfs_draw_from_the_one_with_most_free_vfs(make):
         info = svc.endpoint_info(ep_id(n))
         leased.append((info["pf"], info["vf"]))
     assert leased == [("pf1", 0), ("pf0", 0), ("pf1", 1), ("pf0", 1), ("pf1", 2)]
-    with pytest.raises(Conflict, match=r"pf0: 2 of 2 leased; pf1: 3 of 3 leased"):
+    with pytest.raises(
+        Conflict, match=r"pf0 \(link up\): 2 of 2 leased; pf1 \(link up\): 3 of 3 leased"
+    ):
         svc.create_endpoint(net_id(1), ep_id(9), {}, {})
 
 
@@ -285,3 +289,352 @@ def test_mac_checks():
             check_mac(bad)
     mac = random_mac()
     assert int(mac[:2], 16) & 0x03 == 0x02  # unicast, locally administered
+
+
+def test_no_backend_call_runs_while_a_store_transaction_is_open(make):
+    """Other requests wait on an open transaction: netlink must not run inside one."""
+    svc, nic, store = make(nic_tree(vfs0=2))
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=7), IPV4, [])
+    inside = []
+
+    def store_is_free() -> bool:
+        done = threading.Event()
+
+        def take():
+            with store.transaction():
+                done.set()
+
+        threading.Thread(target=take, daemon=True).start()
+        return done.wait(timeout=5)
+
+    for name in ("read_vf", "set_vf", "set_mtu", "netdev_statuses", "netdev_address"):
+        call = getattr(nic, name)
+
+        def checked(*args, _call=call, _name=name):
+            if not store_is_free():
+                inside.append(_name)
+            return _call(*args)
+
+        setattr(nic, name, checked)
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    assert [c[0] for c in nic.calls] == ["read", "mac", "vlan", "read", "mac", "vlan"]
+    assert inside == []
+
+
+def test_a_cleared_admin_mac_is_not_mistaken_for_an_admin_mac_on_the_next_lease(make):
+    """igb reports the MAC a VF registers itself once its admin MAC is cleared."""
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    vf0 = ("pf0", 0)
+    assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"
+    # The VF resets and registers its own address; the PF now reports that.
+    nic.by_vf[vf0] = dataclasses.replace(nic.by_vf[vf0], mac="02:00:00:00:00:01")
+    nic.addresses["pf0v0"] = "02:00:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    nic.calls.clear()
+    svc.delete_endpoint(ep_id(2))
+    assert ("mac", "00:00:00:00:00:00") in nic.calls
+    assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"
+
+
+def test_an_admin_mac_set_by_someone_else_is_restored_as_it_was(make):
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    vf0 = ("pf0", 0)
+    # Never released by us: a MAC the PF reports is an operator's admin MAC.
+    nic.by_vf[vf0] = dataclasses.replace(FACTORY, mac="02:aa:00:00:00:01")
+    nic.addresses["pf0v0"] = "02:aa:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:01"
+    # After our release cleared nothing, an admin MAC set since is also kept.
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(2))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:01"
+
+
+def test_an_admin_mac_set_after_our_release_cleared_one_is_kept(make):
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.delete_endpoint(ep_id(1))
+    vf0 = ("pf0", 0)
+    # An operator sets an admin MAC; the VF netdev has not taken it yet.
+    nic.by_vf[vf0] = dataclasses.replace(nic.by_vf[vf0], mac="02:aa:00:00:00:09")
+    nic.addresses["pf0v0"] = "02:00:00:00:00:01"
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(2))
+    assert nic.by_vf[vf0].mac == "02:aa:00:00:00:09"
+
+
+# --- VF ranges ------------------------------------------------------------------------------
+
+
+def leased_vf(svc, n: int) -> tuple[str, int]:
+    info = svc.endpoint_info(ep_id(n))
+    return info["pf"], info["vf"]
+
+
+def test_vfs_range_limits_every_pf_of_the_network(make):
+    svc, _, _ = make(nic_tree(vfs0=4, vfs1=4))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1", vfs="1,3"), IPV4, [])
+    got = []
+    for n in range(4):
+        svc.create_endpoint(net_id(1), ep_id(n), {}, {})
+        got.append(leased_vf(svc, n))
+    assert sorted(got) == [("pf0", 1), ("pf0", 3), ("pf1", 1), ("pf1", 3)]
+    with pytest.raises(Conflict) as err:
+        svc.create_endpoint(net_id(1), ep_id(9), {}, {})
+    assert err.value.message == (
+        "no free VF on pf0 (VFs 1,3, link up): 2 of 2 leased; "
+        "pf1 (VFs 1,3, link up): 2 of 2 leased"
+    )
+
+
+def test_two_vlans_split_one_pf_with_per_pf_ranges(make):
+    svc, nic, _ = make(nic_tree(vfs0=4))
+    svc.create_network(net_id(1), options(pf_iface="pf0#0-1", vlanid=10), IPV4, [])
+    svc.create_network(net_id(2), options(pf_iface="pf0#2-3", vlanid=20), IPV4, [])
+    for n in range(2):
+        svc.create_endpoint(net_id(2), ep_id(20 + n), {}, {})
+        svc.create_endpoint(net_id(1), ep_id(10 + n), {}, {})
+    assert [leased_vf(svc, n)[1] for n in (10, 11)] == [0, 1]
+    assert [leased_vf(svc, n)[1] for n in (20, 21)] == [2, 3]
+    assert [nic.by_vf[("pf0", i)].vlan for i in range(4)] == [10, 10, 20, 20]
+    with pytest.raises(Conflict, match=r"pf0 \(VFs 0-1, link up\): 2 of 2 leased"):
+        svc.create_endpoint(net_id(1), ep_id(12), {}, {})
+
+
+def test_overlapping_ranges_compete_and_a_vf_is_leased_once(make):
+    svc, _, _ = make(nic_tree(vfs0=4))
+    svc.create_network(net_id(1), options(pf_iface="pf0#0-2", vlanid=10), IPV4, [])
+    svc.create_network(net_id(2), options(pf_iface="pf0", vfs="1-3", vlanid=20), IPV4, [])
+    svc.create_endpoint(net_id(2), ep_id(1), {}, {})  # VF 1, in both ranges
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.create_endpoint(net_id(1), ep_id(3), {}, {})
+    assert [leased_vf(svc, n)[1] for n in (1, 2, 3)] == [1, 0, 2]
+    with pytest.raises(Conflict, match=r"pf0 \(VFs 0-2, link up\): 3 of 3 leased"):
+        svc.create_endpoint(net_id(1), ep_id(4), {}, {})  # the other network holds VF 1
+    svc.create_endpoint(net_id(2), ep_id(5), {}, {})
+    assert leased_vf(svc, 5) == ("pf0", 3)
+
+
+def test_same_pf_and_vlan_conflicts_even_with_disjoint_ranges(make):
+    svc, _, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0#0-1", vlanid=10), IPV4, [])
+    with pytest.raises(Conflict, match="PF pf0 VLAN 10 is already used by network"):
+        svc.create_network(net_id(2), options(pf_iface="pf0#2-3", vlanid=10), IPV4, [])
+
+
+def test_pinned_vf_must_be_in_the_range(make):
+    svc, _, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0#1-2"), IPV4, [])
+    with pytest.raises(InvalidRequest) as err:
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "3"})
+    assert err.value.message == (
+        "vf 3 of pf0 is outside this network's VFs 1-2 on pf0 "
+        "(its vfs or pf_iface range)"
+    )
+    with pytest.raises(
+        InvalidRequest,
+        match=r"vf 0000:3b:02\.0 \(VF 0 of pf0\) is outside this network's VFs 1-2 on pf0",
+    ):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.0"})
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "2"})
+    assert leased_vf(svc, 1) == ("pf0", 2)
+
+
+def test_range_beyond_the_pfs_vfs_is_refused_at_create_and_changes_nothing(make):
+    svc, _, store = make(nic_tree(vfs0=4, numvfs0=0))
+    with pytest.raises(InvalidRequest) as err:
+        svc.create_network(net_id(1), options(pf_iface="pf0", vfs="2-4"), IPV4, [])
+    assert err.value.message == (
+        "vfs '2-4' reaches VF 4, but PF pf0 has VFs 0-3 (sriov_totalvfs 4)"
+    )
+    with pytest.raises(InvalidRequest, match=r"pf_iface 'pf0#7' reaches VF 7, but PF pf0"):
+        svc.create_network(net_id(1), options(pf_iface="pf0#7"), IPV4, [])
+    assert svc._sysfs.pf("pf0").numvfs == 0
+    with store.transaction() as tx:
+        assert tx.network(net_id(1)) is None
+
+
+# --- PFs by PCI address ------------------------------------------------------------------------
+
+
+def test_pf_by_pci_address_is_recorded_by_address_and_survives_a_rename(make, tmp_path):
+    svc, _, store = make(nic_tree(vfs0=2))
+    svc.create_network(net_id(1), options(pf_iface=f"{PF0}#1"), IPV4, [])
+    with store.transaction() as tx:
+        assert tx.network(net_id(1)).options["pfs"] == [
+            {"pci": PF0, "name": "pf0", "vfs": [[1, 1]]}
+        ]
+    # After a reboot the PF comes up as "ens1f0": same PCI function, new netdev name.
+    sys_root = tmp_path / "sys"
+    netdir = sys_root / "devices/pci0000:00" / PF0 / "net"
+    (netdir / "pf0").rename(netdir / "ens1f0")
+    (sys_root / "class/net/pf0").unlink()
+    (sys_root / "class/net/ens1f0").symlink_to(f"../../devices/pci0000:00/{PF0}/net/ens1f0")
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert leased_vf(svc, 1) == ("ens1f0", 1)
+
+
+def test_a_pf_named_by_netdev_and_by_address_is_one_pf(make):
+    svc, _, _ = make()
+    with pytest.raises(InvalidRequest) as err:
+        svc.create_network(net_id(1), options(pf_iface=f"pf0,{PF0}"), IPV4, [])
+    assert err.value.message == (
+        f"pf_iface names PF pf0 ({PF0}) twice: as pf0 and as {PF0}; give it once"
+    )
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=5), IPV4, [])
+    with pytest.raises(Conflict, match="PF pf0 VLAN 5 is already used by network"):
+        svc.create_network(net_id(2), options(pf_iface=PF0, vlanid=5), IPV4, [])
+
+
+def test_unknown_pci_address_is_refused_at_create(make, tmp_path):
+    svc, _, _ = make()
+    with pytest.raises(InvalidRequest) as err:
+        svc.create_network(net_id(1), options(pf_iface="0000:99:00.0"), IPV4, [])
+    assert err.value.message == (
+        f"pf_iface 0000:99:00.0 not found (no {tmp_path}/sys/bus/pci/devices/0000:99:00.0)"
+    )
+
+
+def test_network_recorded_with_bare_pf_names_still_leases(make):
+    """Networks stored before PFs were kept by PCI address hold a list of names."""
+    svc, _, store = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    with store.transaction() as tx:
+        row = tx.network(net_id(1))
+        old = row.options | {"pfs": ["pf0"]}
+        del old["mac_prefix"], old["require_pf_link"]
+        tx._conn.execute("UPDATE networks SET options = ?", (json.dumps(old),))
+        tx._conn.execute("UPDATE network_ports SET pf = 'pf0'")
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert leased_vf(svc, 1) == ("pf0", 0)
+    with pytest.raises(Conflict, match="PF pf0 VLAN 0 is already used by network"):
+        svc.create_network(net_id(2), options(pf_iface=PF0), IPV4, [])
+
+
+# --- link health -------------------------------------------------------------------------------
+
+
+def two_pfs(link0: str, link1: str) -> dict:
+    tree = nic_tree(vfs0=2, vfs1=2)
+    tree.update(link_files("pf0", PF0, link0))
+    tree.update(link_files("pf1", PF1, link1))
+    return tree
+
+
+def test_pfs_with_link_are_preferred(make):
+    svc, _, _ = make(two_pfs("down", "up"))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    # pf1 has link: it gives both its VFs before pf0 is even considered
+    assert [leased_vf(svc, n) for n in (1, 2)] == [("pf1", 0), ("pf1", 1)]
+
+
+def test_down_pf_still_serves_with_a_warning_when_the_pfs_with_link_are_full(make, caplog):
+    svc, _, _ = make(two_pfs("down", "up"))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    for n in range(2):
+        svc.create_endpoint(net_id(1), ep_id(n), {}, {})
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_endpoint(net_id(1), ep_id(3), {}, {})
+    assert leased_vf(svc, 3) == ("pf0", 0)
+    assert f"network {net_id(1)[:12]}: leased VF 0 of pf0 although that PF has no link" in (
+        caplog.text
+    )
+    assert "pf0 (link down): 0 of 2 leased; pf1 (link up): 2 of 2 leased" in caplog.text
+
+
+def test_every_pf_down_still_hands_out_a_vf_and_warns(make, caplog):
+    svc, _, _ = make(two_pfs("down", "down"))
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    assert f"network {net_id(1)[:12]}: no PF has link (pf0 link down, pf1 link down)" in (
+        caplog.text
+    )
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert leased_vf(svc, 1) == ("pf0", 0)
+    assert "although that PF has no link" in caplog.text
+    assert svc.endpoint_info(ep_id(1))["pf_link"] == "down"
+
+
+def test_require_pf_link_refuses_a_vf_without_link_and_leases_nothing(make):
+    svc, _, store = make(two_pfs("down", "up"))
+    opts = options(pf_iface="pf0,pf1", require_pf_link="on")
+    svc.create_network(net_id(1), opts, IPV4, [])
+    for n in range(2):
+        svc.create_endpoint(net_id(1), ep_id(n), {}, {})
+    with pytest.raises(Conflict) as err:
+        svc.create_endpoint(net_id(1), ep_id(3), {}, {})
+    assert err.value.message == (
+        "no free VF on a PF with link (require_pf_link=on): "
+        "pf0 (link down): 0 of 2 leased; pf1 (link up): 2 of 2 leased"
+    )
+    with pytest.raises(Conflict) as err:
+        svc.create_endpoint(net_id(1), ep_id(4), {}, {"vf": "0000:3b:02.1"})
+    assert err.value.message == (
+        "vf 1 of pf0 is on a PF without link (link down) "
+        "and the network has require_pf_link=on"
+    )
+    with store.transaction() as tx:
+        assert tx.leased_vfs("pf0") == set()
+
+
+def test_endpoint_info_reports_the_pf_link_as_it_is_now(make, tmp_path):
+    svc, _, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert svc.endpoint_info(ep_id(1))["pf_link"] == "up"
+    (tmp_path / "sys/class/net/pf0/operstate").write_text("down\n")
+    assert svc.endpoint_info(ep_id(1))["pf_link"] == "down"
+
+
+# --- MAC prefix --------------------------------------------------------------------------------
+
+
+def test_generated_macs_carry_the_prefix(make):
+    svc, nic, _ = make(macs=["36:11:22:33:44:55", "36:11:22:33:44:56"])
+    svc.create_network(net_id(1), options(pf_iface="pf0", mac_prefix="02:A0:00"), IPV4, [])
+    reply = svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    assert reply == {"Interface": {"MacAddress": "02:a0:00:33:44:55"}}
+    assert nic.by_vf[("pf0", 0)].mac == "02:a0:00:33:44:55"
+
+
+def test_a_mac_given_by_docker_wins_over_the_prefix(make):
+    svc, nic, _ = make()
+    svc.create_network(net_id(1), options(pf_iface="pf0", mac_prefix="02:a0:00"), IPV4, [])
+    assert svc.create_endpoint(net_id(1), ep_id(1), {"MacAddress": "02:42:0a:01:00:09"}, {}) == {}
+    assert nic.by_vf[("pf0", 0)].mac == "02:42:0a:01:00:09"
+
+
+def test_a_generated_mac_the_network_already_holds_is_drawn_again(make):
+    macs = ["36:00:00:00:00:07", "36:00:00:00:00:07", "36:00:00:00:00:08"]
+    svc, _, _ = make(macs=macs)
+    svc.create_network(net_id(1), options(pf_iface="pf0", mac_prefix="02:a0:00:00:00"), IPV4, [])
+    svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    assert [svc.endpoint_info(ep_id(n))["mac"] for n in (1, 2)] == [
+        "02:a0:00:00:00:07",
+        "02:a0:00:00:00:08",
+    ]
+
+
+def test_with_prefix_keeps_the_random_tail():
+    assert with_prefix("00:1b", "36:ab:cd:ef:01:23") == "00:1b:cd:ef:01:23"
+    assert with_prefix(None, "36:ab:cd:ef:01:23") == "36:ab:cd:ef:01:23"
+
+
+def test_pinned_vf_on_a_pf_without_link_is_leased_with_a_warning(make, caplog):
+    svc, _, _ = make(two_pfs("down", "up"))
+    svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), IPV4, [])
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.1"})
+    assert leased_vf(svc, 1) == ("pf0", 1)
+    assert "leased VF 1 of pf0 although that PF has no link" in caplog.text

@@ -8,13 +8,17 @@ from plugin.errors import InvalidRequest
 from plugin.options import (
     EndpointOptions,
     NetworkOptions,
+    PfChoice,
+    format_vf_spans,
+    in_vf_spans,
     parse_endpoint_options,
     parse_network_options,
+    parse_vf_spans,
 )
 
 KNOWN = (
     "pf_iface, netdevice, vlanid, vlan_qos, vlan_proto, mtu, com.docker.network.driver.mtu, "
-    "spoofchk, trust, link_state, min_tx_rate, max_tx_rate"
+    "spoofchk, trust, link_state, min_tx_rate, max_tx_rate, vfs, require_pf_link, mac_prefix"
 )
 
 
@@ -30,6 +34,10 @@ def parsed(**flags) -> NetworkOptions:
     return parse_network_options(network(**flags))
 
 
+def refs(options: NetworkOptions) -> tuple[str, ...]:
+    return tuple(choice.ref for choice in options.pfs)
+
+
 def rejected(options) -> str:
     with pytest.raises(InvalidRequest) as caught:
         parse_network_options(options)
@@ -42,7 +50,7 @@ def rejected(options) -> str:
 
 def test_only_pf_iface_gives_all_defaults():
     assert parsed() == NetworkOptions(
-        pfs=("enp1s0f0",),
+        pfs=(PfChoice("enp1s0f0"),),
         vlan=0,
         qos=0,
         proto="802.1Q",
@@ -52,6 +60,8 @@ def test_only_pf_iface_gives_all_defaults():
         link_state=None,
         min_tx_rate=None,
         max_tx_rate=None,
+        require_pf_link=False,
+        mac_prefix=None,
         ipv6=False,
         internal=False,
     )
@@ -72,7 +82,7 @@ def test_every_option_from_cli_strings():
     options["com.docker.network.enable_ipv6"] = True
     options["com.docker.network.internal"] = True
     assert parse_network_options(options) == NetworkOptions(
-        pfs=("enp1s0f0",),
+        pfs=(PfChoice("enp1s0f0"),),
         vlan=100,
         qos=5,
         proto="802.1ad",
@@ -107,7 +117,8 @@ def test_result_is_frozen():
 @pytest.mark.parametrize("options", [None, {}, {"com.docker.network.generic": None}])
 def test_no_flags_at_all_asks_for_pf_iface(options):
     assert rejected(options) == (
-        "option pf_iface is required (the PF netdev(s) to draw VFs from, e.g. -o pf_iface=enp1s0f0)"
+        "option pf_iface is required (the PF netdev(s) or PCI address(es) to draw VFs from, "
+        "e.g. -o pf_iface=enp1s0f0 or -o pf_iface=0000:3b:00.0)"
     )
 
 
@@ -120,12 +131,12 @@ def test_ipv6_and_internal_default_to_false_when_docker_omits_them():
 
 
 def test_pf_iface_list_keeps_order_and_trims_spaces():
-    assert parsed(pf_iface="enp1s0f1, enp1s0f0").pfs == ("enp1s0f1", "enp1s0f0")
+    assert refs(parsed(pf_iface="enp1s0f1, enp1s0f0")) == ("enp1s0f1", "enp1s0f0")
 
 
 def test_netdevice_is_an_alias_for_pf_iface():
     options = {"com.docker.network.generic": {"netdevice": "ens2f0,ens2f1"}}
-    assert parse_network_options(options).pfs == ("ens2f0", "ens2f1")
+    assert refs(parse_network_options(options)) == ("ens2f0", "ens2f1")
 
 
 def test_pf_iface_and_netdevice_together_are_rejected():
@@ -160,7 +171,8 @@ def test_netdevice_errors_name_netdevice():
 
 def test_pf_iface_must_be_a_string():
     assert rejected(network(pf_iface=3)) == (
-        "pf_iface 3 is not a list of interface names (e.g. enp1s0f0,enp1s0f1)"
+        "pf_iface 3 is not a list of interface names or PCI addresses "
+        "(e.g. enp1s0f0,enp1s0f1 or 0000:3b:00.0)"
     )
 
 
@@ -392,7 +404,7 @@ def test_docker_flags_must_be_booleans():
 def test_other_docker_top_level_keys_are_ignored():
     options = network()
     options["com.docker.network.enable_ipv4"] = True
-    assert parse_network_options(options).pfs == ("enp1s0f0",)
+    assert refs(parse_network_options(options)) == ("enp1s0f0",)
 
 
 def test_parsing_does_not_change_the_input():
@@ -400,6 +412,141 @@ def test_parsing_does_not_change_the_input():
     before = repr(options)
     parse_network_options(options)
     assert repr(options) == before
+
+
+# --- PFs by PCI address ---------------------------------------------------------------------
+
+
+def test_pf_by_pci_address_is_kept_in_sysfs_form():
+    got = parsed(pf_iface="0000:3B:00.0, enp1s0f1")
+    assert got.pfs == (PfChoice("0000:3b:00.0"), PfChoice("enp1s0f1"))
+    assert [choice.by_pci for choice in got.pfs] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["3b:00.0", "0000:3b:00", "0000:3b:00.8", "0000:3b:20.0", "0000:3b:00.0/..", "0:3b:0.0"],
+)
+def test_pf_pci_address_must_be_the_full_sysfs_form(value):
+    assert rejected(network(pf_iface=value)) == (
+        f"pf_iface {value!r} is not a PCI address: expected domain:bus:device.function "
+        "like 0000:3b:02.0"
+    )
+
+
+def test_same_pci_address_twice_is_rejected_in_any_case():
+    assert rejected(network(pf_iface="0000:3b:00.0,0000:3B:00.0")) == (
+        "pf_iface '0000:3b:00.0,0000:3B:00.0' names 0000:3b:00.0 more than once"
+    )
+
+
+# --- VF ranges --------------------------------------------------------------------------------
+
+
+def test_vfs_applies_one_range_list_to_every_pf():
+    got = parsed(pf_iface="enp1s0f0,0000:3c:00.0", vfs="7, 0-3,2-4")
+    assert got.pfs == (
+        PfChoice("enp1s0f0", ((0, 4), (7, 7)), "vfs '7, 0-3,2-4'"),
+        PfChoice("0000:3c:00.0", ((0, 4), (7, 7)), "vfs '7, 0-3,2-4'"),
+    )
+
+
+def test_per_pf_range_in_pf_iface_like_the_device_plugin():
+    got = parsed(pf_iface="ens1f0#0-3,ens1f1#4-7,0000:3d:00.0#5,ens1f2")
+    assert got.pfs == (
+        PfChoice("ens1f0", ((0, 3),), "pf_iface 'ens1f0#0-3'"),
+        PfChoice("ens1f1", ((4, 7),), "pf_iface 'ens1f1#4-7'"),
+        PfChoice("0000:3d:00.0", ((5, 5),), "pf_iface '0000:3d:00.0#5'"),
+        PfChoice("ens1f2"),
+    )
+
+
+def test_adjacent_spans_merge():
+    assert parsed(vfs="4-5,0-1,2-3,9").pfs[0].vfs == ((0, 5), (9, 9))
+
+
+def test_api_clients_may_send_one_vf_as_int():
+    assert parsed(vfs=3).pfs[0].vfs == ((3, 3),)
+
+
+@pytest.mark.parametrize("value", ["", "3-1", "0-3,", "a-b", "-1", "0-65536", "1..3", "0-3 7"])
+def test_bad_vfs_name_the_option_value_and_form(value):
+    assert rejected(network(vfs=value)) == (
+        f"vfs {value!r} is not a list of VF indexes and ranges like 0-3,7 "
+        "(indexes 0-65535, first <= last)"
+    )
+
+
+@pytest.mark.parametrize("entry", ["ens1f0#", "ens1f0#x", "ens1f0#0-3;7", "ens1f0#0-3#4"])
+def test_per_pf_range_must_be_one_span(entry):
+    assert rejected(network(pf_iface=entry)) == (
+        f"pf_iface {entry!r}: the range after # must be one VF index or one range "
+        "first-last (0-65535), e.g. ens1f0#0-3; for a list of ranges use -o vfs=0-3,7"
+    )
+
+
+def test_a_range_list_in_pf_iface_is_not_taken_for_a_pf_named_7():
+    assert rejected(network(pf_iface="ens1f0#0-3,7")) == (
+        "pf_iface 'ens1f0#0-3,7': '7' is a VF range, not a PF; give one range per PF "
+        "(ens1f0#0-3) or a list for every PF in vfs (-o vfs=0-3,7)"
+    )
+
+
+def test_backwards_per_pf_range_is_rejected():
+    assert rejected(network(pf_iface="ens1f0#3-1")) == (
+        "pf_iface 'ens1f0#3-1': '3-1' is not a list of VF indexes and ranges like 0-3,7 "
+        "(indexes 0-65535, first <= last)"
+    )
+
+
+def test_vfs_and_a_per_pf_range_together_are_rejected():
+    assert rejected(network(pf_iface="ens1f0#0-3,ens1f1", vfs="4-7")) == (
+        "vfs '4-7' and pf_iface 'ens1f0#0-3' both limit the VFs of ens1f0; give the range "
+        "either per PF in pf_iface (PF#first-last) or for every PF in vfs"
+    )
+
+
+def test_range_helpers_round_trip():
+    spans = parse_vf_spans("0-3,7,9-10", "vfs")
+    assert format_vf_spans(spans) == "0-3,7,9-10"
+    assert [i for i in range(12) if in_vf_spans(i, spans)] == [0, 1, 2, 3, 7, 9, 10]
+    assert in_vf_spans(500, None)
+    assert in_vf_spans(2, [[0, 3]])  # as read back from JSON
+
+
+# --- link and MAC prefix ----------------------------------------------------------------------
+
+
+def test_require_pf_link_is_a_switch():
+    assert parsed().require_pf_link is False
+    assert parsed(require_pf_link="on").require_pf_link is True
+    assert rejected(network(require_pf_link="always")) == (
+        "require_pf_link 'always' is not one of on, off, true, false"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "prefix"),
+    [("02:A0:00", "02:a0:00"), ("00", "00"), (" 00:1b:21:0a:0b ", "00:1b:21:0a:0b")],
+)
+def test_mac_prefix_of_one_to_five_octets(value, prefix):
+    assert parsed(mac_prefix=value).mac_prefix == prefix
+
+
+@pytest.mark.parametrize(
+    "value", ["", "02:a0:00:00:00:01", "2:a0", "02-a0-00", "02:a0:", "zz", "02:a0:0g", 2]
+)
+def test_bad_mac_prefix_names_the_form(value):
+    assert rejected(network(mac_prefix=value)) == (
+        f"mac_prefix {value!r} is not 1 to 5 hex octets separated by ':' (e.g. 02:a0:00)"
+    )
+
+
+def test_multicast_mac_prefix_is_rejected_with_the_unicast_neighbour():
+    assert rejected(network(mac_prefix="03:a0:00")) == (
+        "mac_prefix 03:a0:00 makes multicast addresses (the low bit of the first octet is set); "
+        "a VF needs a unicast MAC, e.g. 02:a0:00"
+    )
 
 
 # --- endpoint options -----------------------------------------------------------------------

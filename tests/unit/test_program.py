@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 from fake_nic import FACTORY, FakeNic
 
@@ -21,19 +23,21 @@ EVERYTHING = VfSettings(
 )
 
 
-def test_program_snapshots_first_then_applies_in_driver_order():
+def test_program_sets_the_mtu_then_the_vf_settings_at_once_then_trust_then_reads_back():
     backend = FakeNic()
     original = program_vf(backend, VF, EVERYTHING)
     assert backend.calls == [
         ("read",),
-        ("vlan", (100, 2, "802.1ad")),
+        ("mtu", 9000),
         ("mac", "02:00:00:00:00:03"),
+        ("vlan", (100, 2, "802.1ad")),
         ("rate", (10, 100)),
         ("spoofchk", False),
-        ("trust", True),
         ("link_state", "enable"),
-        ("mtu", 9000),
+        ("trust", True),
+        ("read",),
     ]
+    assert backend.vf_requests == [["mac", "vlan", "rate", "spoofchk", "link_state"], ["trust"]]
     assert original == FACTORY
     assert backend.settings_of(VF) == EVERYTHING
 
@@ -41,7 +45,7 @@ def test_program_snapshots_first_then_applies_in_driver_order():
 def test_program_touches_only_the_asked_fields_and_returns_only_their_originals():
     backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=100, mtu=9000))
-    assert backend.calls == [("read",), ("vlan", (100, 0, "802.1Q")), ("mtu", 9000)]
+    assert backend.calls == [("read",), ("mtu", 9000), ("vlan", (100, 0, "802.1Q")), ("read",)]
     assert original == VfSettings(vlan=0, qos=0, proto="802.1Q", mtu=1500)
 
 
@@ -54,31 +58,32 @@ def test_program_keeps_qos_and_proto_of_the_vf_when_only_vlan_is_asked():
 def test_program_skips_fields_already_at_the_desired_value():
     backend = FakeNic()
     original = program_vf(backend, VF, VfSettings(vlan=0, spoofchk=True, trust=True))
-    assert backend.calls == [("read",), ("trust", True)]
+    assert backend.calls == [("read",), ("trust", True), ("read",)]
     assert original == VfSettings(trust=False)
 
 
 @pytest.mark.parametrize(
     ("failing", "undone"),
     [
-        ("vlan", []),
-        ("mac", ["vlan"]),
-        ("trust", ["spoofchk", "rate", "mac", "vlan"]),
-        ("mtu", ["link_state", "trust", "spoofchk", "rate", "mac", "vlan"]),
+        ("mtu", []),
+        ("mac", ["mtu"]),
+        ("vlan", ["mac", "mtu"]),
+        ("link_state", ["spoofchk", "rate", "vlan", "mac", "mtu"]),
+        ("trust", ["link_state", "spoofchk", "rate", "vlan", "mac", "mtu"]),
     ],
 )
-def test_failed_step_undoes_completed_steps_in_reverse_and_names_the_step(failing, undone):
+def test_a_refused_step_is_named_and_what_took_effect_is_undone_in_reverse(failing, undone):
     backend = FakeNic()
     backend.fail.add(failing)
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, EVERYTHING)
-    steps = [call[0] for call in backend.calls[1:]]
-    failed_at = steps.index(failing)
-    assert steps[failed_at + 1 :] == undone
     assert backend.settings_of(VF) == FACTORY
     assert err.value.message.startswith(f"set VF 3 of enp1s0f0 {failing} to ")
     if undone:
-        assert f"(undone: {', '.join(undone)})" in err.value.message
+        assert err.value.message.endswith(f"(undone: {', '.join(undone)})")
+        undo_requests = [[u] for u in undone if u != "mtu"]
+        first_undo = len(backend.vf_requests) - len(undo_requests)
+        assert backend.vf_requests[first_undo:] == undo_requests
     else:
         assert "nothing else had been changed" in err.value.message
 
@@ -89,21 +94,40 @@ def test_failed_undo_is_reported_along_with_the_failure():
     with pytest.raises(DeviceError) as err:
         program_vf(backend, VF, EVERYTHING)
     message = err.value.message
-    assert message.startswith("set VF 3 of enp1s0f0 trust to True: Operation not supported")
-    assert "(undone: spoofchk, rate, vlan)" in message
+    assert message.startswith("set VF 3 of enp1s0f0 trust to on: Operation not supported")
+    assert "(undone: link_state, spoofchk, rate, vlan, mtu)" in message
     assert "undo also failed: set VF 3 of enp1s0f0 mac to 00:00:00:00:00:00" in message
 
 
-def test_unexpected_exception_is_wrapped_with_step_vf_and_value_and_rolled_back():
+def test_a_bug_in_a_backend_is_not_disguised_as_a_device_error():
     backend = FakeNic()
 
     def broken_mtu(vf, mtu):
-        raise OSError("device gone")
+        raise TypeError("set_mtu() got an unexpected keyword argument")
 
     backend.set_mtu = broken_mtu
-    with pytest.raises(DeviceError) as err:
+    with pytest.raises(TypeError):
         program_vf(backend, VF, VfSettings(vlan=5, mtu=9000))
-    assert err.value.message.startswith("set VF 3 of enp1s0f0 mtu to 9000: device gone")
+
+
+def test_a_field_the_pf_does_not_hold_after_programming_fails_and_undoes_everything():
+    backend = FakeNic()
+    real_set_vf = backend.set_vf
+
+    def trust_that_puts_the_old_mac_back(vf, settings):
+        real_set_vf(vf, settings)
+        if settings.trust:  # as a reset igbvf VF re-registering its old MAC
+            backend.by_vf[(vf.pf, vf.index)] = dataclasses.replace(
+                backend.settings_of(vf), mac="02:99:99:99:99:99"
+            )
+
+    backend.set_vf = trust_that_puts_the_old_mac_back
+    with pytest.raises(DeviceError) as err:
+        program_vf(backend, VF, VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000))
+    assert err.value.message == (
+        "program VF 3 of enp1s0f0: after programming it reports mac 02:99:99:99:99:99 "
+        "instead of 02:00:00:00:00:03 (undone: trust, mac, mtu)"
+    )
     assert backend.settings_of(VF) == FACTORY
 
 
@@ -143,7 +167,8 @@ def test_check_settings_accepts_a_full_valid_set():
 def test_restore_puts_back_exactly_the_given_fields_in_order():
     backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(mtu=1500, vlan=0, qos=0, proto="802.1Q", trust=False))
-    assert backend.calls == [("vlan", (0, 0, "802.1Q")), ("trust", False), ("mtu", 1500)]
+    assert backend.calls == [("mtu", 1500), ("vlan", (0, 0, "802.1Q")), ("trust", False)]
+    assert backend.vf_requests == [["vlan"], ["trust"]]
 
 
 def test_restore_tries_every_field_and_lists_the_failures():
@@ -151,18 +176,21 @@ def test_restore_tries_every_field_and_lists_the_failures():
     backend.fail |= {"mac", "trust"}
     with pytest.raises(DeviceError) as err:
         restore_vf(backend, VF, FACTORY)
+    # MTU; the refused request (stopped at mac), then each of its steps on its own; trust
     assert [c[0] for c in backend.calls] == [
-        "vlan",
+        "mtu",
         "mac",
+        "mac",
+        "vlan",
         "rate",
         "spoofchk",
-        "trust",
         "link_state",
-        "mtu",
+        "trust",
+        "trust",
     ]
     assert err.value.message.startswith("restore VF 3 of enp1s0f0: 2 of 7 steps failed: ")
     assert "mac to 00:00:00:00:00:00" in err.value.message
-    assert "trust to False" in err.value.message
+    assert "trust to off" in err.value.message
     assert backend.settings_of(VF).vlan == 0 and backend.settings_of(VF).mtu == 1500
 
 
@@ -188,4 +216,4 @@ def test_restore_of_nothing_does_nothing():
 def test_a_snapshot_the_caller_just_read_is_not_read_again():
     backend = FakeNic()
     program_vf(backend, VF, VfSettings(vlan=100), snapshot=FACTORY)
-    assert backend.calls == [("vlan", (100, 0, "802.1Q"))]
+    assert backend.calls == [("vlan", (100, 0, "802.1Q")), ("read",)]

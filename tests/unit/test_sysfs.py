@@ -175,3 +175,98 @@ def test_declared_tree_is_laid_out_like_the_kernel(tmp_path):
     assert os.readlink(tmp_path / "class/net/enp1s0f0") == f"../../{PCI_ROOT}/{PF_PCI}/net/enp1s0f0"
     assert (tmp_path / "class/net/enp1s0f0/device").resolve().name == PF_PCI
     assert (tmp_path / PCI_ROOT / PF_PCI / "virtfn1" / "physfn").resolve().name == PF_PCI
+
+
+# --- PFs by PCI address -------------------------------------------------------------------
+
+
+def test_pf_by_pci_finds_the_pf_by_its_netdev(sysfs):
+    assert sysfs(two_vfs()).pf_by_pci("0000:3B:00.0") == PfInfo(
+        name="enp1s0f0", pci=PF_PCI, totalvfs=8, numvfs=2, mtu=9000
+    )
+
+
+def test_pf_by_pci_follows_a_rename(sysfs):
+    tree = {**pf("ens1f0np0", PF_PCI, totalvfs=4, numvfs=0)}
+    assert sysfs(tree).pf_by_pci(PF_PCI).name == "ens1f0np0"
+
+
+def test_pf_by_pci_checks_the_address_before_any_path(sysfs):
+    with pytest.raises(InvalidRequest) as err:
+        sysfs(two_vfs()).pf_by_pci("../../../etc")
+    assert err.value.message == (
+        "pf_iface '../../../etc' is not a PCI address: expected domain:bus:device.function "
+        "like 0000:3b:02.0"
+    )
+
+
+def test_pf_by_pci_of_a_missing_device(sysfs, tmp_path):
+    with pytest.raises(InvalidRequest) as err:
+        sysfs(two_vfs()).pf_by_pci("0000:5e:00.1")
+    assert err.value.message == (
+        f"pf_iface 0000:5e:00.1 not found (no {tmp_path}/bus/pci/devices/0000:5e:00.1)"
+    )
+
+
+def test_pf_by_pci_without_a_netdev(sysfs, tmp_path):
+    tree = {**two_vfs(), **pci_function("0000:5e:00.0", "vfio-pci")}
+    with pytest.raises(InvalidRequest) as err:
+        sysfs(tree).pf_by_pci("0000:5e:00.0")
+    assert err.value.message == (
+        f"pf_iface 0000:5e:00.0 has no netdev (no {tmp_path}/bus/pci/devices/0000:5e:00.0/net): "
+        "no network driver is bound, or it is not a network device"
+    )
+
+
+def test_pf_by_pci_with_two_netdevs_asks_for_the_name(sysfs):
+    tree = {**two_vfs(), **netdev("enp1s0d1", PF_PCI)}
+    with pytest.raises(InvalidRequest) as err:
+        sysfs(tree).pf_by_pci(PF_PCI)
+    assert err.value.message == (
+        f"pf_iface {PF_PCI} has several netdevs (enp1s0d1, enp1s0f0); "
+        "give the PF's interface name instead"
+    )
+
+
+def test_pf_by_pci_of_a_vf_names_its_pf(sysfs):
+    with pytest.raises(InvalidRequest, match=r"enp1s0f0v1 is a VF of the PF at 0000:3b:00\.0"):
+        sysfs(two_vfs()).pf_by_pci("0000:3b:02.1")
+
+
+# --- link state ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operstate", "carrier", "link"),
+    [
+        ("up", "1", "up"),
+        ("down", "0", "down"),
+        ("lowerlayerdown", "0", "down"),
+        ("notpresent", None, "down"),
+        ("unknown", "1", "up"),  # drivers that do not track operstate
+        ("unknown", "0", "down"),
+        ("dormant", None, "unknown"),
+        (None, None, "unknown"),
+    ],
+)
+def test_pf_link_from_operstate_then_carrier(sysfs, operstate, carrier, link):
+    tree = pf("p0", PF_PCI, 4, 0, link=None)
+    netdir = f"{PCI_ROOT}/{PF_PCI}/net/p0"
+    if operstate:
+        tree[f"{netdir}/operstate"] = f"{operstate}\n"
+    if carrier:
+        tree[f"{netdir}/carrier"] = f"{carrier}\n"
+    assert sysfs(tree).pf_link("p0") == link
+
+
+def test_pf_link_when_the_kernel_refuses_carrier(sysfs):
+    """The kernel answers EINVAL for carrier of a netdev that is administratively down."""
+    tree = pf("p0", PF_PCI, 4, 0, link=None)
+    tree[f"{PCI_ROOT}/{PF_PCI}/net/p0/operstate"] = "unknown\n"
+    tree[f"{PCI_ROOT}/{PF_PCI}/net/p0/carrier"] = Link("/proc/self/mem")  # read() fails: EIO
+    assert sysfs(tree).pf_link("p0") == "unknown"
+
+
+def test_pf_link_checks_the_name(sysfs):
+    with pytest.raises(InvalidRequest, match="not a valid interface name"):
+        sysfs(two_vfs()).pf_link("../x")
