@@ -1,11 +1,13 @@
-"""The few link operations the simulated NIC does per request, as socket ioctls.
+"""The few link operations done on every endpoint, as socket ioctls.
 
 pyroute2 spends 0.2-0.3 ms of Python on every netlink message it encodes and
-decodes, and a VF's switch port changes bridge, MAC or MTU on every endpoint;
-the classic SIOC* ioctls do each of these in a few microseconds plus the
-kernel's own work. They act on the network namespace of the calling process,
-as netlink does. Each raises OSError with the errno (ENODEV: no such link).
-Names must have passed ``plugin.nic.names.check_ifname``.
+decodes (a link dump costs that per link in the namespace, and a host running
+containers has many), while a VF netdev's flags, MTU and MAC, and a simulated
+VF's switch port, are read or changed on every endpoint; the classic SIOC*
+ioctls do each in a few microseconds plus the kernel's own work. They act on
+the network namespace of the calling process, as netlink does. Each raises
+OSError with the errno (ENODEV: no such link). Names must have passed
+``plugin.nic.names.check_ifname``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 SIOCSIFHWADDR = 0x8924
+SIOCGIFHWADDR = 0x8927
 SIOCGIFINDEX = 0x8933
 SIOCBRADDIF = 0x89A2
 SIOCBRDELIF = 0x89A3
@@ -61,6 +64,14 @@ def set_mac(name: str, mac: str) -> None:
     """Set the Ethernet address of ``name`` ("02:00:00:aa:bb:cc")."""
     address = bytes(int(part, 16) for part in mac.split(":"))
     _ioctl(SIOCSIFHWADDR, _IFREQ_HWADDR.pack(_name(name), ARPHRD_ETHER, address))
+
+
+def mac(name: str) -> str:
+    """The Ethernet address of ``name``, as "02:00:00:aa:bb:cc"."""
+    _, _, address = _IFREQ_HWADDR.unpack(
+        _ioctl(SIOCGIFHWADDR, _IFREQ_HWADDR.pack(_name(name), 0, b""))
+    )
+    return ":".join(f"{byte:02x}" for byte in address)
 
 
 def add_bridge_port(bridge: str, port: str) -> None:
