@@ -92,7 +92,7 @@ def network_handlers(network: NetworkService) -> dict[str, Handler]:
 
     def join(body: dict) -> dict:
         """{NetworkID, EndpointID, SandboxKey, Options} -> {InterfaceName, Gateway, ...}"""
-        return network.join(body["NetworkID"], body["EndpointID"])
+        return network.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
 
     def nothing_to_do(body: dict) -> dict:
         return {}
