@@ -6,6 +6,7 @@ import os
 import sys
 
 USAGE = """usage: python -m plugin serve            run the plugin (configured by SRIOV_* variables)
+       python -m plugin status [--socket PATH] [--json]   show what the plugin holds
        python -m plugin sim COMMAND ...    manage a simulated SR-IOV NIC (sim --help)"""
 
 
@@ -15,6 +16,10 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     if argv[0] == "serve":
         return serve()
+    if argv[0] == "status":
+        from plugin.status_cli import run_cli
+
+        return run_cli(argv[1:])
     if argv[0] == "sim":
         from plugin.nic.simnic import run_cli
 

@@ -36,6 +36,9 @@ class Config:
     nic: str
     log_level: int
     default_pools: tuple[DefaultPool, ...]
+    # SRIOV_METRICS_ADDR: where /metrics is also served over TCP; None (the default) for nowhere.
+    # An upgraded manifest's new variable is absent from the environment: the default is here.
+    metrics_addr: tuple[str, int] | None = None
 
 
 def parse_default_pools(value: str) -> tuple[DefaultPool, ...]:
@@ -58,6 +61,22 @@ def parse_default_pools(value: str) -> tuple[DefaultPool, ...]:
             )
         pools.append(DefaultPool(base, size))
     return tuple(pools)
+
+
+def parse_metrics_addr(value: str) -> tuple[str, int] | None:
+    """``IP:PORT`` (``[IPv6]:PORT`` for IPv6) -> (ip, port); empty -> None."""
+    value = value.strip()
+    if not value:
+        return None
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("expected IP:PORT with a port 1-65535")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return host, int(port_text)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -86,6 +105,14 @@ def load_config(env: Mapping[str, str]) -> Config:
             f"use comma-separated base/prefix:size, e.g. {DEFAULT_POOLS}"
         ) from None
     level = _choice(env, "SRIOV_LOG_LEVEL", "info", LOG_LEVELS)
+    metrics_text = env.get("SRIOV_METRICS_ADDR", "")
+    try:
+        metrics_addr = parse_metrics_addr(metrics_text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SRIOV_METRICS_ADDR={metrics_text!r} is not allowed: {exc}; "
+            "use e.g. 127.0.0.1:9808, [::1]:9808, or empty for none"
+        ) from None
     return Config(
         socket=_absolute_path(env, "SRIOV_SOCKET", "/run/docker/plugins/sriov.sock"),
         state_dir=_absolute_path(env, "SRIOV_STATE_DIR", "/var/lib/sriov"),
@@ -93,4 +120,5 @@ def load_config(env: Mapping[str, str]) -> Config:
         nic=_choice(env, "SRIOV_NIC", "kernel", NIC_KINDS),
         log_level=getattr(logging, level.upper()),
         default_pools=default_pools,
+        metrics_addr=metrics_addr,
     )

@@ -59,7 +59,15 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
     }
 
 
-def network_handlers(network: NetworkService) -> dict[str, Handler]:
+def _nothing_before(network_id: str) -> None:
+    pass
+
+
+def network_handlers(
+    network: NetworkService, before_endpoint: Callable[[str], None] = _nothing_before
+) -> dict[str, Handler]:
+    """``before_endpoint(network_id)`` runs first in CreateEndpoint (HostRecovery enables VFs)."""
+
     def create_network(body: dict) -> dict:
         """{NetworkID, Options, IPv4Data, IPv6Data} -> {}"""
         network.create_network(
@@ -77,6 +85,7 @@ def network_handlers(network: NetworkService) -> dict[str, Handler]:
 
     def create_endpoint(body: dict) -> dict:
         """{NetworkID, EndpointID, Interface, Options} -> {Interface: {MacAddress}} or {}"""
+        before_endpoint(body["NetworkID"])
         return network.create_endpoint(
             body["NetworkID"], body["EndpointID"], body.get("Interface"), body.get("Options")
         )

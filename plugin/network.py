@@ -444,6 +444,10 @@ class NetworkService:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
 
+    def unusable_reason(self, vf: VfInfo) -> str | None:
+        """Why an unleased VF cannot be handed out, None if it can (for status)."""
+        return None if self._is_free(vf) else self._why_unusable(vf)
+
     def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> dict:
         """Name the VF netdev Docker moves into the container, and the gateways."""
         with self._store.transaction() as tx:

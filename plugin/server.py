@@ -11,12 +11,17 @@ from pathlib import Path
 import waitress
 
 from plugin.app import create_app
-from plugin.config import Config
+from plugin.config import Config, DefaultPool
 from plugin.handlers import ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
+from plugin.metrics import Metrics
 from plugin.network import NetworkService
+from plugin.nic.base import NicBackend
 from plugin.nic.sysfs import Sysfs
+from plugin.ops_routes import RequestMetrics, ops_routes
+from plugin.reconcile import HostRecovery
 from plugin.schema import RequestValidator
+from plugin.status import StatusService
 from plugin.store import Store
 
 log = logging.getLogger("sriov")
@@ -36,15 +41,43 @@ def build_backend(config: Config, sysfs: Sysfs):
 
 
 def build_app(config: Config):
-    """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend."""
+    """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend.
+
+    At start: VFs enabled again on stored networks' PFs that lost them (a reboot),
+    then endpoints a crash cut short are undone. Metrics also go to SRIOV_METRICS_ADDR.
+    """
     store = Store(config.state_dir)
     sysfs = Sysfs(config.sysfs)
-    network = NetworkService(store, sysfs, build_backend(config, sysfs))
+    metrics = Metrics()
+    app = assemble_app(store, sysfs, build_backend(config, sysfs), config.default_pools, metrics)
+    if config.metrics_addr is not None:
+        metrics.serve_tcp(*config.metrics_addr)
+    return app
+
+
+def assemble_app(
+    store: Store,
+    sysfs: Sysfs,
+    backend: NicBackend,
+    default_pools: tuple[DefaultPool, ...],
+    metrics: Metrics,
+):
+    """The services on these collaborators, recovered, and the app serving them."""
+    recovery = HostRecovery(store, sysfs)
+    recovery.at_start()
+    network = NetworkService(store, sysfs, backend, events=metrics)
     network.recover()
+    status = StatusService(store, sysfs, backend, network)
+    metrics.collect_held_state(status)
     handlers = plugin_handlers()
-    handlers.update(ipam_handlers(IpamService(store, config.default_pools)))
-    handlers.update(network_handlers(network))
-    return create_app(handlers, RequestValidator().validate)
+    handlers.update(ipam_handlers(IpamService(store, default_pools)))
+    handlers.update(network_handlers(network, recovery.before_endpoint))
+    return create_app(
+        handlers,
+        RequestValidator().validate,
+        routes=ops_routes(status, metrics),
+        middleware=[RequestMetrics(metrics)],
+    )
 
 
 def prepare_socket(path: Path) -> None:
@@ -65,6 +98,8 @@ def serve(config: Config) -> None:
         config.nic,
         ",".join(str(p) for p in config.default_pools),
     )
+    if config.metrics_addr is not None:
+        log.info("metrics also on http://%s:%d/metrics", *config.metrics_addr)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     waitress.serve(
         app,

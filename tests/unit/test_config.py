@@ -146,3 +146,20 @@ def test_serve_with_unusable_state_dir_exits_with_one_line_naming_it(tmp_path):
     assert result.stderr.startswith(f"sriov: open state store {blocker}/state/sriov.db")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", None), ("127.0.0.1:9808", ("127.0.0.1", 9808)), ("[::1]:9808", ("::1", 9808))],
+)
+def test_metrics_address_is_empty_by_default_or_ip_and_port(value, expected):
+    assert load_config({}).metrics_addr is None  # absent, as after an upgrade that adds it
+    assert load_config({"SRIOV_METRICS_ADDR": value}).metrics_addr == expected
+
+
+@pytest.mark.parametrize("value", ["9808", "localhost:9808", "127.0.0.1:0", "127.0.0.1:http"])
+def test_a_bad_metrics_address_names_the_variable_and_the_form(value):
+    with pytest.raises(ConfigError) as refused:
+        load_config({"SRIOV_METRICS_ADDR": value})
+    assert str(refused.value).startswith(f"SRIOV_METRICS_ADDR={value!r} is not allowed: ")
+    assert "use e.g. 127.0.0.1:9808" in str(refused.value)
