@@ -446,7 +446,7 @@ class NetworkService:
 
     def unusable_reason(self, vf: VfInfo) -> str | None:
         """Why an unleased VF cannot be handed out, None if it can (for status)."""
-        return None if self._is_free(vf) else self._why_unusable(vf)
+        return None if self._usable([vf]) else self._why_unusable(vf)
 
     def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> dict:
         """Name the VF netdev Docker moves into the container, and the gateways."""

@@ -74,7 +74,9 @@ class StatusService:
         if pf is not None:
             view.update(pci=pf.pci, link=link or "unknown", mtu=pf.mtu)
             view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
-        vf_views = [self._vf_view(vf, leases.get(vf.index), networks_by_id) for vf in vfs]
+        where = self._where(vfs)
+        vf_views = [self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id)
+                    for vf in vfs]  # fmt: skip
         present = {vf.index for vf in vfs}
         # Leases of VFs that are not enabled (sriov_numvfs went down, or the VF is gone).
         vf_views += [
@@ -87,13 +89,13 @@ class StatusService:
         view["vfs"] = sorted(vf_views, key=lambda v: v["index"])
         return view
 
-    def _vf_view(self, vf: VfInfo, lease: EndpointRow | None, networks: dict) -> dict:
+    def _vf_view(self, vf: VfInfo, where: str, lease: EndpointRow | None, networks: dict) -> dict:
         view = {
             "index": vf.index,
             "pci": vf.pci,
             "netdev": vf.netdev,
             "driver": vf.driver,
-            "where": self._where(vf),
+            "where": where,
         }
         if lease is not None:
             view["state"] = "leased"
@@ -108,13 +110,13 @@ class StatusService:
             view["reason"] = reason
         return view
 
-    def _where(self, vf: VfInfo) -> str:
-        if not vf.netdev:
-            return "no netdev"
+    def _where(self, vfs: list[VfInfo]) -> dict[int, str]:
+        """Where each VF's netdev is, by VF index, from one read of the host namespace."""
         try:
-            return WHERE[self._backend.netdev_status(vf.netdev)]
+            statuses = self._backend.netdev_statuses([vf.netdev for vf in vfs if vf.netdev])
         except PluginError as exc:
-            return f"unknown ({exc.message})"
+            return {vf.index: f"unknown ({exc.message})" for vf in vfs}
+        return {vf.index: WHERE[statuses[vf.netdev]] if vf.netdev else "no netdev" for vf in vfs}
 
 
 def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
