@@ -75,8 +75,9 @@ class StatusService:
             view.update(pci=pf.pci, link=link or "unknown", mtu=pf.mtu)
             view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
         where = self._where(vfs)
-        vf_views = [self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id)
-                    for vf in vfs]  # fmt: skip
+        vf_views = [
+            self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id) for vf in vfs
+        ]
         present = {vf.index for vf in vfs}
         # Leases of VFs that are not enabled (sriov_numvfs went down, or the VF is gone).
         vf_views += [
