@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, start_http_server
 
+from plugin.errors import PluginError
 from plugin.status import StatusService
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -85,7 +86,12 @@ class Metrics:
 
     def serve_tcp(self, host: str, port: int) -> None:
         """Also serve the metrics over HTTP on host:port (SRIOV_METRICS_ADDR), in a thread."""
-        start_http_server(port, addr=host, registry=self.registry)
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise PluginError(
+                f"SRIOV_METRICS_ADDR: listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
 
 
 class HeldStateCollector:

@@ -3,6 +3,7 @@
 import ipaddress
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,20 @@ def test_a_bad_metrics_address_names_the_variable_and_the_form(value):
         load_config({"SRIOV_METRICS_ADDR": value})
     assert str(refused.value).startswith(f"SRIOV_METRICS_ADDR={value!r} is not allowed: ")
     assert "use e.g. 127.0.0.1:9808" in str(refused.value)
+
+
+def test_serve_with_a_metrics_address_in_use_exits_with_one_line_naming_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "SRIOV_SOCKET": str(tmp_path / "s.sock"),
+            "SRIOV_STATE_DIR": str(tmp_path / "state"),
+            "SRIOV_METRICS_ADDR": f"127.0.0.1:{port}",
+        }
+        result = run_serve(env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"sriov: SRIOV_METRICS_ADDR: listen on 127.0.0.1:{port}: Address already in use\n"
+    )
