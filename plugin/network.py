@@ -444,6 +444,14 @@ class NetworkService:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
 
+    def stored_pfs(self, network: NetworkRow) -> list[dict]:
+        """The network's PFs as recorded ({"pci", "name", "vfs"}), for status and recovery."""
+        return _stored_pfs(network.options)
+
+    def resolve_pf(self, entry: dict) -> PfInfo:
+        """A recorded PF as sysfs shows it now (found by PCI address when it was recorded)."""
+        return self._current_pf(entry)
+
     def unusable_reason(self, vf: VfInfo) -> str | None:
         """Why an unleased VF cannot be handed out, None if it can (for status)."""
         return None if self._usable([vf]) else self._why_unusable(vf)

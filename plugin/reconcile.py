@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from plugin.errors import DeviceError, PluginError
-from plugin.network import VFIO_DRIVER
+from plugin.network import VFIO_DRIVER, NetworkService
 from plugin.nic.sysfs import Sysfs
 from plugin.store import Store
 
@@ -42,11 +42,13 @@ class HostRecovery:
         self,
         store: Store,
         sysfs: Sysfs,
+        network: NetworkService,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._store = store
         self._sysfs = sysfs
+        self._network = network
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -55,11 +57,11 @@ class HostRecovery:
     def at_start(self, wait_s: float = START_WAIT_S) -> None:
         """Enable VFs on every stored PF that has none; log (not raise) what fails."""
         with self._store.transaction() as tx:
-            pfs = sorted({pf for network in tx.networks() for pf in network.options["pfs"]})
+            entries = [entry for net in tx.networks() for entry in self._network.stored_pfs(net)]
         deadline = self._clock() + wait_s
-        for pf in pfs:
+        for entry in entries:
             try:
-                self._ensure(pf, deadline, final=False)
+                self._ensure(self._network.resolve_pf(entry).name, deadline, final=False)
             except PluginError as exc:
                 log.error("start: %s (retried at the next CreateEndpoint)", exc.message)
 
@@ -70,8 +72,8 @@ class HostRecovery:
         if network is None:
             return  # CreateEndpoint itself answers for an unknown network
         deadline = self._clock() + wait_s
-        for pf in network.options["pfs"]:
-            self._ensure(pf, deadline, final=True)
+        for entry in self._network.stored_pfs(network):
+            self._ensure(self._network.resolve_pf(entry).name, deadline, final=True)
 
     def _ensure(self, pf: str, deadline: float, final: bool) -> None:
         with self._lock:

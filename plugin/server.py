@@ -63,9 +63,9 @@ def assemble_app(
     metrics: Metrics,
 ):
     """The services on these collaborators, recovered, and the app serving them."""
-    recovery = HostRecovery(store, sysfs)
-    recovery.at_start()
     network = NetworkService(store, sysfs, backend, events=metrics)
+    recovery = HostRecovery(store, sysfs, network)
+    recovery.at_start()
     network.recover()
     status = StatusService(store, sysfs, backend, network)
     metrics.collect_held_state(status)

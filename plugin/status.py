@@ -44,35 +44,48 @@ class StatusService:
             endpoints = tx.endpoints()
             pools = [_pool_view(tx, pool) for pool in tx.pools()]
         by_id = {network.id: network for network in networks}
-        pf_names = sorted({pf for network in networks for pf in network.options["pfs"]})
-        pf_names += sorted({ep.pf for ep in endpoints} - set(pf_names))
+        pf_networks: dict[str, list[str]] = {}  # PF netdev (as it is now) -> network ids
+        pf_names = {}  # network id -> its PFs' names
+        for network in networks:
+            names = [self._pf_name(entry) for entry in self._network.stored_pfs(network)]
+            pf_names[network.id] = names
+            for name in names:
+                pf_networks.setdefault(name, []).append(network.id)
+        for ep in endpoints:
+            pf_networks.setdefault(ep.pf, [])
         return {
-            "pfs": [self._pf_view(name, networks, endpoints, by_id) for name in pf_names],
-            "networks": [_network_view(network, endpoints) for network in networks],
+            "pfs": [
+                self._pf_view(name, nets, endpoints, by_id) for name, nets in pf_networks.items()
+            ],
+            "networks": [_network_view(n, pf_names[n.id], endpoints) for n in networks],
             "pools": pools,
         }
+
+    def _pf_name(self, entry: dict) -> str:
+        """A recorded PF's netdev now; as recorded if it cannot be found (its view says why)."""
+        try:
+            return self._network.resolve_pf(entry).name
+        except PluginError:
+            return entry["name"] or entry["pci"]
 
     def _pf_view(
         self,
         name: str,
-        networks: list[NetworkRow],
+        network_ids: list[str],
         endpoints: list[EndpointRow],
         networks_by_id: dict[str, NetworkRow],
     ) -> dict:
         leases = {ep.vf: ep for ep in endpoints if ep.pf == name}
-        view: dict = {
-            "name": name,
-            "networks": [n.id for n in networks if name in n.options["pfs"]],
-        }
+        view: dict = {"name": name, "networks": network_ids}
         try:
             pf = self._sysfs.pf(name)
             vfs = self._sysfs.vfs(name)
-            link = self._sysfs.operstate(name)
+            link = self._sysfs.pf_link(name)
         except PluginError as exc:
             view["error"] = exc.message
             vfs, pf, link = [], None, None
         if pf is not None:
-            view.update(pci=pf.pci, link=link or "unknown", mtu=pf.mtu)
+            view.update(pci=pf.pci, link=link, mtu=pf.mtu)
             view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
         where = self._where(vfs)
         vf_views = [
@@ -151,11 +164,11 @@ def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
     }
 
 
-def _network_view(network: NetworkRow, endpoints: list[EndpointRow]) -> dict:
+def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointRow]) -> dict:
     options = network.options
     return {
         "id": network.id,
-        "pfs": list(options["pfs"]),
+        "pfs": pfs,
         "vlan": options["vlan"],
         "gateway": network.gateway,
         "gateway6": network.gateway6,

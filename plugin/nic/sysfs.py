@@ -118,16 +118,6 @@ class Sysfs:
         except OSError as err:
             raise DeviceError(f"write {n} to {path}: {err.strerror or err}") from err
 
-    def operstate(self, name: str) -> str | None:
-        """The netdev's operstate ("up", "down", ...), None where sysfs has no such file."""
-        check_ifname(name)
-        try:
-            return (self._netdir(name) / "operstate").read_text().strip()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise DeviceError(f"read {self._netdir(name) / 'operstate'}: {err.strerror}") from err
-
     def physfn(self, pci: str) -> str | None:
         """The PCI address of the PF of device ``pci``, or None if it is not a VF."""
         pci = check_pci_address(pci)

@@ -34,7 +34,15 @@ def make(tmp_path, tree):
     sysfs = Sysfs(root)
     store = Store(tmp_path / "state")
     clock = FakeClock()
-    return root, sysfs, store, HostRecovery(store, sysfs, clock=clock, sleep=clock.sleep), clock
+    return (
+        root,
+        sysfs,
+        store,
+        HostRecovery(
+            store, sysfs, NetworkService(store, sysfs, FakeNic()), clock=clock, sleep=clock.sleep
+        ),
+        clock,
+    )
 
 
 def test_after_a_reboot_start_enables_vfs_and_drops_leases_of_destroyed_vfs(tmp_path):
