@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ import waitress
 
 from plugin.app import create_app
 from plugin.config import Config
-from plugin.handlers import ipam_handlers, network_handlers, plugin_handlers
+from plugin.handlers import cluster_handlers, ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
 from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
@@ -42,9 +43,28 @@ def build_app(config: Config):
     network = NetworkService(store, sysfs, build_backend(config, sysfs))
     network.recover()
     handlers = plugin_handlers()
-    handlers.update(ipam_handlers(IpamService(store, config.default_pools)))
+    cluster = build_cluster(config)
+    handlers.update(ipam_handlers(IpamService(store, config.default_pools, cluster)))
     handlers.update(network_handlers(network))
+    if cluster is not None:
+        handlers.update(cluster_handlers(cluster.etcd))
     return create_app(handlers, RequestValidator().validate)
+
+
+def build_cluster(config: Config):
+    """The etcd cluster store when SRIOV_CLUSTER_STORE names one, with this node's presence.
+
+    Nothing here waits for etcd: the plugin must answer Docker within seconds
+    of start even while etcd is down; cluster requests fail until it answers.
+    """
+    if config.cluster is None:
+        return None
+    from plugin.cluster import ClusterStore, EtcdEndpoints, NodePresence
+
+    etcd = EtcdEndpoints(config.cluster)
+    presence = NodePresence(etcd, config.cluster.node).start()
+    atexit.register(presence.stop)
+    return ClusterStore(etcd, config.cluster.node)
 
 
 def prepare_socket(path: Path) -> None:
@@ -58,12 +78,15 @@ def serve(config: Config) -> None:
     app = build_app(config)
     prepare_socket(config.socket)
     log.info(
-        "sriov plugin serving on %s (state %s, sysfs %s, nic %s, default pools %s)",
+        "sriov plugin serving on %s (state %s, sysfs %s, nic %s, default pools %s, %s)",
         config.socket,
         config.state_dir,
         config.sysfs,
         config.nic,
         ",".join(str(p) for p in config.default_pools),
+        f"cluster store {','.join(config.cluster.endpoints)} as node {config.cluster.node}"
+        if config.cluster
+        else "no cluster store",
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     waitress.serve(

@@ -1,0 +1,140 @@
+"""Real etcd members on loopback ports, for the cluster tests and the benchmark.
+
+Each member is Debian's ``etcd`` binary with its own data directory and two free
+loopback ports (client and peer), found by binding port 0, so runs never collide
+with each other or with an etcd the host may run on 2379.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+READY_LIMIT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EtcdMember:
+    def __init__(self, name: str, directory: Path):
+        self.name = name
+        self.data_dir = directory / f"{name}.etcd"
+        self.log_path = directory / f"{name}.log"
+        self.client_url = f"http://127.0.0.1:{free_port()}"
+        self.peer_url = f"http://127.0.0.1:{free_port()}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, initial_cluster: str, token: str) -> None:
+        command = [
+            ETCD,
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", initial_cluster,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", token,
+            # quicker elections than the defaults (100/1000 ms) keep a kill -9 short
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.client_url + "/health", timeout=1) as reply:
+                return json.loads(reply.read()).get("health") == "true"
+        except OSError:
+            return False
+
+    def kill9(self) -> None:
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class EtcdCluster:
+    """``size`` members started together; ``endpoints`` is the SRIOV_CLUSTER_STORE value."""
+
+    def __init__(self, directory: Path, size: int = 1):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.token = f"sriov-test-{secrets.token_hex(4)}"
+        self.members = [EtcdMember(f"m{i}", directory) for i in range(size)]
+        self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(m.client_url for m in self.members)
+
+    def start(self) -> EtcdCluster:
+        for member in self.members:
+            member.start(self.initial_cluster, self.token)
+        self.wait_healthy()
+        return self
+
+    def restart(self, member: EtcdMember) -> None:
+        """Start a stopped member again on its data directory (it rejoins the cluster)."""
+        member.start(self.initial_cluster, self.token)
+
+    def wait_healthy(self, members: list[EtcdMember] | None = None) -> None:
+        deadline = time.monotonic() + READY_LIMIT_S
+        for member in members or self.members:
+            while not member.healthy():
+                if not member.running:
+                    raise RuntimeError(f"etcd {member.name} exited:\n{self.logs()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd {member.name} not healthy:\n{self.logs()}")
+                time.sleep(0.05)
+
+    def logs(self) -> str:
+        return "\n".join(
+            m.log_path.read_text(errors="replace")[-3000:]
+            for m in self.members
+            if m.log_path.exists()
+        )
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> EtcdCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def etcd_available() -> bool:
+    return os.access(ETCD, os.X_OK)
