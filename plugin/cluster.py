@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from plugin.config import ClusterConfig, ConfigError
+from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
 from plugin.ipam import CLUSTER_POOL_PREFIX, TransactionConflict
 from plugin.store import PoolRow
@@ -48,7 +48,6 @@ POOLS = PREFIX + "pools/"
 ADDRS = PREFIX + "addrs/"
 CURSORS = PREFIX + "cursors/"
 NODES = "/sriov/nodes/"
-TLS_FILES = ("ca.crt", "client.crt", "client.key")
 API_PATH = "/v3/"  # etcd's JSON gateway path since 3.4
 REQUEST_TIMEOUT_S = 5.0
 SCAN_PAGE = 512
@@ -127,14 +126,7 @@ def _key_values(range_response: dict) -> list[KeyValue]:
 
 
 def _tls_files(config: ClusterConfig) -> dict[str, str]:
-    """The client certificate files for https endpoints, checked before the first request."""
-    missing = [name for name in TLS_FILES if not (config.tls_dir / name).is_file()]
-    if missing:
-        raise ConfigError(
-            f"SRIOV_CLUSTER_STORE uses https but {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing from SRIOV_CLUSTER_TLS_DIR="
-            f"{config.tls_dir} (it needs {', '.join(TLS_FILES)})"
-        )
+    """etcd3gw's arguments for the client certificate (load_config checked the files exist)."""
     return {
         "ca_cert": str(config.tls_dir / "ca.crt"),
         "cert_cert": str(config.tls_dir / "client.crt"),

@@ -13,6 +13,7 @@ DEFAULT_POOLS = "10.128.0.0/9:24,fd00:5e::/48:64"
 NIC_KINDS = ("kernel", "sim")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_CLUSTER_TLS_DIR = "/etc/sriov/etcd-tls"
+CLUSTER_TLS_FILES = ("ca.crt", "client.crt", "client.key")
 CLUSTER_URL_SCHEMES = ("http", "https")
 
 
@@ -88,10 +89,10 @@ def parse_cluster_endpoints(value: str) -> tuple[str, ...]:
         host, colon, port = rest.rpartition(":")
         if not sep or scheme not in CLUSTER_URL_SCHEMES:
             raise ValueError(f"{url!r} does not start with http:// or https://")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{url!r} is not scheme://host:port (e.g. http://10.0.0.5:2379)")
         if "/" in rest:
             raise ValueError(f"{url!r} has a path; give only scheme://host:port")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{url!r} is not scheme://host:port (e.g. http://10.0.0.5:2379)")
         endpoints.append(url)
     return tuple(endpoints)
 
@@ -120,7 +121,21 @@ def _cluster_config(env: Mapping[str, str]) -> ClusterConfig | None:
     tls_dir = _absolute_path(env, "SRIOV_CLUSTER_TLS_DIR", DEFAULT_CLUSTER_TLS_DIR)
     if not endpoints:
         return None
-    return ClusterConfig(endpoints=endpoints, node=node, tls_dir=tls_dir)
+    config = ClusterConfig(endpoints=endpoints, node=node, tls_dir=tls_dir)
+    if config.uses_tls:
+        _require_tls_files(tls_dir)
+    return config
+
+
+def _require_tls_files(tls_dir: Path) -> None:
+    """An https endpoint needs the CA and this node's client certificate and key."""
+    missing = [name for name in CLUSTER_TLS_FILES if not (tls_dir / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"SRIOV_CLUSTER_TLS_DIR={str(tls_dir)!r} is not allowed: SRIOV_CLUSTER_STORE "
+            f"uses https and {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"missing there (it needs {', '.join(CLUSTER_TLS_FILES)})"
+        )
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -1,0 +1,55 @@
+"""A cluster store that no endpoint answers: clear errors, nothing guessed, local pools unharmed."""
+
+import socket
+
+import pytest
+
+from plugin.cluster import ClusterStore, ClusterUnavailable, EtcdEndpoints
+from plugin.config import ClusterConfig, load_config
+from plugin.ipam import IpamService
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def endpoints() -> tuple[str, ...]:
+    return (f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}")
+
+
+@pytest.fixture
+def ipam(store, endpoints, tmp_path) -> IpamService:
+    config = ClusterConfig(endpoints=endpoints, node="node-a", tls_dir=tmp_path)
+    cluster = ClusterStore(EtcdEndpoints(config, timeout=2), "node-a")
+    defaults = load_config({}).default_pools
+    return IpamService(store, defaults, cluster)
+
+
+def test_cluster_request_fails_naming_every_endpoint(ipam, endpoints):
+    with pytest.raises(ClusterUnavailable) as raised:
+        ipam.request_pool("local", "10.5.0.0/24", "", {"cluster": "true"}, False)
+    message = raised.value.message
+    assert "etcd cluster store unreachable, no endpoint answered" in message
+    for url in endpoints:
+        assert url in message
+    assert "nothing was allocated or released" in message
+    assert raised.value.status == 500
+
+
+def test_cluster_address_and_release_fail_instead_of_guessing(ipam):
+    pool_id = "cluster:local/10.5.0.0/24#0badc0de"
+    with pytest.raises(ClusterUnavailable):
+        ipam.request_address(pool_id, "", None)
+    with pytest.raises(ClusterUnavailable):
+        ipam.release_address(pool_id, "10.5.0.2")
+    with pytest.raises(ClusterUnavailable):
+        ipam.release_pool(pool_id)
+
+
+def test_local_pools_work_without_etcd(ipam):
+    reply = ipam.request_pool("local", "10.6.0.0/24", "", None, False)
+    assert ipam.request_address(reply.pool_id, "", None) == "10.6.0.1/24"
