@@ -564,7 +564,7 @@ def release_node(etcd: EtcdEndpoints, node: str) -> ReleasedNode:
     return ReleasedNode(node, addresses, dropped, freed)
 
 
-def _scan(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[KeyValue]:
+def scan_prefix(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[KeyValue]:
     start = prefix
     end = _prefix_end(prefix)
     while True:
@@ -579,7 +579,7 @@ def _scan(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[KeyValue
 def _release_node_addresses(etcd: EtcdEndpoints, operation: str, node: str) -> int:
     held = [
         kv
-        for kv in _scan(etcd, operation, ADDRS)
+        for kv in scan_prefix(etcd, operation, ADDRS)
         if kv.value.get("node") == node and kv.value.get("kind") != "gateway"
     ]
     released = 0
@@ -592,7 +592,7 @@ def _release_node_addresses(etcd: EtcdEndpoints, operation: str, node: str) -> i
 
 def _release_node_pools(etcd: EtcdEndpoints, operation: str, node: str) -> tuple[int, int]:
     dropped = freed = 0
-    for kv in _scan(etcd, operation, POOLS):
+    for kv in scan_prefix(etcd, operation, POOLS):
         while node in kv.value.get("holders", {}):
             holders = {n: c for n, c in kv.value["holders"].items() if n != node}
             pool_id = kv.value["id"]
