@@ -32,7 +32,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -125,13 +125,30 @@ def _key_values(range_response: dict) -> list[KeyValue]:
 # --- endpoints ---------------------------------------------------------------
 
 
-def _tls_files(config: ClusterConfig) -> dict[str, str]:
-    """etcd3gw's arguments for the client certificate (load_config checked the files exist)."""
-    return {
-        "ca_cert": str(config.tls_dir / "ca.crt"),
-        "cert_cert": str(config.tls_dir / "client.crt"),
-        "cert_key": str(config.tls_dir / "client.key"),
-    }
+def etcd3gw_client(url: str, config: ClusterConfig, timeout: float):
+    """An etcd3gw client for one endpoint URL, with the client certificate when it is https.
+
+    Its HTTP session ignores the environment: REQUESTS_CA_BUNDLE would replace
+    the etcd CA, and an HTTP(S)_PROXY would send etcd traffic through a proxy.
+    """
+    import etcd3gw
+    import requests
+
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    session = requests.Session()
+    session.trust_env = False
+    if scheme == "https":  # load_config checked that the files exist
+        session.verify = str(config.tls_dir / "ca.crt")
+        session.cert = (str(config.tls_dir / "client.crt"), str(config.tls_dir / "client.key"))
+    return etcd3gw.Etcd3Client(
+        host=host.strip("[]"),
+        port=int(port),
+        protocol=scheme,
+        timeout=timeout,
+        api_path=API_PATH,
+        session=session,
+    )
 
 
 class EtcdEndpoints:
@@ -140,30 +157,20 @@ class EtcdEndpoints:
     A call that fails to reach an endpoint (refused, reset, timed out, or the
     member has no leader) is sent to the next one; only when none answered does
     it fail, with ``ClusterUnavailable`` naming every endpoint and its error.
+    ``make_client(url)`` builds each endpoint's client (etcd3gw's by default).
     """
 
-    def __init__(self, config: ClusterConfig, timeout: float = REQUEST_TIMEOUT_S):
-        import etcd3gw
+    def __init__(
+        self,
+        config: ClusterConfig,
+        timeout: float = REQUEST_TIMEOUT_S,
+        make_client: Callable[[str], object] | None = None,
+    ):
         from etcd3gw import exceptions
 
         self.urls = config.endpoints
-        tls = _tls_files(config) if config.uses_tls else {}
-        self._clients = []
-        for url in self.urls:
-            scheme, _, rest = url.partition("://")
-            host, _, port = rest.rpartition(":")
-            host = host.strip("[]")
-            client_tls = tls if scheme == "https" else {}
-            self._clients.append(
-                etcd3gw.Etcd3Client(
-                    host=host,
-                    port=int(port),
-                    protocol=scheme,
-                    timeout=timeout,
-                    api_path=API_PATH,
-                    **client_tls,
-                )
-            )
+        make = make_client or (lambda url: etcd3gw_client(url, config, timeout))
+        self._clients = [make(url) for url in self.urls]
         self._unreachable = (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError)
         self._etcd_error = exceptions.Etcd3Exception
         self._preferred = 0

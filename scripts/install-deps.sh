@@ -17,6 +17,7 @@ declare -A command_packages=(
     [debootstrap]=debootstrap
     [docker-registry]=docker-registry
     [etcd]=etcd-server
+    [openssl]=openssl
     [python3]=python3
 )
 

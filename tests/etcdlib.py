@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -28,12 +29,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def make_certificates(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl.
+
+    Files: ca.crt/ca.key, server.crt/server.key, client.crt/client.key.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=sriov-test-ca", "-keyout", "ca.key", "-out", "ca.crt")
+    # etcd's JSON gateway connects to its own gRPC port with the server certificate, so with
+    # --client-cert-auth that certificate must allow client authentication too
+    extensions = {
+        "server": "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
+    for name, extension in extensions.items():
+        (directory / f"{name}.ext").write_text(extension)
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=sriov-test-{name}",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                "-out", f"{name}.crt")  # fmt: skip
+
+
 class EtcdMember:
-    def __init__(self, name: str, directory: Path):
+    def __init__(self, name: str, directory: Path, tls: Path | None = None):
         self.name = name
         self.data_dir = directory / f"{name}.etcd"
         self.log_path = directory / f"{name}.log"
-        self.client_url = f"http://127.0.0.1:{free_port()}"
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        self.client_url = f"{scheme}://127.0.0.1:{free_port()}"
         self.peer_url = f"http://127.0.0.1:{free_port()}"
         self.proc: subprocess.Popen | None = None
 
@@ -53,6 +83,13 @@ class EtcdMember:
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
         ]  # fmt: skip
+        if self.tls:
+            command += [
+                "--cert-file", str(self.tls / "server.crt"),
+                "--key-file", str(self.tls / "server.key"),
+                "--trusted-ca-file", str(self.tls / "ca.crt"),
+                "--client-cert-auth",
+            ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -63,8 +100,14 @@ class EtcdMember:
         return self.proc is not None and self.proc.poll() is None
 
     def healthy(self) -> bool:
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+            context.load_cert_chain(self.tls / "client.crt", self.tls / "client.key")
         try:
-            with urllib.request.urlopen(self.client_url + "/health", timeout=1) as reply:
+            with urllib.request.urlopen(
+                self.client_url + "/health", timeout=1, context=context
+            ) as reply:
                 return json.loads(reply.read()).get("health") == "true"
         except OSError:
             return False
@@ -87,11 +130,12 @@ class EtcdMember:
 class EtcdCluster:
     """``size`` members started together; ``endpoints`` is the SRIOV_CLUSTER_STORE value."""
 
-    def __init__(self, directory: Path, size: int = 1):
+    def __init__(self, directory: Path, size: int = 1, tls: Path | None = None):
+        """``tls``: a make_certificates() directory; clients must then present client.crt."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.token = f"sriov-test-{secrets.token_hex(4)}"
-        self.members = [EtcdMember(f"m{i}", directory) for i in range(size)]
+        self.members = [EtcdMember(f"m{i}", directory, tls) for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property

@@ -18,11 +18,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from etcdlib import EtcdCluster, etcd_available
+from etcd3gw.exceptions import ConnectionTimeoutError
+from etcdlib import EtcdCluster, etcd_available, make_certificates
 from support import REPO_ROOT, PluginClient, PluginProcess
 
-from plugin.cluster import ADDRS, POOLS, EtcdEndpoints, scan_prefix
-from plugin.config import ClusterConfig
+from plugin.cluster import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
+from plugin.config import ClusterConfig, load_config
+from plugin.ipam import IpamService
 
 pytestmark = [
     pytest.mark.cluster,
@@ -269,8 +271,15 @@ def test_all_members_down_fails_clearly_and_nothing_doubles_after(etcd_three, no
     assert cluster_pool(b.client, "10.45.0.0/24") == pool_id
     before = [address(a.client, pool_id), address(b.client, pool_id)]
     local = a.client.ok("IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.46.0.0/24"})
-    for member in etcd_three.members:
+    # two of three gone: the last member answers but has no quorum, so nothing is handed out
+    for member in etcd_three.members[1:]:
         member.kill9()
+    status, reply = a.client.call(
+        "IpamDriver.RequestAddress", {"PoolID": pool_id, "Address": "", "Options": None}
+    )
+    assert status == 500
+    assert "etcd cluster store unreachable" in reply["Err"]
+    etcd_three.members[0].kill9()
     status, reply = b.client.call(
         "IpamDriver.RequestAddress", {"PoolID": pool_id, "Address": "", "Options": None}
     )
@@ -337,3 +346,74 @@ def test_release_node_refuses_a_live_node_then_frees_what_it_held(etcd_one, node
     a.client.ok("IpamDriver.ReleasePool", {"PoolID": pool_id})
     assert pools_in_etcd(etcd_one) == []
     assert held_in_etcd(etcd_one) == {}
+
+
+class LosesCommitReplies:
+    """An etcd3gw client whose writing transactions reach etcd but whose replies are lost."""
+
+    def __init__(self, client):
+        self._client = client
+        self.base_url = client.base_url
+        self.lost = 0
+
+    def post(self, url: str, json: dict) -> dict:
+        reply = self._client.post(url, json=json)
+        if url.endswith("/kv/txn") and json["compare"]:
+            self.lost += 1
+            raise ConnectionTimeoutError("reply lost on purpose")
+        return reply
+
+
+def test_a_commit_whose_reply_was_lost_is_neither_repeated_nor_leaked(etcd_one, store):
+    """The commit is sent again to the next endpoint; its own token shows it had landed."""
+    url = etcd_one.endpoints
+    config = ClusterConfig(endpoints=(url, url), node="node-x", tls_dir=Path("/"))
+    lossy = LosesCommitReplies(etcd3gw_client(url, config, 5))
+    made = iter([lossy, etcd3gw_client(url, config, 5)])
+
+    def lossy_ipam() -> IpamService:
+        etcd = EtcdEndpoints(config, make_client=lambda _url: next(made))
+        return IpamService(store, load_config({}).default_pools, ClusterStore(etcd, "node-x"))
+
+    ipam = lossy_ipam()
+    pool_id = ipam.request_pool("local", "10.49.0.0/24", "", {"cluster": "true"}, False).pool_id
+    assert lossy.lost == 1
+    [pool] = pools_in_etcd(etcd_one)
+    assert pool["holders"] == {"node-x": 1}  # not 2: the resent commit was recognised
+
+    lossy.lost = 0
+    made = iter([lossy, etcd3gw_client(url, config, 5)])
+    ipam = lossy_ipam()
+    assert ipam.request_address(pool_id, "", None) == "10.49.0.1/24"
+    assert lossy.lost == 1
+    assert set(held_in_etcd(etcd_one)) == {"10.49.0.1"}  # nothing leaked
+    ipam.release_pool(pool_id)
+    assert pools_in_etcd(etcd_one) == []
+
+
+def test_https_endpoint_with_client_certificate(tmp_path, nodes):
+    certificates = tmp_path / "pki"
+    make_certificates(certificates)
+    with EtcdCluster(tmp_path / "etcd-tls", size=1, tls=certificates) as etcd:
+        assert etcd.endpoints.startswith("https://127.0.0.1:")
+        env = {"SRIOV_CLUSTER_TLS_DIR": str(certificates)}
+        a = PluginProcess({**nodes.env("node-a", etcd.endpoints), **env}).start()
+        nodes.running["node-a"] = a
+        pool_id = cluster_pool(a.client, "10.50.0.0/24")
+        assert address(a.client, pool_id) == "10.50.0.1"
+        a.client.ok("IpamDriver.ReleasePool", {"PoolID": pool_id})
+
+        # a certificate from another CA is refused, and the request says so
+        stranger = tmp_path / "other-pki"
+        make_certificates(stranger)
+        b = PluginProcess(
+            {**nodes.env("node-b", etcd.endpoints), "SRIOV_CLUSTER_TLS_DIR": str(stranger)}
+        ).start()
+        nodes.running["node-b"] = b
+        status, reply = b.client.call(
+            "IpamDriver.RequestPool",
+            {"AddressSpace": "local", "Pool": "10.50.0.0/24", "Options": {"cluster": "true"}},
+        )
+        assert status == 500
+        assert etcd.endpoints in reply["Err"]
+        assert "certificate" in reply["Err"].lower()
