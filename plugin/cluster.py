@@ -51,6 +51,7 @@ NODES = "/sriov/nodes/"
 API_PATH = "/v3/"  # etcd's JSON gateway path since 3.4
 REQUEST_TIMEOUT_S = 5.0
 SCAN_PAGE = 512
+FIRST_SCAN_PAGE = 8
 PRESENCE_TTL_S = 10
 PRESENCE_REFRESH_S = 3.0
 
@@ -358,25 +359,30 @@ class ClusterTransaction:
         return kvs[0].value["kind"]
 
     def first_free_address(self, pool_id: str, low: int, high: int) -> int | None:
-        """The lowest address in [low, high] with no key; read in pages from ``low``."""
+        """The lowest address in [low, high] with no key, read in growing pages from ``low``.
+
+        Following the cursor, the first address read is usually free: a small
+        first page keeps that common reply short.
+        """
         expected = low
-        end = address_key(pool_id, high + 1)
+        end = _b64(address_key(pool_id, high + 1))
+        page = FIRST_SCAN_PAGE
         while expected <= high:
             reply = self._etcd.range(
                 self._operation,
                 address_key(pool_id, expected),
-                range_end=_b64(end),
-                limit=SCAN_PAGE,
+                range_end=end,
+                limit=page,
                 keys_only=True,
             )
-            kvs = reply.get("kvs", [])
-            for kv in kvs:
+            for kv in reply.get("kvs", []):
                 held = int(_unb64(kv["key"]).rpartition("/")[2], 16)
                 if held != expected:
                     return expected
                 expected = held + 1
             if not reply.get("more"):
                 break
+            page = min(page * 4, SCAN_PAGE)
         return expected if expected <= high else None
 
     def count_addresses(self, pool_id: str, low: int, high: int) -> int:
