@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
-from plugin.ipam import CLUSTER_POOL_PREFIX, TransactionConflict
+from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict
 from plugin.store import PoolRow
 
 log = logging.getLogger("sriov")
@@ -563,8 +563,9 @@ class NodeStillPresent(PluginError):
 def release_node(etcd: EtcdEndpoints, node: str) -> ReleasedNode:
     """Release every address ``node`` holds and its share of every pool.
 
-    Refused while the node's plugin keeps its presence key alive. Gateways stay:
-    they belong to the pool, which other nodes may still hold; they go with it.
+    Refused while the node's plugin keeps its presence key alive. Gateways and
+    aux addresses stay: they belong to the pool, which other nodes may still
+    hold; they go with it.
     """
     operation = f"release node {node}"
     if etcd.range(operation, node_key(node)).get("kvs"):
@@ -593,7 +594,7 @@ def _release_node_addresses(etcd: EtcdEndpoints, operation: str, node: str) -> i
     held = [
         kv
         for kv in scan_prefix(etcd, operation, ADDRS)
-        if kv.value.get("node") == node and kv.value.get("kind") != "gateway"
+        if kv.value.get("node") == node and kv.value.get("kind") not in SHARED_KINDS
     ]
     released = 0
     for kv in held:

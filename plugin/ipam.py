@@ -44,6 +44,7 @@ DOCKER_OPTION_PREFIX = "com.docker."
 CLUSTER_OPTION = "cluster"
 CLUSTER_POOL_PREFIX = "cluster:"
 MAX_ATTEMPTS = 64
+SHARED_KINDS = ("gateway", "aux")  # reservations every network on the pool holds together
 
 T = TypeVar("T")
 
@@ -168,9 +169,9 @@ class IpamService:
 
     # --- capabilities ----------------------------------------------------
 
-    @staticmethod
-    def capabilities() -> dict:
-        return {"RequiresMACAddress": False, "RequiresRequestReplay": False}
+    def capabilities(self) -> dict:
+        """With a cluster store, ask Docker for each endpoint's MAC (see ``_specific_kind``)."""
+        return {"RequiresMACAddress": self._cluster is not None, "RequiresRequestReplay": False}
 
     @staticmethod
     def default_address_spaces() -> dict:
@@ -295,7 +296,7 @@ class IpamService:
             if wanted is None:
                 leased = _lease_next_free(tx, pool, network)
             else:
-                kind = "gateway" if is_gateway else "static"
+                kind = _specific_kind(pool_id, is_gateway, options)
                 leased = _lease_specific(tx, pool, network, wanted, kind)
             return f"{address_text(network, leased)}/{network.prefixlen}"
 
@@ -305,8 +306,9 @@ class IpamService:
     def release_address(self, pool_id: str, address: str) -> None:
         """Free ``address``; unknown pools and addresses are already free.
 
-        The gateway of a pool that several networks share stays held until the
-        last of them goes: Docker releases it when any one network is removed.
+        The gateway (and, in a cluster pool, the aux addresses) of a pool that
+        several networks share stays held until the last of them goes: Docker
+        releases it when any one network is removed.
         """
         try:
             value = int(ipaddress.ip_interface(address).ip)
@@ -317,7 +319,7 @@ class IpamService:
             pool = tx.pool(pool_id)
             if pool is None:
                 return
-            if pool.holders > 1 and tx.address_kind(pool_id, value) == "gateway":
+            if pool.holders > 1 and tx.address_kind(pool_id, value) in SHARED_KINDS:
                 return
             tx.delete_address(pool_id, value)
 
@@ -425,13 +427,30 @@ def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
     return int(ip)
 
 
+def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> str:
+    """What a request for one given address reserves: gateway, aux or static.
+
+    In a cluster pool every host's network reserves the same --aux-address, so
+    an aux reservation is shared like the gateway. Docker sends aux requests
+    with no Options and a container's --ip with its MAC in Options (always, once
+    the IPAM says RequiresMACAddress, which it does with a cluster store; newer
+    engines also add the endpoint name): that is how the two are told apart.
+    Local pools keep treating both as static, as they always did.
+    """
+    if is_gateway:
+        return "gateway"
+    if pool_id.startswith(CLUSTER_POOL_PREFIX) and not options:
+        return "aux"
+    return "static"
+
+
 def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: str) -> int:
     held_as = tx.address_kind(pool.id, addr)
     if held_as is None:
         tx.insert_address(pool.id, addr, kind)
         return addr
-    if held_as == "gateway" and kind == "gateway":
-        return addr  # the same gateway asked for again: shared or retried, not a conflict
+    if held_as == kind and kind in SHARED_KINDS:
+        return addr  # the same gateway or aux asked for again: shared or retried, not a conflict
     raise Conflict(
         f"RequestAddress: {address_text(network, addr)} in {pool.cidr} is already in use"
     )

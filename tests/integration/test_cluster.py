@@ -32,6 +32,7 @@ pytestmark = [
 ]
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
+MAC_OPTION = "com.docker.network.endpoint.macaddress"  # sent once RequiresMACAddress is true
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +127,29 @@ def test_same_subnet_on_two_nodes_is_one_pool(etcd_one, nodes):
     assert {held[x]["node"] for x in got_a} == {"node-a"}
     assert {held[x]["node"] for x in got_b} == {"node-b"}
     assert held["10.41.0.1"]["kind"] == "gateway"
-    # a static address one node holds is refused to the other
+    # an --aux-address (no Options) is shared like the gateway ...
+    assert address(a, pool_a, "10.41.0.200") == address(b, pool_b, "10.41.0.200")
+    assert held_in_etcd(etcd_one)["10.41.0.200"]["kind"] == "aux"
+    # ... but a container's --ip (its MAC in Options) is not, nor may it take an aux address
+    assert address(a, pool_a, "10.41.0.100", {MAC_OPTION: "02:00:00:00:00:0a"}) == "10.41.0.100"
+    for taken in ("10.41.0.100", got_a[0], "10.41.0.200"):
+        status, reply = b.call(
+            "IpamDriver.RequestAddress",
+            {"PoolID": pool_b, "Address": taken, "Options": {MAC_OPTION: "02:00:00:00:00:0b"}},
+        )
+        assert status == 409
+        assert f"{taken} in 10.41.0.0/24 is already in use" in reply["Err"]
     status, reply = b.call(
         "IpamDriver.RequestAddress", {"PoolID": pool_b, "Address": got_a[0], "Options": None}
     )
     assert status == 409
-    assert f"{got_a[0]} in 10.41.0.0/24 is already in use" in reply["Err"]
     # node-a's network goes: the pool stays for node-b, gateway included
-    a.ok("IpamDriver.ReleaseAddress", {"PoolID": pool_a, "Address": "10.41.0.1"})
+    for shared in ("10.41.0.1", "10.41.0.200"):
+        a.ok("IpamDriver.ReleaseAddress", {"PoolID": pool_a, "Address": shared})
     a.ok("IpamDriver.ReleasePool", {"PoolID": pool_a})
     [pool] = pools_in_etcd(etcd_one)
     assert pool["holders"] == {"node-b": 1}
-    assert "10.41.0.1" in held_in_etcd(etcd_one)
+    assert {"10.41.0.1", "10.41.0.200"} <= set(held_in_etcd(etcd_one))
     address(b, pool_b)
     # the last holder on any node frees the pool and every address in it
     b.ok("IpamDriver.ReleasePool", {"PoolID": pool_b})

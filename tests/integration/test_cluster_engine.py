@@ -34,6 +34,8 @@ pytestmark = [
 ]
 
 SUBNET = ipaddress.ip_network("10.52.0.0/24")
+AUX = "10.52.0.250"  # --aux-address on both engines' networks: one shared reservation
+STATIC = "10.52.0.100"
 IMAGE = "sriov-test-busybox:latest"
 PLUGIN_DIR = Path("/run/docker/plugins")
 START_LIMIT_S = 60
@@ -52,13 +54,16 @@ class Engine:
         self.log_path = Path(f"/tmp/{tag}-dockerd.log")
         self.proc: subprocess.Popen | None = None
 
-    def docker(self, *args: str, check: bool = True) -> str:
-        result = subprocess.run(
+    def attempt(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["docker", "-H", f"unix://{self.socket}", *args],
             capture_output=True,
             text=True,
             timeout=120,
         )
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        result = self.attempt(*args)
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} on {self.tag}: {result.stderr}")
         return result.stdout.strip()
@@ -158,8 +163,8 @@ def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd):
     for engine, driver in hosts:
         engine.docker(
             "network", "create", "-d", "bridge", "--ipam-driver", driver,
-            "--ipam-opt", "cluster=true", "--subnet", str(SUBNET),
-            "-o", f"com.docker.network.bridge.name={engine.tag}n", "clusternet",
+            "--ipam-opt", "cluster=true", "--subnet", str(SUBNET), "--aux-address",
+            f"router={AUX}", "-o", f"com.docker.network.bridge.name={engine.tag}n", "clusternet",
         )  # fmt: skip
         for number in range(3):
             name = f"{engine.tag}-c{number}"
@@ -171,16 +176,28 @@ def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd):
                 engine.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", name)
             )
             addresses[name] = networks["clusternet"]["IPAddress"]
+    # a container's --ip taken on one engine is refused on the other
+    (engine_a, _), (engine_b, _) = hosts
+    engine_a.docker("run", "-d", "--name", f"{engine_a.tag}-ip", "--net", "clusternet",
+                    "--ip", STATIC, IMAGE, "sleep", "3600")  # fmt: skip
+    refused = engine_b.attempt("run", "-d", "--name", f"{engine_b.tag}-ip", "--net",
+                               "clusternet", "--ip", STATIC, IMAGE, "sleep", "3600")  # fmt: skip
+    assert refused.returncode != 0
+    assert f"{STATIC} in {SUBNET} is already in use" in refused.stderr
+    engine_b.docker("rm", "-f", f"{engine_b.tag}-ip", check=False)
+    engine_a.docker("rm", "-f", f"{engine_a.tag}-ip")
     values = list(addresses.values())
     assert len(set(values)) == 6, addresses
+    assert AUX not in values
     gateway = str(SUBNET.network_address + 1)
     assert all(ipaddress.ip_address(a) in SUBNET and a != gateway for a in values)
     held = held_in_etcd(etcd)
-    first_tag = hosts[0][0].tag
     for name, address in addresses.items():
-        expected = "host-a" if name.startswith(first_tag) else "host-b"
+        expected = "host-a" if name.startswith(engine_a.tag) else "host-b"
         assert held[address]["node"] == expected
     assert held[gateway]["kind"] == "gateway"
+    assert held[AUX]["kind"] == "aux"
+    assert STATIC not in held
     [pool] = pools_in_etcd(etcd)
     assert pool["holders"] == {"host-a": 1, "host-b": 1}
 

@@ -53,3 +53,10 @@ def test_cluster_address_and_release_fail_instead_of_guessing(ipam):
 def test_local_pools_work_without_etcd(ipam):
     reply = ipam.request_pool("local", "10.6.0.0/24", "", None, False)
     assert ipam.request_address(reply.pool_id, "", None) == "10.6.0.1/24"
+
+
+def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store):
+    """Then a container's --ip carries its MAC and an --aux-address does not."""
+    assert ipam.capabilities() == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
+    assert IpamService(store, ())._store is store
+    assert IpamService(store, ()).capabilities()["RequiresMACAddress"] is False
