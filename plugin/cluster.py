@@ -14,7 +14,7 @@ Layout (one key per thing, values are JSON):
 - ``/sriov/ipam/pools/<space>/<cidr>[/<subpool>]``: a pool, with its id and how
   many holders each node has. The same subnet on two nodes is the same key.
 - ``/sriov/ipam/addrs/<pool id>/<address as 32 hex digits>``: a held address,
-  with the node that holds it and its kind (gateway, static, dynamic). Hex
+  with the node that holds it and its kind (gateway, aux, static, dynamic). Hex
   digits sort like the numbers, so a range read finds the first gap.
 - ``/sriov/ipam/cursors/<pool id>``: where dynamic allocation goes on; shared by
   the nodes, written without comparison (a cursor that goes back a little costs
@@ -108,7 +108,6 @@ class KeyValue:
     key: str
     value: dict
     mod_revision: int
-    create_revision: int
 
 
 def _key_values(range_response: dict) -> list[KeyValue]:
@@ -117,7 +116,6 @@ def _key_values(range_response: dict) -> list[KeyValue]:
             key=_unb64(kv["key"]),
             value=json.loads(_unb64(kv["value"])) if kv.get("value") else {},
             mod_revision=int(kv.get("mod_revision", 0)),
-            create_revision=int(kv.get("create_revision", 0)),
         )
         for kv in range_response.get("kvs", [])
     ]
@@ -528,10 +526,11 @@ class NodePresence:
             try:
                 self._keep_alive()
                 warned = False
-            except PluginError as exc:
+            except Exception as exc:  # the thread must outlive any failure, or the key lapses
                 self._lease = None
                 if not warned:
-                    log.warning("cluster presence of node %s: %s", self._node, exc.message)
+                    detail = exc.message if isinstance(exc, PluginError) else repr(exc)
+                    log.warning("cluster presence of node %s: %s", self._node, detail)
                     warned = True
             self._stop.wait(PRESENCE_REFRESH_S)
 
