@@ -429,3 +429,21 @@ def test_https_endpoint_with_client_certificate(tmp_path, nodes):
         assert status == 500
         assert etcd.endpoints in reply["Err"]
         assert "certificate" in reply["Err"].lower()
+
+
+def test_ipv6_cluster_pool_on_two_nodes(etcd_one, nodes):
+    a = nodes.start("node-a", etcd_one.endpoints).client
+    b = nodes.start("node-b", etcd_one.endpoints).client
+    body = {"AddressSpace": "local", "Pool": "fd00:51::/64", "Options": {"cluster": "true"}}
+    pool_id = a.ok("IpamDriver.RequestPool", {**body, "V6": True})["PoolID"]
+    assert b.ok("IpamDriver.RequestPool", {**body, "V6": True})["PoolID"] == pool_id
+    assert address(a, pool_id, options=GATEWAY) == address(b, pool_id, options=GATEWAY)
+    got = [address(c, pool_id) for c in (a, b, a, b)]
+    assert got == ["fd00:51::2", "fd00:51::3", "fd00:51::4", "fd00:51::5"]
+    assert {held["node"] for x, held in held_in_etcd(etcd_one).items() if x in got} == {
+        "node-a",
+        "node-b",
+    }
+    for client in (a, b):
+        client.ok("IpamDriver.ReleasePool", {"PoolID": pool_id})
+    assert pools_in_etcd(etcd_one) == []
