@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from etcd3gw.exceptions import ConnectionTimeoutError
-from etcdlib import EtcdCluster, etcd_available, make_certificates
+from etcdlib import EtcdCluster, etcd_available, free_port, make_certificates
 from support import REPO_ROOT, PluginClient, PluginProcess
 
 from plugin.cluster import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
@@ -447,3 +447,19 @@ def test_ipv6_cluster_pool_on_two_nodes(etcd_one, nodes):
     for client in (a, b):
         client.ok("IpamDriver.ReleasePool", {"PoolID": pool_id})
     assert pools_in_etcd(etcd_one) == []
+
+
+def test_plugin_starts_and_serves_local_pools_while_etcd_is_down(nodes):
+    """Docker disables a plugin that does not answer soon after start: etcd must not hold it."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    plugin = nodes.start("node-a", nowhere)
+    local = plugin.client.ok(
+        "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.54.0.0/24"}
+    )
+    assert address(plugin.client, local["PoolID"]) == "10.54.0.1"
+    status, reply = plugin.client.call(
+        "IpamDriver.RequestPool",
+        {"AddressSpace": "local", "Pool": "10.55.0.0/24", "Options": {"cluster": "true"}},
+    )
+    assert status == 500
+    assert f"no endpoint answered ({nowhere}: " in reply["Err"]
