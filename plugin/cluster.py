@@ -265,6 +265,18 @@ def _get(key: str) -> dict:
     return {"request_range": {"key": _b64(key)}}
 
 
+def _addresses_from(pool_id: str, start: int, limit: int) -> dict:
+    """Up to ``limit`` address keys of the pool from ``start`` on (keys only)."""
+    return {
+        "request_range": {
+            "key": _b64(address_key(pool_id, start)),
+            "range_end": _prefix_end(addresses_prefix(pool_id)),
+            "limit": limit,
+            "keys_only": True,
+        }
+    }
+
+
 # --- the transaction IPAM uses ----------------------------------------------
 
 
@@ -290,7 +302,13 @@ class ClusterTransaction:
     ``release-node`` can drop a dead node's share; the IPAM rules see the sum.
     """
 
-    def __init__(self, etcd: EtcdEndpoints, node: str, operation: str):
+    def __init__(
+        self,
+        etcd: EtcdEndpoints,
+        node: str,
+        operation: str,
+        cursor_hints: dict[str, int] | None = None,
+    ):
         self._etcd = etcd
         self._node = node
         self._operation = operation
@@ -299,15 +317,25 @@ class ClusterTransaction:
         self._pools: dict[str, tuple[str, dict]] = {}  # pool id -> (key, value as read)
         self._token = secrets.token_hex(8)
         self._marker: str | None = None  # a key this transaction puts, to recognise it later
+        self._hints = cursor_hints if cursor_hints is not None else {}
+        self._prefetched: dict[str, tuple[int, dict]] = {}  # pool id -> (from, range reply)
+        self._new_cursors: dict[str, int] = {}
 
     # --- reads ---
 
     def _read_pool(self, key: str, pool_id: str | None) -> PoolRow | None:
         """The pool stored at ``key`` (if its id is ``pool_id``, when given).
 
-        With the id known, the pool and its cursor come in one round trip.
+        With the id known, the pool, its cursor and the first addresses from
+        where this process last saw the cursor come in one round trip: when the
+        cursor is still there, the free address is found without another.
         """
-        reads = [_get(key)] + ([_get(cursor_key(pool_id))] if pool_id else [])
+        reads = [_get(key)]
+        hint = self._hints.get(pool_id) if pool_id else None
+        if pool_id:
+            reads.append(_get(cursor_key(pool_id)))
+        if hint is not None:
+            reads.append(_addresses_from(pool_id, hint, FIRST_SCAN_PAGE))
         responses = self._etcd.txn(self._operation, [], reads, [])["responses"]
         kvs = _key_values(responses[0]["response_range"])
         if not kvs:
@@ -319,7 +347,12 @@ class ClusterTransaction:
             return None
         self._pools[kv.value["id"]] = (key, kv.value)
         cursors = _key_values(responses[1]["response_range"]) if pool_id else []
-        return _pool_row(kv, int(cursors[0].value["next"]) if cursors else None)
+        cursor = int(cursors[0].value["next"]) if cursors else None
+        if hint is not None and cursor == hint:
+            self._prefetched[pool_id] = (hint, responses[2]["response_range"])
+        elif pool_id and cursor is not None:
+            self._hints[pool_id] = cursor
+        return _pool_row(kv, cursor)
 
     def pool(self, pool_id: str) -> PoolRow | None:
         if not pool_id.startswith(CLUSTER_POOL_PREFIX):
@@ -360,26 +393,30 @@ class ClusterTransaction:
         """The lowest address in [low, high] with no key, read in growing pages from ``low``.
 
         Following the cursor, the first address read is usually free: a small
-        first page keeps that common reply short.
+        first page keeps that common reply short (and the pool read may have
+        brought it already).
         """
         expected = low
-        end = _b64(address_key(pool_id, high + 1))
         page = FIRST_SCAN_PAGE
+        prefetched = self._prefetched.pop(pool_id, None)
+        reply = prefetched[1] if prefetched and prefetched[0] == low else None
         while expected <= high:
-            reply = self._etcd.range(
-                self._operation,
-                address_key(pool_id, expected),
-                range_end=end,
-                limit=page,
-                keys_only=True,
-            )
+            if reply is None:
+                reply = self._etcd.range(
+                    self._operation,
+                    address_key(pool_id, expected),
+                    range_end=_b64(address_key(pool_id, high + 1)),
+                    limit=page,
+                    keys_only=True,
+                )
             for kv in reply.get("kvs", []):
                 held = int(_unb64(kv["key"]).rpartition("/")[2], 16)
                 if held != expected:
-                    return expected
+                    return expected if expected <= high else None
                 expected = held + 1
             if not reply.get("more"):
                 break
+            reply = None
             page = min(page * 4, SCAN_PAGE)
         return expected if expected <= high else None
 
@@ -438,6 +475,7 @@ class ClusterTransaction:
 
     def set_pool_cursor(self, pool_id: str, cursor: int) -> None:
         self._writes[cursor_key(pool_id)] = _put(cursor_key(pool_id), {"next": str(cursor)})
+        self._new_cursors[pool_id] = cursor
 
     def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
         key = address_key(pool_id, addr)
@@ -465,13 +503,11 @@ class ClusterTransaction:
         reply = self._etcd.txn(
             self._operation, list(self._compares.values()), list(self._writes.values()), failure
         )
-        if reply.get("succeeded"):
-            return
-        if self._marker:
-            kvs = _key_values(reply["responses"][0]["response_range"])
-            if kvs and kvs[0].value.get("txn") == self._token:
-                return
-        raise TransactionConflict(self._operation)
+        if not reply.get("succeeded"):
+            kvs = _key_values(reply["responses"][0]["response_range"]) if self._marker else []
+            if not (kvs and kvs[0].value.get("txn") == self._token):
+                raise TransactionConflict(self._operation)
+        self._hints.update(self._new_cursors)
 
 
 class ClusterStore:
@@ -480,10 +516,11 @@ class ClusterStore:
     def __init__(self, etcd: EtcdEndpoints, node: str):
         self.etcd = etcd
         self.node = node
+        self._cursor_hints: dict[str, int] = {}  # pool id -> the cursor as last seen here
 
     @contextmanager
     def transaction(self) -> Iterator[ClusterTransaction]:
-        tx = ClusterTransaction(self.etcd, self.node, "cluster pool store")
+        tx = ClusterTransaction(self.etcd, self.node, "cluster pool store", self._cursor_hints)
         yield tx
         tx.commit()
 
