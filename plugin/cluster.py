@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -213,13 +214,18 @@ class EtcdEndpoints:
         )
 
 
+# The part of a requests/urllib3 error text that says what went wrong.
+_CAUSE = re.compile(r"\[Errno -?\d+\] [^'\")]+|\[SSL: [A-Z_]+\] [^'\")(]+|[Rr]ead timed out")
+
+
 def _short(exc: Exception) -> str:
-    """An etcd3gw error in one line: the gateway's message, else the exception's text."""
+    """An etcd3gw error in one line: the gateway's message, or the network error's cause."""
     detail = getattr(exc, "detail_text", None) or str(exc) or type(exc).__name__
     with suppress(ValueError, AttributeError):
         detail = json.loads(detail).get("error", detail)
     detail = " ".join(str(detail).split())
-    return detail[:300]
+    causes = _CAUSE.findall(detail)
+    return causes[-1].strip() if causes else detail[:300]
 
 
 # --- compare and request builders -------------------------------------------
