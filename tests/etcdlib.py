@@ -79,10 +79,9 @@ class EtcdMember:
             "--initial-cluster", initial_cluster,
             "--initial-cluster-state", "new",
             "--initial-cluster-token", token,
-            # quicker elections than the defaults (100/1000 ms) keep a kill -9 short
-            "--heartbeat-interval", "50",
-            "--election-timeout", "500",
         ]  # fmt: skip
+        # etcd's default heartbeat and election timeout (100 ms, 1 s): shorter ones cause
+        # needless elections when the machine is busy, and a member's kill -9 costs ~1 s
         if self.tls:
             command += [
                 "--cert-file", str(self.tls / "server.crt"),

@@ -266,12 +266,22 @@ def test_racing_nodes_never_share_an_address_across_plugin_and_member_kills(etcd
     # node-c comes back on its state dir; then the first endpoint's member dies
     processes[2].start()
     victim = etcd_three.members[0]
+    before = len(acked)
     race(racers, threads=4, each=150, during=victim.kill9)
     acked = assert_no_duplicates(racers)
-    assert not [e for r in racers for e in r.errors]
+    # while the survivors elect a leader a request may fail, clearly and without effect
+    unclear = [e for r in racers for e in r.errors if "etcd cluster store unreachable" not in e]
+    assert unclear == []
+    assert len(acked) - before >= 1500  # of 1,800: the two members went on serving
+    for process in processes:  # and serve every request now
+        for _ in range(20):
+            acked.append(address(process.client, pool_id))
+    assert len(set(acked)) == len(acked)
     held = held_in_etcd(etcd_three)
     assert set(acked) <= set(held)
-    assert len(acked) >= 1950  # everything after the restart was answered
+    for racer in racers:
+        name = racer.process.env["SRIOV_NODE_NAME"]
+        assert {held[x]["node"] for x in racer.acked} == {name}
     etcd_three.restart(victim)
     etcd_three.wait_healthy([victim])
 
