@@ -186,11 +186,12 @@ class EtcdEndpoints:
             try:
                 reply = client.post(client.base_url + API_PATH + path, json=body)
             except self._unreachable as exc:
-                errors.append(f"{self.urls[index]}: {_short(exc)}")
+                errors.append(f"{self.urls[index]}: {error_cause(exc)}")
                 continue
             except self._etcd_error as exc:
+                url = self.urls[index]
                 raise StoreError(
-                    f"{operation}: etcd at {self.urls[index]} refused the request: {_short(exc)}"
+                    f"{operation}: etcd at {url} refused the request: {error_cause(exc)}"
                 ) from None
             if index != start:
                 with self._lock:
@@ -218,7 +219,7 @@ class EtcdEndpoints:
 _CAUSE = re.compile(r"\[Errno -?\d+\] [^'\")]+|\[SSL: [A-Z_]+\] [^'\")(]+|[Rr]ead timed out")
 
 
-def _short(exc: Exception) -> str:
+def error_cause(exc: Exception) -> str:
     """An etcd3gw error in one line: the gateway's message, or the network error's cause."""
     detail = getattr(exc, "detail_text", None) or str(exc) or type(exc).__name__
     with suppress(ValueError, AttributeError):

@@ -60,3 +60,31 @@ def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store)
     assert ipam.capabilities() == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
     assert IpamService(store, ())._store is store
     assert IpamService(store, ()).capabilities()["RequiresMACAddress"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "short"),
+    [
+        (
+            "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: "
+            "/v3/kv/range (Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', "
+            "port=1): Failed to establish a new connection: [Errno 111] Connection refused\"))",
+            "[Errno 111] Connection refused",
+        ),
+        (
+            "HTTPSConnectionPool(host='127.0.0.1', port=2): Max retries exceeded with url: "
+            "/v3/kv/txn (Caused by SSLError(SSLCertVerificationError(1, '[SSL: "
+            "CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer "
+            "certificate (_ssl.c:1006)')))",
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local "
+            "issuer certificate",
+        ),
+        ('{"error": "etcdserver: no leader", "code": 14}', "etcdserver: no leader"),
+    ],
+)
+def test_unreachable_errors_say_the_cause_in_a_few_words(text, short):
+    from etcd3gw.exceptions import ConnectionFailedError
+
+    from plugin.cluster import error_cause
+
+    assert error_cause(ConnectionFailedError(text)) == short
