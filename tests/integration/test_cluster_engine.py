@@ -51,6 +51,7 @@ class Engine:
         self.socket = self.exec_root / "docker.sock"
         self.pidfile = self.exec_root / "dockerd.pid"
         self.bridge = f"{tag}br"
+        self.network_bridge = f"{tag}n"
         self.log_path = Path(f"/tmp/{tag}-dockerd.log")
         self.proc: subprocess.Popen | None = None
 
@@ -117,7 +118,9 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        # the engine's bridge, and the network's if a failed test left the network behind
+        for bridge in (self.bridge, self.network_bridge):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         self.log_path.unlink(missing_ok=True)
@@ -164,7 +167,8 @@ def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd):
         engine.docker(
             "network", "create", "-d", "bridge", "--ipam-driver", driver,
             "--ipam-opt", "cluster=true", "--subnet", str(SUBNET), "--aux-address",
-            f"router={AUX}", "-o", f"com.docker.network.bridge.name={engine.tag}n", "clusternet",
+            f"router={AUX}", "-o", f"com.docker.network.bridge.name={engine.network_bridge}",
+            "clusternet",
         )  # fmt: skip
         for number in range(3):
             name = f"{engine.tag}-c{number}"
