@@ -59,6 +59,23 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
     }
 
 
+def cluster_handlers(etcd) -> dict[str, Handler]:
+    """The operator's route on the plugin socket (a managed plugin has no exec)."""
+    from plugin.cluster import release_node
+
+    def release(body: dict) -> dict:
+        """{Node} -> {Node, Addresses, PoolsDropped, PoolsFreed}"""
+        done = release_node(etcd, body["Node"])
+        return {
+            "Node": done.node,
+            "Addresses": done.addresses,
+            "PoolsDropped": done.pools_dropped,
+            "PoolsFreed": done.pools_freed,
+        }
+
+    return {"Cluster.ReleaseNode": release}
+
+
 def _nothing_before(network_id: str) -> None:
     pass
 
