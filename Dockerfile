@@ -16,15 +16,15 @@ COPY plugin/ /opt/sriov/plugin/
 COPY scripts/slim-rootfs.py /tmp/slim-rootfs.py
 
 # Byte-compile so the plugin answers Docker's first call well within its start deadline,
-# then check, inside the slim tree itself, that the package and every module it can
-# load at run time import.
+# then check, inside the slim tree itself, that every module of the package and of its
+# dependencies it loads imports, and that the request schemas load.
 RUN python3 -m compileall -q -j 0 /opt/sriov \
     && python3 /tmp/slim-rootfs.py /rootfs \
-    && chroot /rootfs python3 -c "import os; os.chdir('/opt/sriov'); import sys; \
-sys.path.insert(0, '/opt/sriov'); \
-import plugin.server, plugin.nic.kernel, plugin.nic.sim, plugin.nic.simnic, \
-falcon, jsonschema, pyroute2, waitress, sqlite3, hashlib; \
-plugin.server.RequestValidator()"
+    && chroot /rootfs python3 -c "import importlib, os, pkgutil, sys; os.chdir('/opt/sriov'); \
+sys.path.insert(0, '/opt/sriov'); import plugin; \
+[importlib.import_module(m.name) for m in pkgutil.walk_packages(plugin.__path__, 'plugin.')]; \
+import falcon, jsonschema, pyroute2, waitress, sqlite3, hashlib; \
+plugin.schema.RequestValidator()"
 
 FROM scratch
 COPY --from=build /rootfs/ /

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import falcon
 
@@ -209,13 +209,18 @@ def _unexpected_error(req, resp, ex: Exception, params) -> None:
 
 
 def create_app(
-    handlers: Mapping[str, Handler], validate: Callable[[str, object], None]
+    handlers: Mapping[str, Handler],
+    validate: Callable[[str, object], None],
+    routes: Mapping[str, object] | None = None,
+    middleware: Sequence[object] = (),
 ) -> LogAfterReply:
-    """Build the WSGI app: one route per protocol method in ``handlers``."""
-    app = falcon.App(middleware=[RequestLog()])
+    """Build the WSGI app: one route per protocol method in ``handlers``, plus ``routes``."""
+    app = falcon.App(middleware=[RequestLog(), *middleware])
     app.req_options.strip_url_path_trailing_slash = True
     for method, handler in handlers.items():
         app.add_route(f"/{method}", ProtocolMethod(method, handler, validate))
+    for path, resource in (routes or {}).items():
+        app.add_route(path, resource)
     app.add_error_handler(Exception, _unexpected_error)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(PluginError, _plugin_error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ from pathlib import Path
 DEFAULT_POOLS = "10.128.0.0/9:24,fd00:5e::/48:64"
 NIC_KINDS = ("kernel", "sim")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_CLUSTER_TLS_DIR = "/etc/sriov/etcd-tls"
+CLUSTER_TLS_FILES = ("ca.crt", "client.crt", "client.key")
+CLUSTER_URL_SCHEMES = ("http", "https")
 
 
 class ConfigError(Exception):
@@ -29,6 +33,19 @@ class DefaultPool:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where cluster pools live (etcd v3 endpoints) and who this node is."""
+
+    endpoints: tuple[str, ...]  # http(s)://host:port, in the order they are tried
+    node: str
+    tls_dir: Path  # ca.crt, client.crt, client.key, used when an endpoint is https
+
+    @property
+    def uses_tls(self) -> bool:
+        return any(url.startswith("https://") for url in self.endpoints)
+
+
+@dataclass(frozen=True)
 class Config:
     socket: Path
     state_dir: Path
@@ -36,6 +53,10 @@ class Config:
     nic: str
     log_level: int
     default_pools: tuple[DefaultPool, ...]
+    # SRIOV_METRICS_ADDR: where /metrics is also served over TCP; None (the default) for nowhere.
+    # An upgraded manifest's new variable is absent from the environment: the default is here.
+    metrics_addr: tuple[str, int] | None = None
+    cluster: ClusterConfig | None = None
 
 
 def parse_default_pools(value: str) -> tuple[DefaultPool, ...]:
@@ -58,6 +79,82 @@ def parse_default_pools(value: str) -> tuple[DefaultPool, ...]:
             )
         pools.append(DefaultPool(base, size))
     return tuple(pools)
+
+
+def parse_metrics_addr(value: str) -> tuple[str, int] | None:
+    """``IP:PORT`` (``[IPv6]:PORT`` for IPv6) -> (ip, port); empty -> None."""
+    value = value.strip()
+    if not value:
+        return None
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("expected IP:PORT with a port 1-65535")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return host, int(port_text)
+
+
+def parse_cluster_endpoints(value: str) -> tuple[str, ...]:
+    """Parse ``http(s)://host:port[,...]``; an empty value means no cluster store."""
+    endpoints = []
+    for item in value.split(","):
+        url = item.strip().rstrip("/")
+        if not url:
+            continue
+        scheme, sep, rest = url.partition("://")
+        host, colon, port = rest.rpartition(":")
+        if not sep or scheme not in CLUSTER_URL_SCHEMES:
+            raise ValueError(f"{url!r} does not start with http:// or https://")
+        if "/" in rest:
+            raise ValueError(f"{url!r} has a path; give only scheme://host:port")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{url!r} is not scheme://host:port (e.g. http://10.0.0.5:2379)")
+        endpoints.append(url)
+    return tuple(endpoints)
+
+
+def _node_name(env: Mapping[str, str]) -> str:
+    given = env.get("SRIOV_NODE_NAME", "").strip()
+    name = given or socket.gethostname()
+    if not name or len(name) > 253 or any(c.isspace() or c == "/" for c in name):
+        raise ConfigError(
+            f"SRIOV_NODE_NAME={name!r} is not allowed: use 1-253 characters "
+            "without whitespace or '/' (the default is the host name)"
+        )
+    return name
+
+
+def _cluster_config(env: Mapping[str, str]) -> ClusterConfig | None:
+    text = env.get("SRIOV_CLUSTER_STORE", "")
+    try:
+        endpoints = parse_cluster_endpoints(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SRIOV_CLUSTER_STORE={text!r} is not allowed: {exc}; use comma-separated "
+            "etcd client URLs, e.g. http://10.0.0.5:2379,http://10.0.0.6:2379, or nothing"
+        ) from None
+    node = _node_name(env)
+    tls_dir = _absolute_path(env, "SRIOV_CLUSTER_TLS_DIR", DEFAULT_CLUSTER_TLS_DIR)
+    if not endpoints:
+        return None
+    config = ClusterConfig(endpoints=endpoints, node=node, tls_dir=tls_dir)
+    if config.uses_tls:
+        _require_tls_files(tls_dir)
+    return config
+
+
+def _require_tls_files(tls_dir: Path) -> None:
+    """An https endpoint needs the CA and this node's client certificate and key."""
+    missing = [name for name in CLUSTER_TLS_FILES if not (tls_dir / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"SRIOV_CLUSTER_TLS_DIR={str(tls_dir)!r} is not allowed: SRIOV_CLUSTER_STORE "
+            f"uses https and {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"missing there (it needs {', '.join(CLUSTER_TLS_FILES)})"
+        )
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -86,6 +183,14 @@ def load_config(env: Mapping[str, str]) -> Config:
             f"use comma-separated base/prefix:size, e.g. {DEFAULT_POOLS}"
         ) from None
     level = _choice(env, "SRIOV_LOG_LEVEL", "info", LOG_LEVELS)
+    metrics_text = env.get("SRIOV_METRICS_ADDR", "")
+    try:
+        metrics_addr = parse_metrics_addr(metrics_text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"SRIOV_METRICS_ADDR={metrics_text!r} is not allowed: {exc}; "
+            "use e.g. 127.0.0.1:9808, [::1]:9808, or empty for none"
+        ) from None
     return Config(
         socket=_absolute_path(env, "SRIOV_SOCKET", "/run/docker/plugins/sriov.sock"),
         state_dir=_absolute_path(env, "SRIOV_STATE_DIR", "/var/lib/sriov"),
@@ -93,4 +198,6 @@ def load_config(env: Mapping[str, str]) -> Config:
         nic=_choice(env, "SRIOV_NIC", "kernel", NIC_KINDS),
         log_level=getattr(logging, level.upper()),
         default_pools=default_pools,
+        metrics_addr=metrics_addr,
+        cluster=_cluster_config(env),
     )

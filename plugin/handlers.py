@@ -59,7 +59,32 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
     }
 
 
-def network_handlers(network: NetworkService) -> dict[str, Handler]:
+def cluster_handlers(etcd) -> dict[str, Handler]:
+    """The operator's route on the plugin socket (a managed plugin has no exec)."""
+    from plugin.cluster import release_node
+
+    def release(body: dict) -> dict:
+        """{Node} -> {Node, Addresses, PoolsDropped, PoolsFreed}"""
+        done = release_node(etcd, body["Node"])
+        return {
+            "Node": done.node,
+            "Addresses": done.addresses,
+            "PoolsDropped": done.pools_dropped,
+            "PoolsFreed": done.pools_freed,
+        }
+
+    return {"Cluster.ReleaseNode": release}
+
+
+def _nothing_before(network_id: str) -> None:
+    pass
+
+
+def network_handlers(
+    network: NetworkService, before_endpoint: Callable[[str], None] = _nothing_before
+) -> dict[str, Handler]:
+    """``before_endpoint(network_id)`` runs first in CreateEndpoint (HostRecovery enables VFs)."""
+
     def create_network(body: dict) -> dict:
         """{NetworkID, Options, IPv4Data, IPv6Data} -> {}"""
         network.create_network(
@@ -77,6 +102,7 @@ def network_handlers(network: NetworkService) -> dict[str, Handler]:
 
     def create_endpoint(body: dict) -> dict:
         """{NetworkID, EndpointID, Interface, Options} -> {Interface: {MacAddress}} or {}"""
+        before_endpoint(body["NetworkID"])
         return network.create_endpoint(
             body["NetworkID"], body["EndpointID"], body.get("Interface"), body.get("Options")
         )
@@ -92,7 +118,7 @@ def network_handlers(network: NetworkService) -> dict[str, Handler]:
 
     def join(body: dict) -> dict:
         """{NetworkID, EndpointID, SandboxKey, Options} -> {InterfaceName, Gateway, ...}"""
-        return network.join(body["NetworkID"], body["EndpointID"])
+        return network.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
 
     def nothing_to_do(body: dict) -> dict:
         return {}

@@ -9,6 +9,13 @@ one pool (Docker sends identical ``RequestPool`` calls for a retried request and
 for a second network on the same subnet, and cannot tell us which): the pool
 counts its holders and is freed when the last one releases it, so one network's
 ``ReleasePool`` never frees addresses another network still uses.
+
+Pools requested with ``--ipam-opt cluster=true`` live in a cluster store
+(``plugin.cluster``, etcd) and are shared by every node that asks for the same
+subnet; all other pools stay in the local SQLite store. Both offer the same
+narrow port (``PoolStore``), and the rules below do not know which one they use.
+A cluster store commits optimistically and raises ``TransactionConflict`` when
+another node changed what a request read; the request then runs again.
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import random
 import secrets
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from plugin.config import DefaultPool
-from plugin.errors import Conflict, InvalidRequest
-from plugin.store import PoolRow, Store, Transaction
+from plugin.errors import Conflict, InvalidRequest, StoreError
+from plugin.store import PoolRow
 
 LOCAL_SPACE = "local"
 GLOBAL_SPACE = "global"
@@ -29,8 +41,60 @@ ADDRESS_SPACES = (LOCAL_SPACE, GLOBAL_SPACE)
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
 DOCKER_OPTION_PREFIX = "com.docker."
+CLUSTER_OPTION = "cluster"
+CLUSTER_POOL_PREFIX = "cluster:"
+MAX_ATTEMPTS = 64
+SHARED_KINDS = ("gateway", "aux")  # reservations every network on the pool holds together
+
+T = TypeVar("T")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TransactionConflict(Exception):
+    """An optimistic store found, at commit, that another writer changed what was read."""
+
+
+class Transaction(Protocol):
+    """What the IPAM rules ask of a store transaction (plugin.store.Transaction has it all)."""
+
+    def pool(self, pool_id: str) -> PoolRow | None: ...
+    def pool_by_request(self, request_key: str) -> PoolRow | None: ...
+    def overlapping_pool(
+        self, space: str, family: int, first: int, last: int
+    ) -> PoolRow | None: ...
+    def insert_pool(self, pool: PoolRow, request_key: str) -> None: ...
+    def set_pool_holders(self, pool_id: str, holders: int) -> None: ...
+    def delete_pool(self, pool_id: str) -> None: ...
+    def set_pool_cursor(self, pool_id: str, cursor: int) -> None: ...
+    def address_kind(self, pool_id: str, addr: int) -> str | None: ...
+    def insert_address(self, pool_id: str, addr: int, kind: str) -> None: ...
+    def delete_address(self, pool_id: str, addr: int) -> bool: ...
+    def first_free_address(self, pool_id: str, low: int, high: int) -> int | None: ...
+    def count_addresses(self, pool_id: str, low: int, high: int) -> int: ...
+
+
+class PoolStore(Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+
+def run_atomically(store: PoolStore, operation: str, work: Callable[[Transaction], T]) -> T:
+    """Run ``work`` in one transaction of ``store``, again while it conflicts.
+
+    SQLite transactions never conflict (one writer at a time); a cluster store's
+    do when another node committed first, and every run re-reads what it decides on.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            with store.transaction() as tx:
+                return work(tx)
+        except TransactionConflict:
+            if attempt >= 2:
+                time.sleep(random.uniform(0, 0.002 * attempt))
+    raise StoreError(
+        f"gave up after {MAX_ATTEMPTS} attempts that each lost a race "
+        f"with another writer of the cluster store ({operation})"
+    )
 
 
 @dataclass(frozen=True)
@@ -81,17 +145,33 @@ def usable_range(network: Network) -> tuple[int, int]:
 
 
 class IpamService:
-    """Implements IpamDriver on top of the store."""
+    """Implements IpamDriver on top of the local store and, if configured, a cluster store."""
 
-    def __init__(self, store: Store, default_pools: tuple[DefaultPool, ...]):
+    def __init__(
+        self,
+        store: PoolStore,
+        default_pools: tuple[DefaultPool, ...],
+        cluster: PoolStore | None = None,
+    ):
         self._store = store
         self._default_pools = default_pools
+        self._cluster = cluster
+
+    def _store_of(self, pool_id: str) -> PoolStore:
+        if not pool_id.startswith(CLUSTER_POOL_PREFIX):
+            return self._store
+        if self._cluster is None:
+            raise InvalidRequest(
+                f"{pool_id} is a cluster pool but the plugin has no cluster "
+                "store: set SRIOV_CLUSTER_STORE to the etcd endpoints it was created with"
+            )
+        return self._cluster
 
     # --- capabilities ----------------------------------------------------
 
-    @staticmethod
-    def capabilities() -> dict:
-        return {"RequiresMACAddress": False, "RequiresRequestReplay": False}
+    def capabilities(self) -> dict:
+        """With a cluster store, ask Docker for each endpoint's MAC (see ``_specific_kind``)."""
+        return {"RequiresMACAddress": self._cluster is not None, "RequiresRequestReplay": False}
 
     @staticmethod
     def default_address_spaces() -> dict:
@@ -110,22 +190,44 @@ class IpamService:
             raise InvalidRequest(
                 f"unknown address space {space!r} (use {' or '.join(ADDRESS_SPACES)})"
             )
-        _refuse_ipam_options(options)
+        cluster = self._wants_cluster(options, pool)
         network, sub = self._check_pool_request(pool, subpool, v6)
+        if cluster:
+            return self._request_cluster_pool(space, network, sub)
         with self._store.transaction() as tx:
             if network is None:
                 network = self._next_default_subnet(tx, space, 6 if v6 else 4)
-                key = f"auto:{secrets.token_hex(8)}"
-            else:
-                key = json.dumps([space, str(network), str(sub or "")])
-                held = tx.pool_by_request(key)
-                if held is not None:
-                    tx.set_pool_holders(held.id, held.holders + 1)
-                    return PoolReply(held.id, held.cidr)
-                _refuse_overlap(tx, space, network)
-            row = _new_pool_row(space, network, sub)
-            tx.insert_pool(row, key)
-        return PoolReply(row.id, row.cidr)
+                row = _new_pool_row(space, network, None)
+                tx.insert_pool(row, f"auto:{secrets.token_hex(8)}")
+                return PoolReply(row.id, row.cidr)
+            return _take_pool(tx, space, network, sub, "")
+
+    def _wants_cluster(self, options: dict | None, pool: str) -> bool:
+        """Whether ``--ipam-opt cluster=true`` asks for a cluster pool; refuse other options."""
+        cluster = _cluster_option(options)
+        if cluster and self._cluster is None:
+            raise InvalidRequest(
+                "--ipam-opt cluster=true needs the plugin setting "
+                "SRIOV_CLUSTER_STORE (the etcd endpoints); it is not set"
+            )
+        if cluster and not pool:
+            raise InvalidRequest(
+                "--ipam-opt cluster=true needs --subnet: every node must name "
+                "the same subnet to share its pool"
+            )
+        return cluster
+
+    def _request_cluster_pool(
+        self, space: str, network: Network, sub: Network | None
+    ) -> PoolReply:
+        """Take the cluster pool, after checking it overlaps no local pool of this node."""
+        with self._store.transaction() as tx:
+            _refuse_overlap(tx, space, network)
+        return run_atomically(
+            self._cluster,
+            "RequestPool",
+            lambda tx: _take_pool(tx, space, network, sub, CLUSTER_POOL_PREFIX),
+        )
 
     @staticmethod
     def _check_pool_request(
@@ -140,7 +242,8 @@ class IpamService:
         network = parse_network(pool, "pool")
         if (network.version == 6) != v6:
             raise InvalidRequest(
-                f"pool {pool} is IPv{network.version} but the request is for IPv{6 if v6 else 4}"
+                f"pool {pool} is IPv{network.version} but the request is for "
+                f"IPv{6 if v6 else 4}"
             )
         if not subpool:
             return network, None
@@ -163,7 +266,8 @@ class IpamService:
 
     def release_pool(self, pool_id: str) -> None:
         """Drop one holder of the pool; the last one frees it and its addresses."""
-        with self._store.transaction() as tx:
+
+        def work(tx: Transaction) -> None:
             pool = tx.pool(pool_id)
             if pool is None:
                 return
@@ -172,12 +276,15 @@ class IpamService:
             else:
                 tx.delete_pool(pool_id)
 
+        run_atomically(self._store_of(pool_id), "ReleasePool", work)
+
     # --- addresses -------------------------------------------------------
 
     def request_address(self, pool_id: str, address: str, options: dict | None) -> str:
         """Lease ``address`` (or the gateway, or the next free one); answer it as CIDR."""
         is_gateway = (options or {}).get(REQUEST_TYPE_OPTION) == GATEWAY_REQUEST
-        with self._store.transaction() as tx:
+
+        def work(tx: Transaction) -> str:
             pool = _known_pool(tx, pool_id)
             network = stored_network(pool.cidr)
             if address:
@@ -189,36 +296,68 @@ class IpamService:
             if wanted is None:
                 leased = _lease_next_free(tx, pool, network)
             else:
-                kind = "gateway" if is_gateway else "static"
+                kind = _specific_kind(pool_id, is_gateway, options)
                 leased = _lease_specific(tx, pool, network, wanted, kind)
-        return f"{address_text(network, leased)}/{network.prefixlen}"
+            return f"{address_text(network, leased)}/{network.prefixlen}"
+
+        store = self._store_of(pool_id)
+        return run_atomically(store, "RequestAddress", work)
 
     def release_address(self, pool_id: str, address: str) -> None:
         """Free ``address``; unknown pools and addresses are already free.
 
-        The gateway of a pool that several networks share stays held until the
-        last of them goes: Docker releases it when any one network is removed.
+        The gateway (and, in a cluster pool, the aux addresses) of a pool that
+        several networks share stays held until the last of them goes: Docker
+        releases it when any one network is removed.
         """
         try:
             value = int(ipaddress.ip_interface(address).ip)
         except ValueError:
             raise InvalidRequest(f"{address!r} is not an IP address") from None
-        with self._store.transaction() as tx:
+
+        def work(tx: Transaction) -> None:
             pool = tx.pool(pool_id)
             if pool is None:
                 return
-            if pool.holders > 1 and tx.address_kind(pool_id, value) == "gateway":
+            if pool.holders > 1 and tx.address_kind(pool_id, value) in SHARED_KINDS:
                 return
             tx.delete_address(pool_id, value)
 
+        run_atomically(self._store_of(pool_id), "ReleaseAddress", work)
 
-def _refuse_ipam_options(options: dict | None) -> None:
-    """Refuse --ipam-opt values; Docker's own com.docker.* keys are not ours to judge."""
-    user = sorted(k for k in (options or {}) if not k.startswith(DOCKER_OPTION_PREFIX))
+
+def _cluster_option(options: dict | None) -> bool:
+    """The value of --ipam-opt cluster; refuse any other option (com.docker.* are Docker's)."""
+    options = options or {}
+    user = sorted(
+        k for k in options if not k.startswith(DOCKER_OPTION_PREFIX) and k != CLUSTER_OPTION
+    )
     if user:
         raise InvalidRequest(
-            f"unknown --ipam-opt {', '.join(user)} (the sriov IPAM driver takes no options)"
+            f"unknown --ipam-opt {', '.join(user)} "
+            f"(the sriov IPAM driver takes only {CLUSTER_OPTION}=true|false)"
         )
+    value = options.get(CLUSTER_OPTION, "false")
+    if not isinstance(value, str) or value.lower() not in ("true", "false"):
+        raise InvalidRequest(
+            f"--ipam-opt {CLUSTER_OPTION}={value} is not allowed: use true or false"
+        )
+    return value.lower() == "true"
+
+
+def _take_pool(
+    tx: Transaction, space: str, network: Network, sub: Network | None, id_prefix: str
+) -> PoolReply:
+    """Hold the pool for exactly this subnet and range: a new one, or one more holder."""
+    key = json.dumps([space, str(network), str(sub or "")])
+    held = tx.pool_by_request(key)
+    if held is not None:
+        tx.set_pool_holders(held.id, held.holders + 1)
+        return PoolReply(held.id, held.cidr)
+    _refuse_overlap(tx, space, network)
+    row = _new_pool_row(space, network, sub, id_prefix)
+    tx.insert_pool(row, key)
+    return PoolReply(row.id, row.cidr)
 
 
 def _refuse_overlap(tx: Transaction, space: str, network: Network) -> None:
@@ -247,9 +386,11 @@ def _first_free_subnet(tx: Transaction, space: str, default: DefaultPool) -> Net
     return None
 
 
-def _new_pool_row(space: str, network: Network, sub: Network | None) -> PoolRow:
+def _new_pool_row(
+    space: str, network: Network, sub: Network | None, id_prefix: str = ""
+) -> PoolRow:
     subpool = str(sub) if sub else ""
-    pool_id = f"{space}/{network}" + (f"/{subpool}" if subpool else "")
+    pool_id = f"{id_prefix}{space}/{network}" + (f"/{subpool}" if subpool else "")
     return PoolRow(
         id=f"{pool_id}#{secrets.token_hex(4)}",
         address_space=space,
@@ -280,9 +421,27 @@ def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
     first, last = usable_range(network)
     if not first <= int(ip) <= last:
         raise InvalidRequest(
-            f"{ip} is the network, broadcast or subnet-router address of {pool.cidr}"
+            f"{ip} is the network, broadcast or subnet-router address "
+            f"of {pool.cidr}"
         )
     return int(ip)
+
+
+def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> str:
+    """What a request for one given address reserves: gateway, aux or static.
+
+    In a cluster pool every host's network reserves the same --aux-address, so
+    an aux reservation is shared like the gateway. Docker sends aux requests
+    with no Options and a container's --ip with its MAC in Options (always, once
+    the IPAM says RequiresMACAddress, which it does with a cluster store; newer
+    engines also add the endpoint name): that is how the two are told apart.
+    Local pools keep treating both as static, as they always did.
+    """
+    if is_gateway:
+        return "gateway"
+    if pool_id.startswith(CLUSTER_POOL_PREFIX) and not options:
+        return "aux"
+    return "static"
 
 
 def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: str) -> int:
@@ -290,9 +449,11 @@ def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int,
     if held_as is None:
         tx.insert_address(pool.id, addr, kind)
         return addr
-    if held_as == "gateway" and kind == "gateway":
-        return addr  # the same gateway asked for again: shared or retried, not a conflict
-    raise Conflict(f"{address_text(network, addr)} in {pool.cidr} is already in use")
+    if held_as == kind and kind in SHARED_KINDS:
+        return addr  # the same gateway or aux asked for again: shared or retried, not a conflict
+    raise Conflict(
+        f"{address_text(network, addr)} in {pool.cidr} is already in use"
+    )
 
 
 def _allocation_range(network: Network, pool: PoolRow) -> tuple[int, int]:
@@ -318,7 +479,9 @@ def _lease_next_free(tx: Transaction, pool: PoolRow, network: Network) -> int:
     if found is None:
         in_use = tx.count_addresses(pool.id, low, high)
         where = pool.subpool or pool.cidr
-        raise Conflict(f"no free address in {where} ({in_use} of {high - low + 1} in use)")
+        raise Conflict(
+            f"no free address in {where} ({in_use} of {high - low + 1} in use)"
+        )
     tx.insert_address(pool.id, found, "dynamic")
     tx.set_pool_cursor(pool.id, found + 1 if found < high else low)
     return found

@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
 from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
@@ -91,6 +92,14 @@ class PfSlice:
         )
 
 
+class VfEvents(Protocol):
+    """Who is told of VF failures that a reply alone does not count (the metrics)."""
+
+    def program_failed(self, pf: str) -> None: ...
+
+    def restore_failed(self, pf: str) -> None: ...
+
+
 class NetworkService:
     """Implements NetworkDriver on the store, sysfs and one NIC backend."""
 
@@ -100,11 +109,13 @@ class NetworkService:
         sysfs: Sysfs,
         backend: NicBackend,
         new_mac: Callable[[], str] = random_mac,
+        events: VfEvents | None = None,
     ):
         self._store = store
         self._sysfs = sysfs
         self._backend = backend
         self._new_mac = new_mac
+        self._events = events
 
     @staticmethod
     def capabilities() -> dict:
@@ -265,6 +276,8 @@ class NetworkService:
         try:
             original = program_vf(self._backend, vf, desired, snapshot)
         except DeviceError:
+            if self._events:
+                self._events.program_failed(vf.pf)
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)
             raise
@@ -431,11 +444,25 @@ class NetworkService:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
 
-    def join(self, network_id: str, endpoint_id: str) -> dict:
+    def stored_pfs(self, network: NetworkRow) -> list[dict]:
+        """The network's PFs as recorded ({"pci", "name", "vfs"}), for status and recovery."""
+        return _stored_pfs(network.options)
+
+    def resolve_pf(self, entry: dict) -> PfInfo:
+        """A recorded PF as sysfs shows it now (found by PCI address when it was recorded)."""
+        return self._current_pf(entry)
+
+    def unusable_reason(self, vf: VfInfo) -> str | None:
+        """Why an unleased VF cannot be handed out, None if it can (for status)."""
+        return None if self._usable([vf]) else self._why_unusable(vf)
+
+    def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> dict:
         """Name the VF netdev Docker moves into the container, and the gateways."""
         with self._store.transaction() as tx:
             network = _known_network(tx, network_id)
             ep = tx.endpoint(endpoint_id)
+            if ep is not None and sandbox:
+                tx.set_sandbox(endpoint_id, sandbox)  # for status: which container holds it
         if ep is None or ep.state != "ready":
             raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]} on this network")
         vf = self._current_vf(ep)
@@ -469,7 +496,15 @@ class NetworkService:
     def _release(self, ep: EndpointRow) -> None:
         vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
         original = VfSettings(**ep.original)
-        restore_vf(self._backend, vf, original)
+        try:
+            restore_vf(self._backend, vf, original)
+        except DeviceError as exc:
+            # The lease stays (never hand out a half-restored VF); status and metrics show why.
+            if self._events:
+                self._events.restore_failed(ep.pf)
+            with self._store.transaction() as tx:
+                tx.set_restore_error(ep.id, exc.message)
+            raise
         with self._store.transaction() as tx:
             tx.delete_endpoint(ep.id)
             if original.mac == NO_ADMIN_MAC:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import waitress
 
 from plugin.app import create_app
-from plugin.config import Config
-from plugin.handlers import ipam_handlers, network_handlers, plugin_handlers
+from plugin.config import Config, DefaultPool
+from plugin.handlers import cluster_handlers, ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
+from plugin.metrics import Metrics
 from plugin.network import NetworkService
+from plugin.nic.base import NicBackend
 from plugin.nic.sysfs import Sysfs
+from plugin.ops_routes import RequestMetrics, ops_routes
+from plugin.reconcile import HostRecovery
 from plugin.schema import RequestValidator
+from plugin.status import StatusService
 from plugin.store import Store
+
+if TYPE_CHECKING:  # imported when a cluster store is configured: it brings in etcd3gw
+    from plugin.cluster import ClusterStore
 
 log = logging.getLogger("sriov")
 
@@ -36,15 +46,64 @@ def build_backend(config: Config, sysfs: Sysfs):
 
 
 def build_app(config: Config):
-    """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend."""
+    """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend.
+
+    At start: VFs enabled again on stored networks' PFs that lost them (a reboot),
+    then endpoints a crash cut short are undone. Metrics also go to SRIOV_METRICS_ADDR.
+    """
     store = Store(config.state_dir)
     sysfs = Sysfs(config.sysfs)
-    network = NetworkService(store, sysfs, build_backend(config, sysfs))
+    metrics = Metrics()
+    backend = build_backend(config, sysfs)
+    cluster = build_cluster(config)
+    app = assemble_app(store, sysfs, backend, config.default_pools, metrics, cluster)
+    if config.metrics_addr is not None:
+        metrics.serve_tcp(*config.metrics_addr)
+    return app
+
+
+def assemble_app(
+    store: Store,
+    sysfs: Sysfs,
+    backend: NicBackend,
+    default_pools: tuple[DefaultPool, ...],
+    metrics: Metrics,
+    cluster: ClusterStore | None = None,
+):
+    """The services on these collaborators, recovered, and the app serving them."""
+    network = NetworkService(store, sysfs, backend, events=metrics)
+    recovery = HostRecovery(store, sysfs, network)
+    recovery.at_start()
     network.recover()
+    status = StatusService(store, sysfs, backend, network)
+    metrics.collect_held_state(status)
     handlers = plugin_handlers()
-    handlers.update(ipam_handlers(IpamService(store, config.default_pools)))
-    handlers.update(network_handlers(network))
-    return create_app(handlers, RequestValidator().validate)
+    handlers.update(ipam_handlers(IpamService(store, default_pools, cluster)))
+    handlers.update(network_handlers(network, recovery.before_endpoint))
+    if cluster is not None:
+        handlers.update(cluster_handlers(cluster.etcd))
+    return create_app(
+        handlers,
+        RequestValidator().validate,
+        routes=ops_routes(status, metrics),
+        middleware=[RequestMetrics(metrics)],
+    )
+
+
+def build_cluster(config: Config):
+    """The etcd cluster store when SRIOV_CLUSTER_STORE names one, with this node's presence.
+
+    Nothing here waits for etcd: the plugin must answer Docker within seconds
+    of start even while etcd is down; cluster requests fail until it answers.
+    """
+    if config.cluster is None:
+        return None
+    from plugin.cluster import ClusterStore, EtcdEndpoints, NodePresence
+
+    etcd = EtcdEndpoints(config.cluster)
+    presence = NodePresence(etcd, config.cluster.node).start()
+    atexit.register(presence.stop)
+    return ClusterStore(etcd, config.cluster.node)
 
 
 def prepare_socket(path: Path) -> None:
@@ -58,13 +117,18 @@ def serve(config: Config) -> None:
     app = build_app(config)
     prepare_socket(config.socket)
     log.info(
-        "sriov plugin serving on %s (state %s, sysfs %s, nic %s, default pools %s)",
+        "sriov plugin serving on %s (state %s, sysfs %s, nic %s, default pools %s, %s)",
         config.socket,
         config.state_dir,
         config.sysfs,
         config.nic,
         ",".join(str(p) for p in config.default_pools),
+        f"cluster store {','.join(config.cluster.endpoints)} as node {config.cluster.node}"
+        if config.cluster
+        else "no cluster store",
     )
+    if config.metrics_addr is not None:
+        log.info("metrics also on http://%s:%d/metrics", *config.metrics_addr)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     waitress.serve(
         app,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugin.errors import StoreError
+from plugin.migrations import migrate, refuse_newer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pools (
@@ -109,6 +110,8 @@ class EndpointRow:
     address6: str
     original: dict
     state: str
+    restore_error: str | None = None  # why the VF could not be restored; the lease is kept
+    sandbox: str | None = None  # the SandboxKey of the Join
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,33 @@ class Transaction:
     def forget_admin_mac_cleared(self, pci: str) -> None:
         self._conn.execute("DELETE FROM vfs_without_admin_mac WHERE pci = ?", (pci,))
 
+    def set_restore_error(self, endpoint_id: str, error: str) -> None:
+        """Record why the VF of a lease kept after a failed restore could not be restored."""
+        self._conn.execute(
+            "UPDATE endpoints SET restore_error = ? WHERE id = ?", (error, endpoint_id)
+        )
+
+    def set_sandbox(self, endpoint_id: str, sandbox: str) -> None:
+        self._conn.execute("UPDATE endpoints SET sandbox = ? WHERE id = ?", (sandbox, endpoint_id))
+
+    # --- everything, for status and metrics ---------------------------------
+
+    def networks(self) -> list[NetworkRow]:
+        rows = self._conn.execute("SELECT * FROM networks ORDER BY id")
+        return [NetworkRow(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
+
+    def endpoints(self) -> list[EndpointRow]:
+        rows = self._conn.execute("SELECT * FROM endpoints ORDER BY pf, vf")
+        return [_endpoint_row(row) for row in rows]
+
+    def endpoints_of_pf(self, pf: str) -> list[EndpointRow]:
+        rows = self._conn.execute("SELECT * FROM endpoints WHERE pf = ? ORDER BY vf", (pf,))
+        return [_endpoint_row(row) for row in rows]
+
+    def pools(self) -> list[PoolRow]:
+        rows = self._conn.execute("SELECT * FROM pools ORDER BY address_space, family, first")
+        return [_pool_row(row) for row in rows]
+
 
 def _pool_row(row: tuple) -> PoolRow:
     (pool_id, space, family, cidr, subpool, first, last, _key, holders, cursor) = row
@@ -369,11 +399,16 @@ class Store:
         conn = sqlite3.connect(
             self.path, isolation_level=None, timeout=self.LOCK_TIMEOUT_S, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {self.WAL_CHECKPOINT_PAGES}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(SCHEMA)
+        try:
+            refuse_newer(conn, self.path)  # before anything writes to a store we cannot read
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self.WAL_CHECKPOINT_PAGES}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, self.path, SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager

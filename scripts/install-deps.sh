@@ -16,6 +16,8 @@ declare -A command_packages=(
     [ping]=iputils-ping
     [debootstrap]=debootstrap
     [docker-registry]=docker-registry
+    [etcd]=etcd-server
+    [openssl]=openssl
     [python3]=python3
 )
 
@@ -47,7 +49,8 @@ install_packages() {
     local log
     log=$(mktemp)
     # shellcheck disable=SC2086
-    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages; } \
+    if ! { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $packages; } \
         >"$log" 2>&1; then
         cat "$log" >&2
         rm -f "$log"

@@ -2,7 +2,8 @@
 # The project's test command (README, CI): dependencies, lint, then pytest in three stages.
 #
 # Usage: scripts/test.sh [PYTEST ARGS...]   (extra arguments go to every pytest stage)
-# Stages: ruff check; unit (-m "not netns and not docker"); netns (-m netns, needs root);
+# Stages: ruff check; unit (-m "not netns and not docker and not cluster"); netns (-m netns,
+# needs root); cluster (-m cluster: real etcd members and plugin processes on loopback);
 # docker (-m docker; starts dockerd first, and stops it at the end if it started it).
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 set -uo pipefail
@@ -74,8 +75,9 @@ export PATH="$repo/.venv/bin:$PATH"
 trap stop_started_dockerd EXIT
 
 run_stage ruff ruff check .
-run_stage unit run_pytest -m "not netns and not docker" "$@"
+run_stage unit run_pytest -m "not netns and not docker and not cluster" "$@"
 run_stage netns run_pytest -m netns "$@"
+run_stage cluster run_pytest -m cluster "$@"
 run_stage docker docker_stage "$@"
 
 heading "summary"

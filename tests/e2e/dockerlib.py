@@ -145,17 +145,19 @@ def stop_dockerd(pid: int, timeout: float = 60) -> None:
     wait_until(lambda: not _process_alive(pid), timeout, f"dockerd {pid} to exit")
 
 
-def restart_dockerd() -> int:
+def restart_dockerd(while_stopped=None) -> int:
     """Restart the dockerd that serves ``DOCKER_HOST`` (or the default engine); return its pid.
 
     The new dockerd gets the old one's arguments and appends to the old one's log file
     (or to DOCKERD_LOG). Containers without a restart policy stop; enabled plugins come
-    back enabled.
+    back enabled. ``while_stopped()``, if given, runs between stop and start.
     """
     pid = dockerd_pid()
     argv = _cmdline(Path(f"/proc/{pid}"))
     log = _log_file_of(pid)
     stop_dockerd(pid)
+    if while_stopped is not None:
+        while_stopped()
     with log.open("ab") as out:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
@@ -293,8 +295,10 @@ class SimNic:
     vfs: int
     sysfs: Path
 
-    def create(self) -> None:
-        self._sim("create", "--pf", self.pf, "--vfs", str(self.vfs))
+    def create(self, numvfs: int | None = None) -> None:
+        """Create the NIC; ``numvfs=0`` makes it as a host reboot leaves a real one."""
+        extra = () if numvfs is None else ("--numvfs", str(numvfs))
+        self._sim("create", "--pf", self.pf, "--vfs", str(self.vfs), *extra)
 
     def destroy(self) -> None:
         self._sim("destroy", "--pf", self.pf)

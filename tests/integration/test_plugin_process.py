@@ -7,14 +7,17 @@ plugin service and the IPAM driver.
 import ipaddress
 import itertools
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support import PluginClient, PluginProcess
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
@@ -258,3 +261,43 @@ def test_a_full_state_disk_is_a_500_naming_the_store_and_changes_nothing(tmp_pat
         assert "internal error" not in log
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_status_command_and_metrics_on_the_socket_and_on_tcp(plugin_env):
+    """`python -m plugin status` reads the socket; SRIOV_METRICS_ADDR adds a TCP listener."""
+    port = free_port()
+    with PluginProcess({**plugin_env, "SRIOV_METRICS_ADDR": f"127.0.0.1:{port}"}) as process:
+        pool = request_pool(process.client, "10.44.0.0/24")["PoolID"]
+        request_address(process.client, pool)
+        command = [sys.executable, "-m", "plugin", "status", "--socket", plugin_env["SRIOV_SOCKET"]]
+        shown = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        raw = subprocess.run([*command, "--json"], capture_output=True, text=True, check=True)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            scraped = reply.read().decode()
+
+    assert "local/10.44.0.0/24" in shown and "1 of 254" in shown
+    assert '"in_use": 1' in raw.stdout
+    samples = {
+        (s.name, s.labels.get("pool"), s.labels.get("method")): s.value
+        for family in text_string_to_metric_families(scraped)
+        for s in family.samples
+    }
+    assert samples[("sriov_pool_addresses_in_use", pool, None)] == 1
+    assert samples[("sriov_requests_total", None, "IpamDriver.RequestAddress")] == 1
+
+
+def test_status_command_names_the_socket_it_could_not_reach(tmp_path):
+    missing = tmp_path / "none.sock"
+    result = subprocess.run(
+        [sys.executable, "-m", "plugin", "status", "--socket", str(missing)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"sriov status: GET /status on {missing}: ")

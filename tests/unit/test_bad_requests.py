@@ -233,7 +233,8 @@ def test_a_bug_of_ours_is_500_internal_error_with_the_traceback_in_the_log(plugi
 # --- generated: bodies derived from the method schemas --------------------------------------
 
 COMMON, SCHEMAS = load_schemas()
-METHODS = sorted(SCHEMAS)
+# Docker's methods; Cluster.* is served only by a plugin with a cluster store (cluster stage).
+METHODS = sorted(m for m in SCHEMAS if m.split(".")[0] in ("Plugin", "IpamDriver", "NetworkDriver"))
 RESOLVED = {m: inline_refs(s, COMMON["$defs"]) for m, s in SCHEMAS.items()}
 
 HOSTILE_TEXT = st.sampled_from(

@@ -1,8 +1,10 @@
 """Every SRIOV_* variable: its default, a good value, and a bad value's one-line error."""
 
 import ipaddress
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,50 @@ def test_defaults_when_nothing_is_set():
     assert config.nic == "kernel"
     assert config.log_level == logging.INFO
     assert [str(p) for p in config.default_pools] == ["10.128.0.0/9:24", "fd00:5e::/48:64"]
+    assert config.cluster is None
+
+
+def test_cluster_store_endpoints_node_and_tls_dir():
+    config = load_config(
+        {
+            "SRIOV_CLUSTER_STORE": " http://10.0.0.5:2379, http://[fd00::6]:2379/ ",
+            "SRIOV_NODE_NAME": "node-7",
+        }
+    )
+    assert config.cluster.endpoints == ("http://10.0.0.5:2379", "http://[fd00::6]:2379")
+    assert config.cluster.node == "node-7"
+    assert config.cluster.tls_dir == Path("/etc/sriov/etcd-tls")
+    assert not config.cluster.uses_tls
+
+
+def test_node_name_defaults_to_the_host_name():
+    config = load_config({"SRIOV_CLUSTER_STORE": "http://127.0.0.1:2379", "SRIOV_NODE_NAME": ""})
+    assert config.cluster.node == socket.gethostname()
+
+
+def test_https_endpoint_needs_the_client_certificate_files(tmp_path):
+    env = {"SRIOV_CLUSTER_STORE": "https://10.0.0.5:2379", "SRIOV_CLUSTER_TLS_DIR": str(tmp_path)}
+    (tmp_path / "ca.crt").write_text("x")
+    with pytest.raises(ConfigError) as raised:
+        load_config(env)
+    assert str(raised.value) == (
+        f"SRIOV_CLUSTER_TLS_DIR={str(tmp_path)!r} is not allowed: SRIOV_CLUSTER_STORE uses "
+        "https and client.crt, client.key are missing there "
+        "(it needs ca.crt, client.crt, client.key)"
+    )
+    (tmp_path / "client.crt").write_text("x")
+    (tmp_path / "client.key").write_text("x")
+    assert load_config(env).cluster.uses_tls
+
+
+def test_manifest_sets_every_variable_to_a_value_the_plugin_accepts():
+    """config.json's env is what a managed plugin starts with; each value must load."""
+    manifest = json.loads((REPO_ROOT / "config.json").read_text())
+    env = {e["name"]: e["value"] for e in manifest["env"] if e["name"].startswith("SRIOV_")}
+    assert {"SRIOV_CLUSTER_STORE", "SRIOV_NODE_NAME", "SRIOV_CLUSTER_TLS_DIR"} <= set(env)
+    tls_mount = next(m for m in manifest["mounts"] if m["name"] == "cluster-tls")
+    assert env["SRIOV_CLUSTER_TLS_DIR"].startswith(tls_mount["destination"] + "/")
+    assert load_config(env).cluster is None
 
 
 def test_every_variable_is_read():
@@ -86,6 +132,13 @@ BAD_VALUES = [
     ("SRIOV_DEFAULT_POOLS", "fd00::/48:129", ["between /48 and /128"]),
     ("SRIOV_DEFAULT_POOLS", "10.0.0.0/8:24,", ["base/prefix:size"]),
     ("SRIOV_DEFAULT_POOLS", "", ["base/prefix:size"]),
+    ("SRIOV_CLUSTER_STORE", "10.0.0.5:2379", ["http:// or https://", "etcd client URLs"]),
+    ("SRIOV_CLUSTER_STORE", "etcd://10.0.0.5:2379", ["http:// or https://"]),
+    ("SRIOV_CLUSTER_STORE", "http://10.0.0.5", ["scheme://host:port"]),
+    ("SRIOV_CLUSTER_STORE", "http://10.0.0.5:99999", ["scheme://host:port"]),
+    ("SRIOV_CLUSTER_STORE", "http://10.0.0.5:2379/v3", ["has a path"]),
+    ("SRIOV_NODE_NAME", "node 1", ["without whitespace or '/'"]),
+    ("SRIOV_CLUSTER_TLS_DIR", "tls", ["absolute path"]),
 ]
 
 
@@ -146,3 +199,37 @@ def test_serve_with_unusable_state_dir_exits_with_one_line_naming_it(tmp_path):
     assert result.stderr.startswith(f"sriov: open state store {blocker}/state/sriov.db")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "s.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", None), ("127.0.0.1:9808", ("127.0.0.1", 9808)), ("[::1]:9808", ("::1", 9808))],
+)
+def test_metrics_address_is_empty_by_default_or_ip_and_port(value, expected):
+    assert load_config({}).metrics_addr is None  # absent, as after an upgrade that adds it
+    assert load_config({"SRIOV_METRICS_ADDR": value}).metrics_addr == expected
+
+
+@pytest.mark.parametrize("value", ["9808", "localhost:9808", "127.0.0.1:0", "127.0.0.1:http"])
+def test_a_bad_metrics_address_names_the_variable_and_the_form(value):
+    with pytest.raises(ConfigError) as refused:
+        load_config({"SRIOV_METRICS_ADDR": value})
+    assert str(refused.value).startswith(f"SRIOV_METRICS_ADDR={value!r} is not allowed: ")
+    assert "use e.g. 127.0.0.1:9808" in str(refused.value)
+
+
+def test_serve_with_a_metrics_address_in_use_exits_with_one_line_naming_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "SRIOV_SOCKET": str(tmp_path / "s.sock"),
+            "SRIOV_STATE_DIR": str(tmp_path / "state"),
+            "SRIOV_METRICS_ADDR": f"127.0.0.1:{port}",
+        }
+        result = run_serve(env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"sriov: SRIOV_METRICS_ADDR: listen on 127.0.0.1:{port}: Address already in use\n"
+    )

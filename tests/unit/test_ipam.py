@@ -183,9 +183,22 @@ def test_user_options_are_refused_and_create_nothing(ipam, store):
     with pytest.raises(InvalidRequest) as raised:
         ipam.request_pool("local", "10.1.0.0/24", "", {"foo": "1", "bar": "2"}, False)
     assert raised.value.message == (
-        "unknown --ipam-opt bar, foo (the sriov IPAM driver takes no options)"
+        "unknown --ipam-opt bar, foo (the sriov IPAM driver takes only "
+        "cluster=true|false)"
     )
     assert pool_count(store) == 0
+
+
+def test_cluster_option_needs_a_cluster_store_and_a_subnet(ipam, store):
+    with pytest.raises(InvalidRequest, match="needs the plugin setting SRIOV_CLUSTER_STORE"):
+        ipam.request_pool("local", "10.1.0.0/24", "", {"cluster": "true"}, False)
+    with pytest.raises(InvalidRequest, match=r"cluster=maybe is not allowed: use true or false"):
+        ipam.request_pool("local", "10.1.0.0/24", "", {"cluster": "maybe"}, False)
+    with pytest.raises(InvalidRequest, match="is a cluster pool but the plugin has no cluster"):
+        ipam.request_address("cluster:local/10.1.0.0/24#00000000", "", None)
+    assert pool_count(store) == 0
+    reply = ipam.request_pool("local", "10.1.0.0/24", "", {"cluster": "false"}, False)
+    assert not reply.pool_id.startswith("cluster:")
 
 
 def test_docker_options_are_ignored_and_do_not_split_a_shared_pool(ipam):

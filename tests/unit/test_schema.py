@@ -34,6 +34,7 @@ PROTOCOL_METHODS = {
     "IpamDriver.ReleasePool",
     "IpamDriver.RequestAddress",
     "IpamDriver.ReleaseAddress",
+    "Cluster.ReleaseNode",
 }
 
 IPV4_DATA = [
@@ -185,10 +186,17 @@ DOCKER_SAMPLES = [
         "IpamDriver.ReleaseAddress",
         {"PoolID": "LocalDefault/192.168.0.0/24", "Address": "192.168.0.10"},
     ),
+    # the operator's route, not Docker's: what `curl` or scripts send
+    ("Cluster.ReleaseNode", {"Node": "node-2.example.com"}),
 ]
 
 # Each case: method, body, the exact message.
 BAD_REQUESTS = [
+    (
+        "Cluster.ReleaseNode",
+        {"Node": "a/b"},
+        r"Node: 'a/b' does not match '^[^\\s/]+$'",
+    ),
     ("Plugin.Activate", [], "body: [] is not of type 'object'"),
     (
         "NetworkDriver.CreateNetwork",

@@ -1,0 +1,56 @@
+"""The plugin's own GET routes next to the protocol: ``/status`` (JSON) and ``/metrics``.
+
+They share the protocol's unix socket, so an operator needs no new port; the
+responders only translate HTTP and call the status service or the metrics registry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import falcon
+
+from plugin.app import ProtocolMethod
+from plugin.metrics import CONTENT_TYPE, Metrics
+from plugin.status import StatusService
+
+
+class StatusResource:
+    def __init__(self, status: StatusService):
+        self._status = status
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps(self._status.status())
+
+
+class MetricsResource:
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE
+        resp.data = self._metrics.exposition()
+
+
+class RequestMetrics:
+    """Middleware: count each protocol request by method and outcome, and time it."""
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.metrics_started = time.perf_counter()
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        if req.method != "POST":
+            return  # status and metrics scrapes are not protocol requests
+        # An unknown path is one label value, not one per path a client tried.
+        method = req.path.lstrip("/") if isinstance(resource, ProtocolMethod) else "unknown"
+        elapsed = time.perf_counter() - req.context.metrics_started
+        self._metrics.observe_request(method, resp.status_code, elapsed)
+
+
+def ops_routes(status: StatusService, metrics: Metrics) -> dict[str, object]:
+    return {"/status": StatusResource(status), "/metrics": MetricsResource(metrics)}

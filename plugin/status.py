@@ -1,0 +1,191 @@
+"""Everything the plugin holds, gathered for people (``python -m plugin status``) and metrics.
+
+The view joins three sources: the store (networks, leases, pools), sysfs (PFs
+and their VFs) and the NIC backend (where each VF netdev is). A PF that cannot
+be read is reported with its error instead of failing the whole view, because
+status is what an operator reaches for when something is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+from plugin.errors import PluginError
+from plugin.ipam import usable_range
+from plugin.network import NetworkService
+from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.sysfs import Sysfs
+from plugin.store import EndpointRow, NetworkRow, PoolRow, Store, Transaction
+
+SETTING_NAMES = tuple(field.name for field in dataclasses.fields(VfSettings))
+
+# Where a VF netdev is, as status shows it.
+WHERE = {
+    NetdevStatus.ABSENT: "elsewhere",  # not in the host namespace: in a container, or gone
+    NetdevStatus.IDLE: "host",
+    NetdevStatus.BUSY: "host (up with addresses)",
+}
+
+
+class StatusService:
+    """Builds the status view; knows nothing of HTTP."""
+
+    def __init__(self, store: Store, sysfs: Sysfs, backend, network: NetworkService):
+        self._store = store
+        self._sysfs = sysfs
+        self._backend = backend
+        self._network = network
+
+    def status(self) -> dict:
+        """{"pfs": [...], "networks": [...], "pools": [...]}: see README "Status"."""
+        with self._store.transaction() as tx:
+            networks = tx.networks()
+            endpoints = tx.endpoints()
+            pools = [_pool_view(tx, pool) for pool in tx.pools()]
+        by_id = {network.id: network for network in networks}
+        pf_networks: dict[str, list[str]] = {}  # PF netdev (as it is now) -> network ids
+        pf_names = {}  # network id -> its PFs' names
+        for network in networks:
+            names = [self._pf_name(entry) for entry in self._network.stored_pfs(network)]
+            pf_names[network.id] = names
+            for name in names:
+                pf_networks.setdefault(name, []).append(network.id)
+        for ep in endpoints:
+            pf_networks.setdefault(ep.pf, [])
+        return {
+            "pfs": [
+                self._pf_view(name, nets, endpoints, by_id) for name, nets in pf_networks.items()
+            ],
+            "networks": [_network_view(n, pf_names[n.id], endpoints) for n in networks],
+            "pools": pools,
+        }
+
+    def _pf_name(self, entry: dict) -> str:
+        """A recorded PF's netdev now; as recorded if it cannot be found (its view says why)."""
+        try:
+            return self._network.resolve_pf(entry).name
+        except PluginError:
+            return entry["name"] or entry["pci"]
+
+    def _pf_view(
+        self,
+        name: str,
+        network_ids: list[str],
+        endpoints: list[EndpointRow],
+        networks_by_id: dict[str, NetworkRow],
+    ) -> dict:
+        leases = {ep.vf: ep for ep in endpoints if ep.pf == name}
+        view: dict = {"name": name, "networks": network_ids}
+        try:
+            pf = self._sysfs.pf(name)
+            vfs = self._sysfs.vfs(name)
+            link = self._sysfs.pf_link(name)
+        except PluginError as exc:
+            view["error"] = exc.message
+            vfs, pf, link = [], None, None
+        if pf is not None:
+            view.update(pci=pf.pci, link=link, mtu=pf.mtu)
+            view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
+        where = self._where(vfs)
+        vf_views = [
+            self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id) for vf in vfs
+        ]
+        present = {vf.index for vf in vfs}
+        # Leases of VFs that are not enabled (sriov_numvfs went down, or the VF is gone).
+        vf_views += [
+            _missing_vf_view(ep, networks_by_id) for i, ep in leases.items() if i not in present
+        ]
+        view["vf_counts"] = {
+            state: sum(1 for v in vf_views if v["state"] == state)
+            for state in ("free", "leased", "unusable")
+        }
+        view["vfs"] = sorted(vf_views, key=lambda v: v["index"])
+        return view
+
+    def _vf_view(self, vf: VfInfo, where: str, lease: EndpointRow | None, networks: dict) -> dict:
+        view = {
+            "index": vf.index,
+            "pci": vf.pci,
+            "netdev": vf.netdev,
+            "driver": vf.driver,
+            "where": where,
+        }
+        if lease is not None:
+            view["state"] = "leased"
+            view["lease"] = _lease_view(lease, networks.get(lease.network_id))
+            return view
+        try:
+            reason = self._network.unusable_reason(vf)
+        except PluginError as exc:
+            reason = exc.message
+        view["state"] = "free" if reason is None else "unusable"
+        if reason is not None:
+            view["reason"] = reason
+        return view
+
+    def _where(self, vfs: list[VfInfo]) -> dict[int, str]:
+        """Where each VF's netdev is, by VF index, from one read of the host namespace."""
+        try:
+            statuses = self._backend.netdev_statuses([vf.netdev for vf in vfs if vf.netdev])
+        except PluginError as exc:
+            return {vf.index: f"unknown ({exc.message})" for vf in vfs}
+        return {vf.index: WHERE[statuses[vf.netdev]] if vf.netdev else "no netdev" for vf in vfs}
+
+
+def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
+    options = network.options if network else {}
+    programmed = {name: options.get(name) for name in SETTING_NAMES if name != "mac"}
+    programmed["mac"] = ep.mac
+    view = {
+        "network": ep.network_id,
+        "endpoint": ep.id,
+        "sandbox": ep.sandbox,
+        "state": ep.state,  # "programming" only while CreateEndpoint runs (or a crash cut it)
+        "address": ep.address or None,
+        "address6": ep.address6 or None,
+        "programmed": {k: v for k, v in programmed.items() if v is not None},
+        "original": {k: v for k, v in ep.original.items() if v is not None},
+    }
+    if ep.restore_error:
+        view["restore_error"] = ep.restore_error
+    return view
+
+
+def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
+    return {
+        "index": ep.vf,
+        "pci": ep.pci,
+        "netdev": ep.netdev,
+        "driver": None,
+        "where": "VF not enabled",
+        "state": "leased",
+        "lease": _lease_view(ep, networks.get(ep.network_id)),
+    }
+
+
+def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointRow]) -> dict:
+    options = network.options
+    return {
+        "id": network.id,
+        "pfs": pfs,
+        "vlan": options["vlan"],
+        "gateway": network.gateway,
+        "gateway6": network.gateway6,
+        "endpoints": sum(1 for ep in endpoints if ep.network_id == network.id),
+        "options": {k: v for k, v in options.items() if v is not None},
+    }
+
+
+def _pool_view(tx: Transaction, pool: PoolRow) -> dict:
+    """A pool with how many of the addresses it can hand out are held."""
+    cidr = ipaddress.ip_network(pool.cidr)
+    first, last = usable_range(cidr)
+    return {
+        "id": pool.id,
+        "address_space": pool.address_space,
+        "cidr": pool.cidr,
+        "range": pool.subpool or None,
+        "in_use": tx.count_addresses(pool.id, first, last),
+        "total": last - first + 1,
+    }
