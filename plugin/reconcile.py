@@ -121,10 +121,9 @@ class HostRecovery:
             f"enable VFs of {pf}: {ready} of {enabled} VF netdevs appeared within "
             f"{waited:.1f} s after writing sriov_numvfs; check the VF driver (dmesg)"
         )
-        if not final:
-            raise DeviceError(message)
-        del self._waiting[pf]
-        raise DeviceError(f"CreateEndpoint: {message}")
+        if final:
+            del self._waiting[pf]
+        raise DeviceError(message)
 
     def _ready_vfs(self, pf: str) -> tuple[int, int]:
         """(VFs with a netdev or bound to vfio-pci, enabled VFs); (0, numvfs) while links move."""

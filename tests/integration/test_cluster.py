@@ -171,7 +171,7 @@ def test_cluster_pool_overlapping_a_pool_is_refused(etcd_one, nodes):
     )
     assert (status, reply["Err"]) == (
         409,
-        "RequestPool: 10.42.0.0/16 overlaps pool 10.42.0.0/24 in address space local",
+        "10.42.0.0/16 overlaps pool 10.42.0.0/24 in address space local",
     )
     pool_id = cluster_pool(b, "10.43.0.0/24")
     status, reply = a.call(

@@ -108,7 +108,7 @@ def test_vf_netdevs_that_never_appear_fail_create_endpoint_naming_pf_and_time(tm
     with pytest.raises(DeviceError) as failed:
         recovery.before_endpoint(net_id(1), wait_s=20)
     assert failed.value.message == (
-        "CreateEndpoint: enable VFs of pf0: 1 of 2 VF netdevs appeared within 25.0 s after "
+        "enable VFs of pf0: 1 of 2 VF netdevs appeared within 25.0 s after "
         "writing sriov_numvfs; check the VF driver (dmesg)"
     )
     before = clock.now
