@@ -17,6 +17,7 @@ repo's scripts and the ``docker`` calls in ``dockerlib`` reach it unchanged.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -196,6 +197,7 @@ class SideBySide:
         if pid is not None:
             dockerlib.stop_dockerd(pid)
         subprocess.run(["ip", "link", "del", self.BRIDGE], capture_output=True, check=False)
+        shutil.rmtree(self.EXEC_ROOT, ignore_errors=True)  # sockets and state of a stopped daemon
 
     def _stop_leftover(self) -> None:
         try:
