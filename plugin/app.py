@@ -43,10 +43,15 @@ class ProtocolMethod:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_body(req)
         req.context.ids = request_ids(body)
+        if log.isEnabledFor(logging.DEBUG):
+            # What the engine sent, as sent: engines differ in the fields they add.
+            log.debug("%s request %s", self._method, json.dumps(body))
         self._validate(self._method, body)
         reply = self._handler(body)
         req.context.reply_ids = request_ids(reply)
         resp.text = json.dumps(reply)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s reply %s", self._method, resp.text)
 
 
 def read_body(req: falcon.Request) -> object:

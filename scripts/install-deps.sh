@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install what the tests need on a Debian 12 machine, and the project into .venv.
 #
-# Usage: scripts/install-deps.sh      (as root when a Debian package is missing)
+# Usage: scripts/install-deps.sh [--test-engines]   (as root when something is missing)
+#   --test-engines  also unpack the second Docker Engine the engine suite runs against
+#                   (Debian 13's docker.io 26, scripts/install-engine-trixie.sh); the
+#                   demo and users need only the system's engine.
 # Idempotent: runs `apt-get update` only when something is missing, and reinstalls
 # the project only when pyproject.toml changed. Quiet when everything is in place.
 set -euo pipefail
@@ -75,5 +78,17 @@ install_project() {
     cp pyproject.toml "$stamp"
 }
 
+case ${1:-} in
+"") test_engines=false ;;
+--test-engines) test_engines=true ;;
+*)
+    echo "install-deps.sh: unknown argument '$1' (known: --test-engines)" >&2
+    exit 2
+    ;;
+esac
+
 install_packages
 install_project
+if $test_engines; then
+    bash scripts/install-engine-trixie.sh
+fi

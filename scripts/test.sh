@@ -4,7 +4,8 @@
 # Usage: scripts/test.sh [PYTEST ARGS...]   (extra arguments go to every pytest stage)
 # Stages: ruff check; unit (-m "not netns and not docker and not cluster"); netns (-m netns,
 # needs root); cluster (-m cluster: real etcd members and plugin processes on loopback);
-# docker (-m docker; starts dockerd first, and stops it at the end if it started it).
+# docker (-m docker; starts dockerd first, and stops it at the end if it started it; the
+# tests marked every_engine also run on Debian 13's Engine 26 beside it, see tests/e2e/engines.py).
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 set -uo pipefail
 
@@ -67,8 +68,8 @@ docker_stage() {
 }
 
 heading "dependencies"
-if ! scripts/install-deps.sh; then
-    echo "test.sh: scripts/install-deps.sh failed" >&2
+if ! scripts/install-deps.sh --test-engines; then
+    echo "test.sh: scripts/install-deps.sh --test-engines failed" >&2
     exit 1
 fi
 export PATH="$repo/.venv/bin:$PATH"

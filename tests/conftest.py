@@ -11,6 +11,16 @@ from support import PluginProcess
 from plugin.store import Store
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        action="append",
+        choices=("system", "trixie"),
+        help="Docker Engine(s) for the engine suite (repeatable; default both): "
+        "system = Debian 12's docker.io 20.10, trixie = Debian 13's 26.1 side by side",
+    )
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"

@@ -1,9 +1,14 @@
 """Fixtures for tests against a real Docker Engine with the plugin installed.
 
-Every test collected under tests/e2e is marked ``docker``. The fixtures:
+Every test collected under tests/e2e is marked ``docker``. A test marked
+``every_engine`` runs once per engine (``--engine``, default both: the system's
+20.10 and trixie's 26.1, see ``engines``); any other on the system engine only.
+Its id names the engine: ``test_x[docker26.1]``. The fixtures:
 
-- ``engine`` (session): an answering engine; started with scripts/start-dockerd.sh
-  if none answers, and then stopped at the end of the session.
+- ``engine`` (session, one per engine): an ``engines.Engine`` that answers, with
+  ``DOCKER_HOST`` and ``PATH`` pointing at it (its own client) while its tests run.
+  The system engine is started with scripts/start-dockerd.sh if none answers, and
+  then stopped at the end; trixie's is started beside it and always stopped.
 - ``plugin`` (session): ``sriov:latest`` built with scripts/build-plugin.sh, its
   state on a fresh temporary directory (``state.source``), enabled; removed at the end.
 - ``test_image`` (session): ``sriov-test-busybox:latest``, a static busybox with its
@@ -26,13 +31,16 @@ A network-driver test then reads:
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dockerlib
+import engines
 import pytest
 from dockerlib import PLUGIN, Resources, SimNic
+from engines import Engine, SideBySide
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,17 +50,69 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.docker)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" not in metafunc.fixturenames:
+        return
+    known = installed_engines(metafunc.config)
+    wanted = metafunc.config.getoption("--engine") or list(engines.ENGINE_KEYS)
+    if metafunc.definition.get_closest_marker("every_engine") is None:
+        wanted = [key for key in wanted if key == "system"]
+    min_api = metafunc.definition.get_closest_marker("min_engine_api")
+    if min_api is not None:
+        # An engine that is not installed stays in, so its fixture says what is missing.
+        wanted = [key for key in wanted if known[key] is None or known[key].api >= min_api.args]
+    keys = list(dict.fromkeys(wanted))
+    ids = [known[key].id if known[key] else key for key in keys]
+    metafunc.parametrize("engine", keys, ids=ids, indirect=True, scope="session")
+
+
+ENGINES = pytest.StashKey[dict[str, Engine | None]]()
+
+
+def installed_engines(config: pytest.Config) -> dict[str, Engine | None]:
+    """Every known engine by key, None where it is not installed; looked up once."""
+    if ENGINES not in config.stash:
+        config.stash[ENGINES] = {key: engines.installed(key) for key in engines.ENGINE_KEYS}
+    return config.stash[ENGINES]
+
+
 @pytest.fixture(scope="session")
-def engine() -> Iterator[None]:
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    engine = engines.make_engine(request.param)
+    saved = {key: os.environ.get(key) for key in ("DOCKER_HOST", "PATH")}
+    os.environ.update(engine.environment(dict(os.environ)))
+    try:
+        if engine.key == "system":
+            yield from _system_engine(engine)
+        else:
+            yield from _side_by_side_engine(engine)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _system_engine(engine: Engine) -> Iterator[Engine]:
     started_pid = dockerlib.start_dockerd()
-    yield
+    yield engine
     if started_pid is not None:
         # A test may have restarted dockerd: stop the one running now.
         dockerlib.stop_dockerd(dockerlib.dockerd_pid())
 
 
+def _side_by_side_engine(engine: Engine) -> Iterator[Engine]:
+    daemon = SideBySide(engine)
+    daemon.start()
+    try:
+        yield engine
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture(scope="session")
-def plugin(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def plugin(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     dockerlib.remove_leftovers()
     dockerlib.build_plugin(PLUGIN)
     state = tmp_path_factory.mktemp("plugin-state")
@@ -63,7 +123,7 @@ def plugin(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 
 @pytest.fixture(scope="session")
-def test_image(engine: None) -> str:
+def test_image(engine: Engine) -> str:
     return dockerlib.make_busybox_image()
 
 

@@ -115,16 +115,22 @@ def dockerd_pid(host: str | None = None) -> int:
     if host == DEFAULT_DOCKER_HOST:
         return int(DOCKERD_PIDFILE.read_text().strip())
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and _serves(_cmdline(proc), host):
+        if proc.name.isdigit() and _serves(cmdline_of(int(proc.name)), host):
             return int(proc.name)
     raise AssertionError(f"no dockerd process serves {host}")
 
 
-def _cmdline(proc: Path) -> list[str]:
+def cmdline_of(pid: int) -> list[str]:
+    """The argv of process ``pid``, or [] if it is gone."""
     try:
-        return (proc / "cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
+        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").decode().split("\0")
     except OSError:
         return []
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().rstrip(b"\0").decode()
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
 def _serves(argv: list[str], host: str) -> bool:
@@ -148,19 +154,21 @@ def stop_dockerd(pid: int, timeout: float = 60) -> None:
 def restart_dockerd(while_stopped=None) -> int:
     """Restart the dockerd that serves ``DOCKER_HOST`` (or the default engine); return its pid.
 
-    The new dockerd gets the old one's arguments and appends to the old one's log file
-    (or to DOCKERD_LOG). Containers without a restart policy stop; enabled plugins come
-    back enabled. ``while_stopped()``, if given, runs between stop and start.
+    The new dockerd gets the old one's arguments and environment (its PATH finds its
+    containerd) and appends to the old one's log file (or to DOCKERD_LOG). Containers
+    without a restart policy stop; enabled plugins come back enabled.
+    ``while_stopped()``, if given, runs between stop and start.
     """
     pid = dockerd_pid()
-    argv = _cmdline(Path(f"/proc/{pid}"))
+    argv = cmdline_of(pid)
+    env = _environ_of(pid)
     log = _log_file_of(pid)
     stop_dockerd(pid)
     if while_stopped is not None:
         while_stopped()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
         )
     wait_until(
         lambda: process.poll() is not None or engine_answers(), 60, f"{' '.join(argv)} to answer"

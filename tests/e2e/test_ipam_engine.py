@@ -8,6 +8,8 @@ import dockerlib
 import pytest
 from dockerlib import PLUGIN, Resources, container_ip, docker, docker_fails
 
+# Tests that cross the protocol (pools, addresses, restart) run on every engine
+# (every_engine); the plugin's own bookkeeping is checked on the system engine only.
 pytestmark = pytest.mark.docker
 
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
@@ -40,6 +42,7 @@ def assert_distinct_hosts(
         assert ip not in (gateway, subnet.network_address, subnet.broadcast_address), ip
 
 
+@pytest.mark.every_engine
 def test_network_with_subnet_takes_pool_and_addresses_from_sriov(resources):
     net = static_network(resources)
 
@@ -53,6 +56,7 @@ def test_network_with_subnet_takes_pool_and_addresses_from_sriov(resources):
     assert f"inet {ips[0]}/24" in inside
 
 
+@pytest.mark.every_engine
 def test_network_without_subnet_gets_a_default_pool(resources):
     first = sriov_bridge(resources)
     second = sriov_bridge(resources)
@@ -68,6 +72,7 @@ def test_network_without_subnet_gets_a_default_pool(resources):
     )
 
 
+@pytest.mark.every_engine
 def test_requested_ip_is_honoured_and_a_taken_one_refused(resources):
     net = static_network(resources)
     wanted = "10.77.0.50"
@@ -107,6 +112,7 @@ def test_addresses_and_pools_survive_plugin_disable_enable(resources):
     assert not new_default.overlaps(default_subnet)
 
 
+@pytest.mark.every_engine
 def test_addresses_survive_a_dockerd_restart(resources):
     net = static_network(resources)
     survivors = [run_on(resources, net, "--restart", "always") for _ in range(2)]

@@ -9,7 +9,6 @@ makes is removed after it, pass or fail: containers, then networks, then its PF.
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,6 @@ from vflib import (
     container_ipv6,
     container_mac,
     default_route_of,
-    docker_for_mac_address,
     interface_of,
     interface_with_mac,
     pings,
@@ -31,7 +29,8 @@ from vflib import (
     vf_with_mac,
 )
 
-pytestmark = pytest.mark.docker
+# Everything here crosses the protocol: create, run, options, MAC, IPv6, restart.
+pytestmark = [pytest.mark.docker, pytest.mark.every_engine]
 
 SIM_SETTINGS = ("sysfs.source", "SRIOV_NIC")
 
@@ -201,23 +200,12 @@ def test_pinned_vf_and_requested_address_and_mac(lab):
     assert f"vf 2 of {sim.pf} is already leased to another endpoint" in error
 
     mac = "02:91:05:00:00:77"
-    exact = run_with_mac_address(lab, net, mac, "--ip", "10.91.5.77")
+    exact = lab.run(net, "--mac-address", mac, "--ip", "10.91.5.77")
     assert str(container_ip(exact, net)) == "10.91.5.77"
     assert container_mac(exact, net) == mac
     eth0 = interface_of(exact)
     assert (eth0.mac, eth0.ipv4) == (mac, ["10.91.5.77/24"])
     assert not vf_with_mac(sim, mac).in_host
-
-
-def run_with_mac_address(lab: Lab, network: str, mac: str, *args: str) -> str:
-    """``docker run --network NETWORK --mac-address MAC ARGS`` with a client the engine takes."""
-    name = dockerlib.unique_name("ctr")
-    lab.resources.containers.append(name)
-    command = [docker_for_mac_address(), "run", "-d", "--name", name, "--network", network]
-    command += ["--mac-address", mac, *args, dockerlib.TEST_IMAGE, *QUICK_STOP]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    assert result.returncode == 0, f"{' '.join(command)}: {result.stderr.strip()}"
-    return name
 
 
 def held_by(sim: SimNic, containers: list[str], net: str) -> tuple[set[int], set[str]]:
@@ -351,7 +339,41 @@ def test_mac_prefix_for_generated_macs_and_the_containers_own_mac_wins(lab):
     generated = container_mac(lab.run(net), net)
     assert generated.startswith("02:a0:00:"), generated
     assert not vf_with_mac(sim, generated).in_host
-    own = run_with_mac_address(lab, net, "02:91:27:00:00:05")
+    own = lab.run(net, "--mac-address", "02:91:27:00:00:05")
     assert container_mac(own, net) == "02:91:27:00:00:05"
     assert interface_of(own).mac == "02:91:27:00:00:05"
     assert not vf_with_mac(sim, "02:91:27:00:00:05").in_host
+
+
+@pytest.mark.min_engine_api(1, 44)
+def test_one_run_on_two_networks_gives_each_vf_its_own_mac(lab):
+    """Since API 1.44 (Engine 25) the MAC is an endpoint setting: one per network.
+
+    The engine passes each as that endpoint's ``Interface.MacAddress``, and each
+    becomes the admin MAC of the VF the endpoint leases. Engine 20.10 has one MAC
+    per container and attaches one network at ``docker run``.
+    """
+    sim = lab.pf(vfs=4)
+    red = lab.network(sim, 740, "--subnet", "10.91.8.0/24")
+    blue = lab.network(sim, 741, "--subnet", "10.91.9.0/24")
+    red_mac, blue_mac = "02:91:08:00:00:07", "02:91:09:00:00:07"
+    before = sim_vfs(sim)
+
+    container = lab.resources.run(
+        "--network", f"name={red},mac-address={red_mac},driver-opt=vf=3",
+        "--network", f"name={blue},mac-address={blue_mac}",
+        command=QUICK_STOP,
+    )  # fmt: skip
+
+    red_vf, blue_vf = vf_with_mac(sim, red_mac), vf_with_mac(sim, blue_mac)
+    assert (red_vf.index, red_vf.vlan, red_vf.in_host) == (3, 740, False), red_vf.line
+    assert (blue_vf.vlan, blue_vf.in_host) == (741, False), blue_vf.line
+    assert (container_mac(container, red), container_mac(container, blue)) == (red_mac, blue_mac)
+    for mac, net in ((red_mac, red), (blue_mac, blue)):
+        inside = interface_of(container, interface_with_mac(container, mac))
+        assert inside.ipv4 == [f"{container_ip(container, net)}/24"], inside
+
+    docker("rm", "-f", container)
+    after = sim_vfs(sim)
+    for vf in (red_vf, blue_vf):
+        assert after[vf.index].line == before[vf.index].line, "VF not restored on release"

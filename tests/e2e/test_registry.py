@@ -15,7 +15,8 @@ import dockerlib
 import pytest
 from dockerlib import Resources, container_ip, docker
 
-pytestmark = pytest.mark.docker
+# Push and install go through the engine's plugin manager, which changed since 20.10.
+pytestmark = [pytest.mark.docker, pytest.mark.every_engine]
 
 ALIAS = "sriov-reg:latest"
 SUBNET = ipaddress.IPv4Network("10.79.0.0/24")

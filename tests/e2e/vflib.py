@@ -8,11 +8,8 @@ the interface from inside the container.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import dockerlib
 from dockerlib import SimNic, docker
@@ -142,39 +139,3 @@ def pings(container: str, address: str) -> bool:
         "exec", container, "ping", "-c", "2", "-W", "2", address, timeout=30
     )
     return result.returncode == 0
-
-
-# ---- a client the engine understands ----------------------------------------------------------
-
-MAC_PER_NETWORK_API = (1, 44)  # from this API version on, clients send --mac-address per network
-
-
-def docker_for_mac_address() -> str:
-    """A docker client that can pass ``--mac-address`` to the engine.
-
-    Clients since API 1.44 send the MAC per network and refuse to talk to an
-    older engine at all about it; then pick a client on PATH whose own API
-    version is not newer than the engine's (Debian's docker.io next to a newer
-    CLI, for example).
-    """
-    server = _api_version(docker("version", "-f", "{{.Server.APIVersion}}"))
-    if server >= MAC_PER_NETWORK_API:
-        return "docker"
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = Path(directory) / "docker"
-        if not os.access(candidate, os.X_OK):
-            continue
-        version = subprocess.run(
-            [str(candidate), "version", "-f", "{{.Client.DefaultAPIVersion}}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        if version and _api_version(version) <= server:
-            return str(candidate)
-    raise AssertionError(f"no docker client on PATH speaks API {server} with --mac-address")
-
-
-def _api_version(text: str) -> tuple[int, int]:
-    major, minor = text.strip().split(".")[:2]
-    return int(major), int(minor)

@@ -228,3 +228,20 @@ def test_one_log_line_per_request_with_method_ids_and_outcome(client, caplog):
     assert len(lines) == 2
     assert lines[0].startswith("IpamDriver.RequestPool cidr=10.3.0.0/24 -> 200 pool=local/10.3")
     assert lines[1].startswith("IpamDriver.RequestPool cidr=10.3.0.0/16 -> 409 10.3")
+
+
+def test_debug_level_logs_each_request_body_and_reply(client, caplog):
+    """At debug the bodies are logged whole, so what an engine sends can be compared."""
+    body = {"AddressSpace": "local", "Pool": "10.4.0.0/24", "V6": False, "Extra": {"a": 1}}
+    with caplog.at_level(logging.DEBUG, logger="sriov"):
+        post_json(client, "IpamDriver.RequestPool", body)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert lines[0] == f"IpamDriver.RequestPool request {json.dumps(body)}"
+    assert lines[1].startswith('IpamDriver.RequestPool reply {"PoolID": "local/10.4.0.0/24#')
+
+
+def test_info_level_logs_no_bodies(client, caplog):
+    body = {"AddressSpace": "local", "Pool": "10.5.0.0/24"}
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        post_json(client, "IpamDriver.RequestPool", body)
+    assert "request {" not in caplog.text and "reply {" not in caplog.text

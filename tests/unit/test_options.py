@@ -556,6 +556,10 @@ DOCKER_ENDPOINT_KEYS = {
     "com.docker.network.endpoint.exposedports": [{"Proto": 6, "Port": 80}],
     "com.docker.network.portmap": [],
     "com.docker.network.endpoint.macaddress": "AkLAqAAK",
+    # sent by engines after 26.1 (moby libnetwork netlabel)
+    "com.docker.network.endpoint.name": "web",
+    "com.docker.network.endpoint.ifname": "eth3",
+    "com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.forwarding=1",
 }
 
 

@@ -190,6 +190,75 @@ DOCKER_SAMPLES = [
     ("Cluster.ReleaseNode", {"Node": "node-2.example.com"}),
 ]
 
+# Bodies Docker 26.1 sent (recorded with SRIOV_LOG_LEVEL=debug; 20.10 sends the same
+# shapes), and the fields engines after 26 add (moby libnetwork netlabel: enable_ipv4,
+# endpoint.name, endpoint.ifname, endpoint.sysctls).
+DOCKER_SAMPLES += [
+    (
+        "NetworkDriver.CreateNetwork",
+        {
+            "NetworkID": NET,
+            "Options": {
+                "com.docker.network.enable_ipv6": False,
+                "com.docker.network.generic": {"pf_iface": "enp1s0f0", "vlanid": "81"},
+                "com.docker.network.internal": True,
+            },
+            "IPv4Data": [
+                {
+                    "AddressSpace": "local",
+                    "AuxAddresses": {"a": "10.95.0.5/24"},
+                    "Gateway": "10.95.0.1/24",
+                    "Pool": "10.95.0.0/24",
+                }
+            ],
+            "IPv6Data": [],
+        },
+    ),
+    (
+        "NetworkDriver.CreateEndpoint",
+        {
+            "NetworkID": NET,
+            "EndpointID": EP,
+            "Interface": {
+                "Address": "10.95.0.128/24",
+                "AddressIPv6": "",
+                "MacAddress": "02:95:00:00:00:04",
+            },
+            "Options": {"com.docker.network.endpoint.macaddress": "ApUAAAAE", "vf": "3"},
+        },
+    ),
+    (
+        "NetworkDriver.CreateNetwork",
+        {
+            "NetworkID": NET,
+            "Options": {
+                "com.docker.network.enable_ipv4": True,
+                "com.docker.network.enable_ipv6": True,
+                "com.docker.network.generic": {"pf_iface": "enp1s0f0"},
+            },
+            "IPv4Data": IPV4_DATA,
+            "IPv6Data": [
+                {"AddressSpace": "local", "Pool": "fd00:1::/64", "Gateway": "fd00:1::1/64"}
+            ],
+        },
+    ),
+    (
+        "NetworkDriver.CreateEndpoint",
+        {
+            "NetworkID": NET,
+            "EndpointID": EP,
+            "Interface": {"Address": "192.168.0.10/24", "AddressIPv6": "", "MacAddress": ""},
+            "Options": {
+                "com.docker.network.endpoint.exposedports": [],
+                "com.docker.network.endpoint.ifname": "eth3",
+                "com.docker.network.endpoint.name": "web",
+                "com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.forwarding=1",
+                "com.docker.network.portmap": [],
+            },
+        },
+    ),
+]
+
 # Each case: method, body, the exact message.
 BAD_REQUESTS = [
     (
@@ -228,6 +297,12 @@ BAD_REQUESTS = [
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": "yes"}},
         "Options[\"com.docker.network.enable_ipv6\"]: 'yes' is not of type 'boolean'",
+    ),
+    (
+        "NetworkDriver.CreateNetwork",
+        {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv4": "no"}},
+        'NetworkDriver.CreateNetwork: Options["com.docker.network.enable_ipv4"]: '
+        "'no' is not of type 'boolean'",
     ),
     (
         "NetworkDriver.CreateNetwork",
