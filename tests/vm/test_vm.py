@@ -43,8 +43,15 @@ def step(what: str, *args, timeout: float = 1800) -> str:
 @pytest.fixture(scope="module")
 def plugin_rootfs() -> Path:
     """rootfs/ built by scripts/build-plugin.sh on the host, before the guest boots."""
-    step("build the plugin", "flock", DOCKER_LOCK, "scripts/build-plugin.sh", BUILD_NAME)
-    step("remove the build's plugin", "flock", DOCKER_LOCK, "docker", "plugin", "rm", BUILD_NAME)
+    build_and_remove = f"scripts/build-plugin.sh {BUILD_NAME} && docker plugin rm {BUILD_NAME}"
+    step(
+        "build the plugin (and wait for the Docker lock)",
+        "flock",
+        DOCKER_LOCK,
+        "sh",
+        "-c",
+        build_and_remove,
+    )
     return REPO / "rootfs"
 
 
