@@ -8,8 +8,10 @@ PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
 messages, so parsing is tested against pyroute2's structures. The VF netdev
 behaves as igb/igbvf do (seen on the emulated 82576): once the PF has set an
 admin MAC, the VF's own MAC change is refused unless it is to the address the VF
-got at its last reset, and the VF resets (taking the admin MAC) when its link
-goes down.
+got at its last reset, and the VF resets when its link goes down or its MTU
+changes while it is down. At a reset the VF asks the PF for its MAC (taking the
+admin MAC, if one is set) and registers its netdev's MAC again, which the PF
+accepts, and then reports, unless an admin MAC is set and the VF is untrusted.
 """
 
 import copy
@@ -128,7 +130,11 @@ class FakeIPRoute:
         if command == "set" and "mtu" in kwargs:
             if "mtu" in self.fail_on:
                 raise NetlinkError(self.fail_on["mtu"])
-            self.mtu[kwargs["index"]] = kwargs["mtu"]
+            index = kwargs["index"]
+            changed = self.mtu.get(index) != kwargs["mtu"]
+            self.mtu[index] = kwargs["mtu"]
+            if changed and index in self.vf_of_netdev and not self.flags[index] & 1:
+                self._reset_vf(index)  # igbvf_change_mtu on a down VF resets it
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
 
@@ -137,11 +143,18 @@ class FakeIPRoute:
             self.flags[index] |= 1
         else:
             self.flags[index] &= ~1
-            if self.resets_on_link_down:  # igbvf_down resets the VF: it asks the PF its MAC
-                admin = self.vfs[self.vf_of_netdev[index]]["IFLA_VF_MAC"]["mac"]
-                if admin != "00:00:00:00:00:00":
-                    self.address[index] = self.reset_address[index] = admin
+            if self.resets_on_link_down:  # igbvf_down resets the VF
+                self._reset_vf(index)
         return []
+
+    def _reset_vf(self, index):
+        """igbvf's reset: take the admin MAC if one is set, then register the netdev's MAC."""
+        vf = self.vfs[self.vf_of_netdev[index]]
+        admin = vf["IFLA_VF_MAC"]["mac"]
+        if admin == "00:00:00:00:00:00" or vf["IFLA_VF_TRUST"]["trust"]:
+            vf["IFLA_VF_MAC"] = {"mac": self.address[index]}  # accepted: the PF reports it
+        else:
+            self.address[index] = self.reset_address[index] = admin
 
     def _set_address(self, index, mac):
         vf = self.vfs[self.vf_of_netdev[index]]
@@ -328,7 +341,8 @@ def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, set
     assert vf_attribute_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
 
 
-def test_all_vf_settings_go_in_one_request(backend, fake):
+def test_the_vf_settings_go_in_one_request(backend, fake):
+    """Trust is not among them: program_vf sends it after the rest, see the test below."""
     backend.set_vf(
         VF3,
         VfSettings(
@@ -337,7 +351,6 @@ def test_all_vf_settings_go_in_one_request(backend, fake):
             qos=2,
             proto="802.1Q",
             spoofchk=False,
-            trust=True,
             link_state="enable",
             min_tx_rate=0,
             max_tx_rate=100,
@@ -345,13 +358,7 @@ def test_all_vf_settings_go_in_one_request(backend, fake):
     )
     assert len(vf_attribute_sets(fake)) == 1
     read = backend.read_vf(VF3)
-    assert (read.mac, read.vlan, read.qos, read.spoofchk, read.trust) == (
-        "02:00:00:00:00:03",
-        100,
-        2,
-        False,
-        True,
-    )
+    assert (read.mac, read.vlan, read.qos, read.spoofchk) == ("02:00:00:00:00:03", 100, 2, False)
     assert (read.link_state, read.max_tx_rate) == ("enable", 100)
 
 
@@ -559,3 +566,24 @@ def test_a_vf_netdev_that_keeps_its_old_mac_fails_the_mac_and_is_undone(backend,
     )
     assert fake.vfs[3]["IFLA_VF_MAC"] == {"mac": "00:00:00:00:00:00"}
     assert fake.vfs[3]["IFLA_VF_VLAN"] == {"vlan": 0, "qos": 0}
+
+
+def test_an_undo_after_a_refusal_leaves_no_admin_mac_even_when_the_mtu_undo_resets_the_vf(
+    backend, fake
+):
+    """Seen on igb: undoing the MTU last reset the VF after its admin MAC was cleared, and
+    the VF registered its own MAC, which the PF then reported instead of no admin MAC."""
+    fake.fail_on["IFLA_VF_LINK_STATE"] = errno.EOPNOTSUPP
+    before = backend.read_vf(VF3)
+    desired = VfSettings(mac="02:00:00:00:00:03", link_state="enable", mtu=9000)
+    with pytest.raises(DeviceError, match="link_state to enable: Operation not supported"):
+        program_vf(backend, VF3, desired)
+    assert backend.read_vf(VF3) == before
+    assert before.mac == "00:00:00:00:00:00"
+
+
+def test_trust_set_after_the_mac_keeps_the_admin_mac_through_the_vfs_reset(backend, fake):
+    """A trusted VF that resets registers its old MAC over the admin MAC (igb allows it)."""
+    desired = VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000)
+    program_vf(backend, VF3, desired)
+    assert backend.read_vf(VF3).mac == "02:00:00:00:00:03"
