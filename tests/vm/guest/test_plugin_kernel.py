@@ -275,3 +275,21 @@ def test_pinning_exhaustion_and_kill9_with_a_leased_vf(dockerd, pf):
     restored = pf.vf(5)
     assert (restored.mac, restored.vlan) == (NO_MAC, 0), pf.ip_link_line(5)
     dockerd.ok("NetworkDriver.DeleteNetwork", {"NetworkID": network})
+
+
+def test_a_pf_named_by_pci_address_with_a_vf_range_leases_only_those_vfs(dockerd, pf):
+    """One line for a fleet (issue 14) on a real PF: its PCI address and VFs 4-6 of it."""
+    pci = Path(f"/sys/class/net/{pf.name}/device").resolve().name
+    network, pool = dockerd.create_network("10.63.0.0/24", pf_iface=f"{pci}#4-6", vlanid="210")
+    leased = [dockerd.endpoint(network, pool) for _ in range(3)]
+    assert sorted(ep["vf"] for ep in leased) == [4, 5, 6]
+    assert [pf.vf(ep["vf"]).vlan for ep in leased] == [210, 210, 210]
+    status, reply, _, _ = dockerd.create_endpoint(network, pool)
+    assert status == 409 and "VFs 4-6" in reply["Err"] and "3 of 3 leased" in reply["Err"], reply
+    status, reply, _, _ = dockerd.create_endpoint(network, pool, {"vf": "1"})
+    assert status == 400 and "outside this network's VFs 4-6" in reply["Err"], reply
+    assert pf.vf(1).vlan == 0
+    for ep in leased:
+        dockerd.release(ep)
+    assert [pf.vf(index).vlan for index in (4, 5, 6)] == [0, 0, 0]
+    dockerd.ok("NetworkDriver.DeleteNetwork", {"NetworkID": network})
