@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def nodes() -> Iterator[list[Node]]:
     swarmlib.remove_leftovers()
     plugin_dir = swarmlib.build_plugin_dir()
-    started: list[Node] = []
+    made = [Node(index) for index in range(1, NODE_COUNT + 1)]
+
+    def start(node: Node) -> None:
+        node.start()
+        node.install(plugin_dir)
+
+    # The nodes start and stop side by side: each mostly waits on its own dockerd.
     try:
-        for index in range(1, NODE_COUNT + 1):
-            node = Node(index)
-            started.append(node)
-            node.start()
-            node.install(plugin_dir)
-        yield started
+        with ThreadPoolExecutor(NODE_COUNT) as pool:
+            list(pool.map(start, made))
+        yield made
     finally:
-        errors = [error for node in started for error in node.stop()]
+        with ThreadPoolExecutor(NODE_COUNT) as pool:
+            errors = [error for failed in pool.map(Node.stop, made) for error in failed]
         shutil.rmtree(swarmlib.WORK, ignore_errors=True)
         assert not errors, "stopping the swarm nodes failed:\n" + "\n".join(errors)
 

@@ -52,13 +52,16 @@ def build_plugin_dir() -> Path:
     shutil.rmtree(PLUGIN_DIR, ignore_errors=True)
     PLUGIN_DIR.mkdir(parents=True)
     shutil.copy(REPO / "config.json", PLUGIN_DIR / "config.json")
-    # build-plugin.sh's own lock keeps a concurrent build from replacing rootfs/ mid-copy.
+    # A copy of hard links (build-plugin.sh replaces rootfs/ and never writes into its files;
+    # never shutil: rootfs/dev holds device nodes such as zero), under build-plugin.sh's own
+    # lock so that a concurrent build cannot replace rootfs/ mid-copy.
     subprocess.run(
         [
             "flock",
             str(REPO / "build/.build-plugin.lock"),
             "cp",
             "-a",
+            "--link",
             str(REPO / "rootfs"),
             str(PLUGIN_DIR / "rootfs"),
         ],
@@ -256,7 +259,7 @@ class Node:
         )
 
     def pings(self, container: str, target: str) -> bool:
-        result = self.run_docker("exec", container, "ping", "-c", "2", "-W", "2", target)
+        result = self.run_docker("exec", container, "ping", "-c", "1", "-W", "2", target)
         return result.returncode == 0
 
     def resolves(self, container: str, name: str) -> set[str]:
