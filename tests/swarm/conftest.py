@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def nodes() -> Iterator[list[Node]]:
-    swarmlib.remove_leftovers()
+    swarmlib.remove_leftovers(NODE_COUNT)
     plugin_dir = swarmlib.build_plugin_dir()
     made = [Node(index) for index in range(1, NODE_COUNT + 1)]
 

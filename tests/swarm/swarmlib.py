@@ -196,6 +196,8 @@ class Node:
         """Stop dockerd and remove all the node made on the host; return what failed."""
         errors = []
         pid = self._dockerd_pid()
+        if pid is None and self.process is not None and self.process.poll() is None:
+            pid = self.process.pid  # started, but no pid file (yet)
         if pid is not None:
             try:
                 dockerlib.stop_dockerd(pid)
@@ -216,10 +218,13 @@ class Node:
         return errors
 
     def _dockerd_pid(self) -> int | None:
+        """The pid in the node's pid file, if that process is still this node's dockerd."""
         try:
-            return int(Path(f"/run/{self.name}.pid").read_text().strip())
+            pid = int(Path(f"/run/{self.name}.pid").read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
+        return pid if self.host.encode() in argv else None
 
     # ---- what the node holds --------------------------------------------------------
 
@@ -382,9 +387,7 @@ def vf_is_free_and_restored(vf: vflib.SimVf) -> bool:
     return vf.in_host and vf.vlan == 0 and vf.mac == FACTORY_MAC
 
 
-def remove_leftovers() -> None:
+def remove_leftovers(count: int) -> None:
     """Stop dockerds and remove links and directories a killed session left (``sw`` names)."""
-    for index in range(1, 10):
-        node = Node(index)
-        if node.dir.exists() or Path(f"/run/{node.name}.pid").exists():
-            node.stop()
+    for index in range(1, count + 1):
+        Node(index).stop()
