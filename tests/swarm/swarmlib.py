@@ -132,7 +132,7 @@ class Node:
     # ---- life cycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the node's dockerd (fresh data root) and give it gwbridge, plugin, image, PF."""
+        """Start the node's dockerd on a fresh data root, with its own docker_gwbridge."""
         self.dir.mkdir(parents=True)
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         subprocess.run(
