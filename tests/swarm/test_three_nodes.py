@@ -149,6 +149,75 @@ def test_replicas_on_every_node_get_their_nodes_vfs_and_reach_each_other(
     assert_every_vf_free(nodes)
 
 
+def test_replicas_on_another_vlan_do_not_reach_across_nodes(
+    three_node_swarm: list[Node], network: str
+):
+    """Node 2's replica on VLAN 121, given an address in VLAN 120's subnet, cannot reach node 1's.
+
+    Only node 2 holds the config-only network of VLAN 121: a node needs one only
+    where tasks on that network land.
+    """
+    nodes = three_node_swarm
+    manager, other_node = nodes[0], nodes[1]
+    other_node.docker(
+        "network",
+        "create",
+        "--config-only",
+        "--ipam-driver",
+        PLUGIN,
+        "-o",
+        f"pf_iface={other_node.sim.pf}",
+        "-o",
+        f"vlanid={VLAN + 1}",
+        "--subnet",
+        "10.94.0.0/24",
+        "swcfg3b",
+    )
+    manager.docker(
+        "network", "create", "-d", PLUGIN, "--scope", "swarm", "--config-from", "swcfg3b", "swnet3b"
+    )
+    try:
+        create_service(manager, "swhere", 1, "--constraint", "node.hostname==swn1")
+        manager.docker(
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "swthere",
+            "--endpoint-mode",
+            "dnsrr",
+            "--no-resolve-image",
+            "--network",
+            "swnet3b",
+            "--cap-add",
+            "NET_ADMIN",
+            "--constraint",
+            f"node.hostname=={other_node.name}",
+            TEST_IMAGE,
+            *QUICK_STOP,
+        )
+        swarmlib.wait_for_running(nodes[:1], "swhere", 1)
+        swarmlib.wait_for_running([other_node], "swthere", 1)
+        (here,) = nodes[0].task_containers("swhere")
+        (there,) = other_node.task_containers("swthere")
+        vf = [vf for vf in other_node.vfs_now().values() if not vf.in_host]
+        assert [v.vlan for v in vf] == [VLAN + 1], other_node.sim.show()
+        target = nodes[0].endpoint(here, network)["IPAddress"]
+        other_node.docker("exec", there, "ip", "addr", "add", "10.92.0.250/24", "dev", "eth0")
+        assert not other_node.pings(there, target), "VLAN 121 reached VLAN 120 across nodes"
+    finally:
+        remove_service(nodes, "swhere")
+        remove_service(nodes, "swthere")
+        manager.run_docker("network", "rm", "swnet3b")
+        wait_until(
+            lambda: other_node.run_docker("network", "inspect", "swnet3b").returncode != 0,
+            60,
+            "swnet3b to go",
+        )
+        other_node.docker("network", "rm", "swcfg3b")
+    assert_every_vf_free(nodes)
+
+
 def test_scaling_past_the_clusters_vfs_refuses_the_extra_tasks_and_scaling_down_frees_them(
     three_node_swarm: list[Node], network: str
 ):
