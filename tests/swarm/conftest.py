@@ -57,6 +57,7 @@ def nodes() -> Iterator[list[Node]]:
         with ThreadPoolExecutor(NODE_COUNT) as pool:
             errors = [error for failed in pool.map(Node.stop, made) for error in failed]
         shutil.rmtree(swarmlib.WORK, ignore_errors=True)
+        shutil.rmtree(swarmlib.PLUGIN_DIR, ignore_errors=True)
         assert not errors, "stopping the swarm nodes failed:\n" + "\n".join(errors)
 
 

@@ -32,7 +32,9 @@ import vflib
 from dockerlib import PLUGIN, REPO, SCRIPTS, STATE_SUBDIR, TEST_IMAGE, SimNic
 
 WORK = Path("/var/lib/swsriov")  # node data roots, plugin dirs, sysfs roots, plugin state
-PLUGIN_DIR = WORK / "plugin"  # config.json + rootfs/, what `docker plugin create` reads
+# config.json + rootfs/, what `docker plugin create` reads: in the checkout's build/, on the
+# filesystem of rootfs/, so that its copy can be hard links.
+PLUGIN_DIR = REPO / "build" / "swarm-plugin"
 BUILD_NAME = "swsriov:latest"  # the plugin's name on the system engine while it is built
 FABRIC = "swf"  # the simulated top-of-rack switch every node's PF is plugged into
 FIRST_ADDRESS = 20  # node N listens on 127.0.0.(20+N)
