@@ -31,7 +31,7 @@ import dockerlib
 import vflib
 from dockerlib import PLUGIN, REPO, SCRIPTS, STATE_SUBDIR, TEST_IMAGE, SimNic
 
-WORK = Path("/var/lib/swsriov")  # node data roots, plugin dirs, sysfs roots, plugin state
+WORK = Path("/var/lib/swsriov")  # per node: data root, sysfs root of its NIC, plugin state
 # config.json + rootfs/, what `docker plugin create` reads: in the checkout's build/, on the
 # filesystem of rootfs/, so that its copy can be hard links.
 PLUGIN_DIR = REPO / "build" / "swarm-plugin"
