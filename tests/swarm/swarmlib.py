@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -382,6 +383,11 @@ def wait_for_running(nodes: list[Node], service: str, count: int, timeout: float
         return sum(len(c) for c in running_by_node(nodes, service).values()) == count
 
     dockerlib.wait_until(done, timeout, f"{count} running tasks of {service}", interval=0.5)
+
+
+def says_no_free_vf(error: str, pf: str, vfs: int) -> bool:
+    """Whether a task error is the plugin's "no free VF on PF (...): N of N leased"."""
+    return re.search(rf"no free VF on {pf}\b[^:]*: {vfs} of {vfs} leased", error) is not None
 
 
 def vf_is_free_and_restored(vf: vflib.SimVf) -> bool:
