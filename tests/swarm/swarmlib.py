@@ -339,6 +339,15 @@ def form_swarm(manager: Node, workers: list[Node]) -> None:
     )
 
 
+def create_service(manager: Node, name: str, network: str, replicas: int, *args: str) -> None:
+    """A dnsrr service of the idle test image on ``network``; failed tasks retry after 1 s."""
+    manager.docker(
+        *("service", "create", "--detach", "--name", name, "--endpoint-mode", "dnsrr"),
+        *("--no-resolve-image", "--network", network, "--replicas", str(replicas)),
+        *("--restart-delay", "1s", *args, TEST_IMAGE, *QUICK_STOP),
+    )
+
+
 def ready_nodes(manager: Node) -> set[str]:
     lines = manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}").splitlines()
     return {line.split()[0] for line in lines if line.endswith(" Ready")}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 
 import swarmlib
-from dockerlib import PLUGIN, TEST_IMAGE, wait_until
-from swarmlib import QUICK_STOP, Node
+from dockerlib import PLUGIN, wait_until
+from swarmlib import Node
 
 SUBNET = "10.91.0.0/24"
 IP_RANGE = "10.91.0.64/28"
@@ -29,27 +29,6 @@ def config_only(node: Node, name: str, *options: str) -> None:
         IP_RANGE,
         *options,
         name,
-    )
-
-
-def create_service(node: Node, name: str, network: str, replicas: int) -> None:
-    node.docker(
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        name,
-        "--endpoint-mode",
-        "dnsrr",
-        "--no-resolve-image",
-        "--network",
-        network,
-        "--replicas",
-        str(replicas),
-        "--restart-delay",
-        "1s",
-        TEST_IMAGE,
-        *QUICK_STOP,
     )
 
 
@@ -78,7 +57,7 @@ def test_a_bad_option_is_a_task_error_naming_it(one_node_swarm: Node):
         "swbadnet",
     )
     try:
-        create_service(node, "swbad", "swbadnet", 1)
+        swarmlib.create_service(node, "swbad", "swbadnet", 1)
 
         def task_error() -> str:
             return " ".join(t.error for t in swarmlib.tasks(node, "swbad"))
@@ -100,7 +79,7 @@ def test_service_tasks_get_vfs_until_they_run_out(one_node_swarm: Node):
         "network", "create", "-d", PLUGIN, "--scope", "swarm", "--config-from", "swcfg1", "swnet1"
     )
     try:
-        create_service(node, "swone", "swnet1", 2)
+        swarmlib.create_service(node, "swone", "swnet1", 2)
         swarmlib.wait_for_running([node], "swone", 2)
         first, second = node.task_containers("swone")
         vfs = node.vfs_now()

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 import swarmlib
-from dockerlib import PLUGIN, TEST_IMAGE, wait_until
-from swarmlib import QUICK_STOP, Node
+from dockerlib import PLUGIN, wait_until
+from swarmlib import Node
 
 VLAN = 120
 SUBNET = "10.92.0.0/24"
@@ -70,28 +70,6 @@ def network(three_node_swarm: list[Node]) -> Iterator[str]:
     remove_network(nodes)
 
 
-def create_service(manager: Node, name: str, replicas: int, *args: str) -> None:
-    manager.docker(
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        name,
-        "--endpoint-mode",
-        "dnsrr",
-        "--no-resolve-image",
-        "--network",
-        NETWORK,
-        "--replicas",
-        str(replicas),
-        "--restart-delay",
-        "1s",
-        *args,
-        TEST_IMAGE,
-        *QUICK_STOP,
-    )
-
-
 def remove_service(nodes: list[Node], name: str) -> None:
     """``docker service rm`` and wait until no node runs a task of it."""
     nodes[0].run_docker("service", "rm", name)
@@ -125,7 +103,7 @@ def test_replicas_on_every_node_get_their_nodes_vfs_and_reach_each_other(
     three_node_swarm: list[Node], network: str
 ):
     nodes = three_node_swarm
-    create_service(nodes[0], "swweb", 3, "--replicas-max-per-node", "1")
+    swarmlib.create_service(nodes[0], "swweb", NETWORK, 3, "--replicas-max-per-node", "1")
     try:
         swarmlib.wait_for_running(nodes, "swweb", 3)
         placed = swarmlib.running_by_node(nodes, "swweb")
@@ -183,24 +161,12 @@ def test_replicas_on_another_vlan_do_not_reach_across_nodes(
         "network", "create", "-d", PLUGIN, "--scope", "swarm", "--config-from", "swcfg3b", "swnet3b"
     )
     try:
-        create_service(manager, "swhere", 1, "--constraint", "node.hostname==swn1")
-        manager.docker(
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "swthere",
-            "--endpoint-mode",
-            "dnsrr",
-            "--no-resolve-image",
-            "--network",
-            "swnet3b",
-            "--cap-add",
-            "NET_ADMIN",
-            "--constraint",
-            f"node.hostname=={other_node.name}",
-            TEST_IMAGE,
-            *QUICK_STOP,
+        swarmlib.create_service(
+            manager, "swhere", NETWORK, 1, "--constraint", "node.hostname==swn1"
+        )
+        swarmlib.create_service(
+            *(manager, "swthere", "swnet3b", 1, "--cap-add", "NET_ADMIN"),
+            *("--constraint", f"node.hostname=={other_node.name}"),
         )
         swarmlib.wait_for_running(nodes[:1], "swhere", 1)
         swarmlib.wait_for_running([other_node], "swthere", 1)
@@ -229,7 +195,7 @@ def test_scaling_past_the_clusters_vfs_refuses_the_extra_tasks_and_scaling_down_
 ):
     nodes = three_node_swarm
     manager = nodes[0]
-    create_service(manager, "swscale", 6)
+    swarmlib.create_service(manager, "swscale", NETWORK, 6)
     try:
         swarmlib.wait_for_running(nodes, "swscale", 6)
         assert all(len(leased_vfs(node)) == 2 for node in nodes)
@@ -276,7 +242,7 @@ def test_draining_a_node_moves_its_tasks_and_frees_its_vfs(
 ):
     nodes = three_node_swarm
     manager, drained = nodes[0], nodes[2]
-    create_service(manager, "swdrain", 3, "--replicas-max-per-node", "2")
+    swarmlib.create_service(manager, "swdrain", NETWORK, 3, "--replicas-max-per-node", "2")
     try:
         swarmlib.wait_for_running(nodes, "swdrain", 3)
         wait_until(
@@ -305,7 +271,7 @@ def test_removing_the_network_leaves_every_vf_free_and_nothing_leased(
     three_node_swarm: list[Node], network: str
 ):
     nodes = three_node_swarm
-    create_service(nodes[0], "swlast", 3)
+    swarmlib.create_service(nodes[0], "swlast", NETWORK, 3)
     swarmlib.wait_for_running(nodes, "swlast", 3)
     remove_service(nodes, "swlast")
     remove_network(nodes)
