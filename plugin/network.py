@@ -280,6 +280,8 @@ class NetworkService:
                 self._events.program_failed(vf.pf)
             with self._store.transaction() as tx:
                 tx.delete_endpoint(endpoint_id)
+                if snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
+                    tx.remember_admin_mac_cleared(vf.pci)
             raise
         with self._store.transaction() as tx:
             tx.finish_endpoint(endpoint_id, _settings_dict(original))

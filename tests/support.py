@@ -89,9 +89,12 @@ class PluginClient:
 class PluginProcess:
     """``python -m plugin serve`` as a child process, with its output in a temp file."""
 
-    def __init__(self, env: dict, netns: str | None = None):
+    def __init__(
+        self, env: dict, netns: str | None = None, startup_limit: float = STARTUP_LIMIT_SECONDS
+    ):
         self.env = dict(env)
         self.netns = netns
+        self.startup_limit = startup_limit
         self.socket_path = Path(self.env["SRIOV_SOCKET"])
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen | None = None
@@ -129,7 +132,7 @@ class PluginProcess:
         return self
 
     def _wait_until_active(self, started: float) -> None:
-        deadline = started + STARTUP_LIMIT_SECONDS
+        deadline = started + self.startup_limit
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(
@@ -141,7 +144,7 @@ class PluginProcess:
             if time.perf_counter() > deadline:
                 self.kill9()
                 raise RuntimeError(
-                    f"plugin did not answer Plugin.Activate within {STARTUP_LIMIT_SECONDS} s:\n"
+                    f"plugin did not answer Plugin.Activate within {self.startup_limit} s:\n"
                     f"{self.log()}"
                 )
             time.sleep(POLL_INTERVAL_SECONDS)

@@ -8,6 +8,7 @@ own netdev.
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable, Iterable
 
@@ -29,6 +30,7 @@ ETH_P_8021AD = 0x88A8
 PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
 PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
+NO_ADMIN_MAC = "00:00:00:00:00:00"
 VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
 
 
@@ -72,15 +74,61 @@ class KernelBackend:
         return _settings(info, mtu)
 
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
-        """One RTM_SETLINK on the PF carrying every given VF attribute for ``vf.index``."""
+        """One RTM_SETLINK on the PF carrying every given VF attribute for ``vf.index``.
+
+        A new admin MAC is then made the VF netdev's own address too
+        (``_adopt_admin_mac``); if the netdev does not take it, the admin MAC is
+        put back as it was and the VF refused.
+        """
         check_settings(settings)
         spec = _vf_spec(vf.index, settings)
+        adopt = "mac" in spec and spec["mac"] != NO_ADMIN_MAC and vf.netdev is not None
+        previous = self.read_vf(vf).mac if adopt else None
         try:
             with self._iproute() as ipr:
                 pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
                 ipr.link("set", index=pf_index, vf=spec)
+                if adopt:
+                    self._adopt_admin_mac(ipr, vf, spec["mac"], pf_index, previous)
         except NetlinkError as err:
             raise VfRefused(vf, netlink.strerror(err)) from err
+
+    @staticmethod
+    def _adopt_admin_mac(ipr, vf: VfInfo, mac: str, pf_index: int, previous: str) -> None:
+        """Leave the VF netdev with address ``mac``, the admin MAC just set, or undo that.
+
+        Docker sets the endpoint's MAC (the admin MAC we answered) on the netdev
+        inside the container after Join. Once an admin MAC is set, igb refuses
+        every MAC change an untrusted VF asks for, even to that MAC, and igbvf
+        then succeeds only if the address is the one the PF gave it at its last
+        reset: a netdev still carrying an older MAC failed Docker with
+        EADDRNOTAVAIL ("VF N attempted to override administratively set MAC
+        address"), and a reused VF never started a container. igbvf resets, and
+        takes the admin MAC, when its link goes down: cycle the link, keeping
+        its up/down state. A driver that does not reset so gets the address set
+        on the netdev here, as Docker would: a refusal then fails the endpoint,
+        naming the VF, instead of failing inside the container.
+        """
+        netdev = check_ifname(vf.netdev)
+        try:
+            link = netlink.get_link(ipr, netdev)
+            if link.get_attr("IFLA_ADDRESS") == mac:
+                return
+            first, second = (
+                (netlink.set_down, netlink.set_up)
+                if netlink.is_up(link)
+                else (netlink.set_up, netlink.set_down)
+            )
+            first(ipr, netdev)
+            second(ipr, netdev)
+            if netlink.get_link(ipr, netdev).get_attr("IFLA_ADDRESS") != mac:
+                netlink.set_address(ipr, netdev, mac)
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:  # not in this namespace: no netdev to carry it
+                return
+            ipr.link("set", index=pf_index, vf={"vf": vf.index, "mac": previous})
+            why = f"{netdev} does not take it: {netlink.strerror(err)}"
+            raise VfRefused(vf, why) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
         check_settings(VfSettings(mtu=mtu))

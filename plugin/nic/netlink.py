@@ -145,6 +145,15 @@ def set_up(ipr, name: str) -> None:
     ipr.link("set", index=require_index(ipr, name), state="up")
 
 
+def set_down(ipr, name: str) -> None:
+    ipr.link("set", index=require_index(ipr, name), state="down")
+
+
+def is_up(link) -> bool:
+    """Whether an RTM_NEWLINK message says the link is administratively up."""
+    return bool(link["flags"] & IFF_UP)
+
+
 def set_master(ipr, name: str, bridge: str) -> None:
     ipr.link("set", index=require_index(ipr, name), master=require_index(ipr, bridge))
 

@@ -244,19 +244,15 @@ def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings):
 
 
 def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str:
-    """Restore completed steps in reverse order; a note for the error message."""
+    """Put back what the completed steps changed, as a restore does; a note for the error."""
     if not done:
         return " (nothing else had been changed)"
-    undone, failed = [], []
-    for step, before in reversed(done):
-        try:
-            _apply(backend, vf, step, before)
-            undone.append(step.name)
-        except DeviceError as err:
-            failed.append(err.message)
+    failed = _put_back(backend, vf, done)
+    changed = {step for step, _before in done}
+    undone = [step.name for step in STEPS if step in changed and step.name not in failed]
     note = f" (undone: {', '.join(undone)})" if undone else ""
     if failed:
-        note += f" (undo also failed: {'; '.join(failed)})"
+        note += f" (undo also failed: {'; '.join(failed.values())})"
     return note
 
 
@@ -280,14 +276,7 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
             continue
         steps.append((step, values))
     attempted = len(failed) + len(steps)
-    if steps and steps[0][0] is MTU:
-        failed.extend(_restore_each(backend, vf, [steps.pop(0)]))
-    for request in _vf_requests(steps):
-        targets = {field: value for _step, values in request for field, value in values.items()}
-        try:
-            backend.set_vf(vf, VfSettings(**targets))
-        except VfRefused:
-            failed.extend(_restore_each(backend, vf, request))
+    failed.extend(_put_back(backend, vf, steps).values())
     if failed:
         raise DeviceError(
             f"restore {vf_label(vf)}: {len(failed)} of {attempted} steps failed: "
@@ -295,12 +284,36 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
         )
 
 
-def _restore_each(backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]) -> list[str]:
-    """Apply each step on its own; the messages of those that failed."""
-    failed = []
+def _put_back(backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]) -> dict[str, str]:
+    """Apply ``steps`` (step, values) the way a restore must; the failed ones' messages by name.
+
+    The MTU goes first: an MTU change can reset the VF, and on igb a reset VF
+    registers its netdev's MAC again, which must not happen after the admin MAC
+    is put back (a cleared admin MAC would then read as the VF's own MAC). The
+    VF settings follow in one request (each on its own if that is refused), and
+    trust last.
+    """
+    ordered = sorted(steps, key=lambda entry: STEPS.index(entry[0]))
+    failed = {}
+    if ordered and ordered[0][0] is MTU:
+        failed.update(_restore_each(backend, vf, [ordered.pop(0)]))
+    for request in _vf_requests(ordered):
+        targets = {field: value for _step, values in request for field, value in values.items()}
+        try:
+            backend.set_vf(vf, VfSettings(**targets))
+        except VfRefused:
+            failed.update(_restore_each(backend, vf, request))
+    return failed
+
+
+def _restore_each(
+    backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]
+) -> dict[str, str]:
+    """Apply each step on its own; the messages of those that failed, by step name."""
+    failed = {}
     for step, values in steps:
         try:
             _apply(backend, vf, step, values)
         except DeviceError as err:
-            failed.append(err.message)
+            failed[step.name] = err.message
     return failed

@@ -5,7 +5,13 @@ filter into the IFLA_VF_* attributes that would go to the kernel, encodes them
 and checks the bytes the way the kernel's rtnetlink does (every attribute at
 least the size of its kernel struct, or EINVAL), applies them to a model of the
 PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
-messages, so parsing is tested against pyroute2's structures.
+messages, so parsing is tested against pyroute2's structures. The VF netdev
+behaves as igb/igbvf do (seen on the emulated 82576): once the PF has set an
+admin MAC, the VF's own MAC change is refused unless it is to the address the VF
+got at its last reset, and the VF resets when its link goes down or its MTU
+changes while it is down. At a reset the VF asks the PF for its MAC (taking the
+admin MAC, if one is set) and registers its netdev's MAC again, which the PF
+accepts, and then reports, unless an admin MAC is set and the VF is untrusted.
 """
 
 import copy
@@ -79,7 +85,10 @@ class FakeIPRoute:
         self.calls = []
         self.links = {"enp1s0f0": PF_INDEX, "enp1s0f0v3": 12}
         self.mtu = {12: 1500}
-        self.address = {12: "02:00:00:00:00:0c"}
+        self.address = {12: "02:00:00:00:00:0c"}  # the VF netdev's own MAC
+        self.reset_address = {12: "02:00:00:00:00:0c"}  # what the VF got at its last reset
+        self.vf_of_netdev = {12: 3}
+        self.resets_on_link_down = True
         self.flags = {12: 0}
         self.addresses = {12: []}
         self.report_trust = True
@@ -114,12 +123,47 @@ class FakeIPRoute:
             return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
             return self._set_vf(kwargs["vf"])
+        if command == "set" and "state" in kwargs:
+            return self._set_state(kwargs["index"], kwargs["state"])
+        if command == "set" and "address" in kwargs:
+            return self._set_address(kwargs["index"], kwargs["address"])
         if command == "set" and "mtu" in kwargs:
             if "mtu" in self.fail_on:
                 raise NetlinkError(self.fail_on["mtu"])
-            self.mtu[kwargs["index"]] = kwargs["mtu"]
+            index = kwargs["index"]
+            changed = self.mtu.get(index) != kwargs["mtu"]
+            self.mtu[index] = kwargs["mtu"]
+            if changed and index in self.vf_of_netdev and not self.flags[index] & 1:
+                self._reset_vf(index)  # igbvf_change_mtu on a down VF resets it
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
+
+    def _set_state(self, index, state):
+        if state == "up":
+            self.flags[index] |= 1
+        else:
+            self.flags[index] &= ~1
+            if self.resets_on_link_down:  # igbvf_down resets the VF
+                self._reset_vf(index)
+        return []
+
+    def _reset_vf(self, index):
+        """igbvf's reset: take the admin MAC if one is set, then register the netdev's MAC."""
+        vf = self.vfs[self.vf_of_netdev[index]]
+        admin = vf["IFLA_VF_MAC"]["mac"]
+        if admin == "00:00:00:00:00:00" or vf["IFLA_VF_TRUST"]["trust"]:
+            vf["IFLA_VF_MAC"] = {"mac": self.address[index]}  # accepted: the PF reports it
+        else:
+            self.address[index] = self.reset_address[index] = admin
+
+    def _set_address(self, index, mac):
+        vf = self.vfs[self.vf_of_netdev[index]]
+        admin_set = vf["IFLA_VF_MAC"]["mac"] != "00:00:00:00:00:00"
+        # igb refuses an untrusted VF's request; igbvf then falls back to its reset address.
+        if admin_set and not vf["IFLA_VF_TRUST"]["trust"] and mac != self.reset_address[index]:
+            raise NetlinkError(errno.EADDRNOTAVAIL)
+        self.address[index] = mac
+        return []
 
     def get_links(self):
         return [
@@ -203,6 +247,19 @@ def backend(fake, opened, tmp_path):
     return KernelBackend(Sysfs(tmp_path), iproute_factory=open_fake)
 
 
+def docker_sets_mac(fake, mac):
+    """What libnetwork does inside the container after Join: set the endpoint's MAC."""
+    fake.link("set", index=12, address=mac)
+
+
+def link_state_sets(fake):
+    return [kw for command, kw in fake.calls if command == "set" and "state" in kw]
+
+
+def vf_attribute_sets(fake):
+    return [kwargs for command, kwargs in fake.calls if command == "set" and "vf" in kwargs]
+
+
 def vf_sets(fake):
     return [kwargs for command, kwargs in fake.calls if command == "set"]
 
@@ -281,10 +338,11 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 )
 def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, settings, vf_attrs):
     backend.set_vf(VF3, settings)
-    assert vf_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+    assert vf_attribute_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
 
 
-def test_all_vf_settings_go_in_one_request(backend, fake):
+def test_the_vf_settings_go_in_one_request(backend, fake):
+    """Trust is not among them: program_vf sends it after the rest, see the test below."""
     backend.set_vf(
         VF3,
         VfSettings(
@@ -293,21 +351,14 @@ def test_all_vf_settings_go_in_one_request(backend, fake):
             qos=2,
             proto="802.1Q",
             spoofchk=False,
-            trust=True,
             link_state="enable",
             min_tx_rate=0,
             max_tx_rate=100,
         ),
     )
-    assert len(vf_sets(fake)) == 1
+    assert len(vf_attribute_sets(fake)) == 1
     read = backend.read_vf(VF3)
-    assert (read.mac, read.vlan, read.qos, read.spoofchk, read.trust) == (
-        "02:00:00:00:00:03",
-        100,
-        2,
-        False,
-        True,
-    )
+    assert (read.mac, read.vlan, read.qos, read.spoofchk) == ("02:00:00:00:00:03", 100, 2, False)
     assert (read.link_state, read.max_tx_rate) == ("enable", 100)
 
 
@@ -422,6 +473,8 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
                 "spoofchk": 0,
             },
         },
+        {"index": 12, "state": "up"},  # the netdev takes the admin MAC (igbvf resets when down)
+        {"index": 12, "state": "down"},
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -479,3 +532,58 @@ def test_each_thread_has_its_own_socket_and_a_broken_one_is_replaced():
         raise NetlinkError(errno.EINVAL)
     with sockets() as kept:
         assert kept is again and not again.closed
+
+
+def test_docker_can_set_the_admin_mac_on_the_vf_netdev_again_and_again(backend, fake):
+    """Bug 4: without the link cycle, igb refused Docker's MAC change on every (reused) VF."""
+    for n in range(1, 5):
+        mac = f"02:00:00:00:00:0{n}"
+        original = program_vf(backend, VF3, VfSettings(mac=mac, vlan=100))
+        assert fake.address[12] == mac
+        docker_sets_mac(fake, mac)
+        restore_vf(backend, VF3, original)
+    assert fake.vfs[3]["IFLA_VF_MAC"] == {"mac": "00:00:00:00:00:00"}
+
+
+def test_admin_mac_adoption_keeps_an_up_vf_up_and_skips_a_netdev_that_has_it(backend, fake):
+    fake.flags[12] = 1
+    backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
+    assert link_state_sets(fake) == [{"index": 12, "state": "down"}, {"index": 12, "state": "up"}]
+    assert fake.flags[12] == 1
+    fake.calls.clear()
+    backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
+    backend.set_vf(VF3, VfSettings(mac="00:00:00:00:00:00"))
+    assert link_state_sets(fake) == []
+
+
+def test_a_vf_netdev_that_keeps_its_old_mac_fails_the_mac_and_is_undone(backend, fake):
+    fake.resets_on_link_down = False
+    with pytest.raises(DeviceError) as err:
+        program_vf(backend, VF3, VfSettings(mac="02:00:00:00:00:08", vlan=5))
+    assert err.value.message.startswith(
+        "set VF 3 of enp1s0f0 mac to 02:00:00:00:00:08: "
+        "enp1s0f0v3 does not take it: Cannot assign requested address"
+    )
+    assert fake.vfs[3]["IFLA_VF_MAC"] == {"mac": "00:00:00:00:00:00"}
+    assert fake.vfs[3]["IFLA_VF_VLAN"] == {"vlan": 0, "qos": 0}
+
+
+def test_an_undo_after_a_refusal_leaves_no_admin_mac_even_when_the_mtu_undo_resets_the_vf(
+    backend, fake
+):
+    """Seen on igb: undoing the MTU last reset the VF after its admin MAC was cleared, and
+    the VF registered its own MAC, which the PF then reported instead of no admin MAC."""
+    fake.fail_on["IFLA_VF_LINK_STATE"] = errno.EOPNOTSUPP
+    before = backend.read_vf(VF3)
+    desired = VfSettings(mac="02:00:00:00:00:03", link_state="enable", mtu=9000)
+    with pytest.raises(DeviceError, match="link_state to enable: Operation not supported"):
+        program_vf(backend, VF3, desired)
+    assert backend.read_vf(VF3) == before
+    assert before.mac == "00:00:00:00:00:00"
+
+
+def test_trust_set_after_the_mac_keeps_the_admin_mac_through_the_vfs_reset(backend, fake):
+    """A trusted VF that resets registers its old MAC over the admin MAC (igb allows it)."""
+    desired = VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000)
+    program_vf(backend, VF3, desired)
+    assert backend.read_vf(VF3).mac == "02:00:00:00:00:03"

@@ -638,3 +638,19 @@ def test_pinned_vf_on_a_pf_without_link_is_leased_with_a_warning(make, caplog):
         svc.create_endpoint(net_id(1), ep_id(1), {}, {"vf": "0000:3b:02.1"})
     assert leased_vf(svc, 1) == ("pf0", 1)
     assert "leased VF 1 of pf0 although that PF has no link" in caplog.text
+
+
+def test_an_admin_mac_cleared_by_the_undo_of_a_failed_endpoint_is_not_taken_for_one(make):
+    svc, nic, _ = make(nic_tree(vfs0=1), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0", link_state="enable"), IPV4, [])
+    nic.fail.add("link_state")
+    with pytest.raises(DeviceError):
+        svc.create_endpoint(net_id(1), ep_id(1), {}, {})
+    vf0 = ("pf0", 0)
+    # The VF resets later and registers its netdev's address, which the PF then reports.
+    nic.by_vf[vf0] = dataclasses.replace(nic.by_vf[vf0], mac="02:00:00:00:00:01")
+    nic.addresses["pf0v0"] = "02:00:00:00:00:01"
+    nic.fail.clear()
+    svc.create_endpoint(net_id(1), ep_id(2), {}, {})
+    svc.delete_endpoint(ep_id(2))
+    assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"

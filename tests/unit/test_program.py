@@ -63,16 +63,27 @@ def test_program_skips_fields_already_at_the_desired_value():
 
 
 @pytest.mark.parametrize(
-    ("failing", "undone"),
+    ("failing", "undone", "undo_requests"),
     [
-        ("mtu", []),
-        ("mac", ["mtu"]),
-        ("vlan", ["mac", "mtu"]),
-        ("link_state", ["spoofchk", "rate", "vlan", "mac", "mtu"]),
-        ("trust", ["link_state", "spoofchk", "rate", "vlan", "mac", "mtu"]),
+        ("mtu", [], []),
+        ("mac", ["mtu"], []),
+        ("vlan", ["mtu", "mac"], [["mac"]]),
+        (
+            "link_state",
+            ["mtu", "mac", "vlan", "rate", "spoofchk"],
+            [["mac", "vlan", "rate", "spoofchk"]],
+        ),
+        (
+            "trust",
+            ["mtu", "mac", "vlan", "rate", "spoofchk", "link_state"],
+            [["mac", "vlan", "rate", "spoofchk", "link_state"]],
+        ),
     ],
 )
-def test_a_refused_step_is_named_and_what_took_effect_is_undone_in_reverse(failing, undone):
+def test_a_refused_step_is_named_and_what_took_effect_is_put_back_mtu_first(
+    failing, undone, undo_requests
+):
+    """The undo is a restore: MTU first (it can reset the VF), then the VF settings at once."""
     backend = FakeNic()
     backend.fail.add(failing)
     with pytest.raises(DeviceError) as err:
@@ -81,9 +92,11 @@ def test_a_refused_step_is_named_and_what_took_effect_is_undone_in_reverse(faili
     assert err.value.message.startswith(f"set VF 3 of enp1s0f0 {failing} to ")
     if undone:
         assert err.value.message.endswith(f"(undone: {', '.join(undone)})")
-        undo_requests = [[u] for u in undone if u != "mtu"]
         first_undo = len(backend.vf_requests) - len(undo_requests)
         assert backend.vf_requests[first_undo:] == undo_requests
+        failed_at = [c[0] for c in backend.calls].index(failing)
+        after = [call for call in backend.calls[failed_at + 1 :] if call != ("read",)]
+        assert after[0] == ("mtu", 1500)  # the MTU goes back first
     else:
         assert "nothing else had been changed" in err.value.message
 
@@ -95,7 +108,7 @@ def test_failed_undo_is_reported_along_with_the_failure():
         program_vf(backend, VF, EVERYTHING)
     message = err.value.message
     assert message.startswith("set VF 3 of enp1s0f0 trust to on: Operation not supported")
-    assert "(undone: link_state, spoofchk, rate, vlan, mtu)" in message
+    assert "(undone: mtu, vlan, rate, spoofchk, link_state)" in message
     assert "undo also failed: set VF 3 of enp1s0f0 mac to 00:00:00:00:00:00" in message
 
 
@@ -126,7 +139,7 @@ def test_a_field_the_pf_does_not_hold_after_programming_fails_and_undoes_everyth
         program_vf(backend, VF, VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000))
     assert err.value.message == (
         "program VF 3 of enp1s0f0: after programming it reports mac 02:99:99:99:99:99 "
-        "instead of 02:00:00:00:00:03 (undone: trust, mac, mtu)"
+        "instead of 02:00:00:00:00:03 (undone: mtu, mac, trust)"
     )
     assert backend.settings_of(VF) == FACTORY
 

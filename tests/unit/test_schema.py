@@ -301,7 +301,7 @@ BAD_REQUESTS = [
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv4": "no"}},
-        'NetworkDriver.CreateNetwork: Options["com.docker.network.enable_ipv4"]: '
+        'Options["com.docker.network.enable_ipv4"]: '
         "'no' is not of type 'boolean'",
     ),
     (

@@ -1,0 +1,67 @@
+#!/bin/sh
+# /init of the VM stage's initramfs (built by scripts/vm/setup.sh; busybox sh, PID 1).
+# Mounts the host's root filesystem (9p tag "hostroot") read-only under a tmpfs overlay,
+# the guest kernel's modules over /lib/modules (sriov_modules= on the kernel command line,
+# a host path without spaces), and the run's writable share (9p tag "io") at /sriov-io;
+# runs /sriov-io/cmd in that root with sh, writes its output to /sriov-io/out, its exit
+# status to /sriov-io/status and the kernel log to /sriov-io/dmesg, then powers off.
+export PATH=/bin
+
+fail() {
+    echo "initramfs: $*" >&2
+    poweroff -f
+}
+
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+while read -r module; do
+    insmod "/modules/$module" || fail "insmod $module"
+done </modules/order
+
+modules=
+for arg in $(cat /proc/cmdline); do
+    case $arg in
+        sriov_modules=*) modules=${arg#sriov_modules=} ;;
+    esac
+done
+
+# msize: the largest a virtio 9p transport takes (the default 8 KiB makes reads slow).
+ninep="trans=virtio,version=9p2000.L,msize=512000"
+mount -t 9p -o "$ninep,ro,cache=loose" hostroot /lower || fail "mount the host root over 9p"
+mount -t tmpfs -o mode=755 tmpfs /upper
+mkdir -p /upper/upper /upper/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/upper,workdir=/upper/work /newroot ||
+    fail "mount the overlay root"
+
+r=/newroot
+mount -t proc proc $r/proc
+mount -t sysfs sysfs $r/sys
+mount -t cgroup2 cgroup2 $r/sys/fs/cgroup
+mount -t devtmpfs devtmpfs $r/dev
+mkdir -p $r/dev/pts $r/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts
+mount -t tmpfs tmpfs $r/dev/shm
+for dir in run tmp var/tmp var/lib/docker var/lib/containerd var/log; do
+    mkdir -p $r/$dir && mount -t tmpfs -o mode=755 tmpfs $r/$dir || fail "mount tmpfs on /$dir"
+done
+chmod 1777 $r/tmp $r/var/tmp
+if [ -n "$modules" ]; then
+    mkdir -p $r/lib/modules
+    mount --bind "$r$modules" $r/lib/modules || fail "bind $modules over /lib/modules"
+fi
+mkdir -p $r/sriov-io
+mount -t 9p -o "$ninep,cache=none" io $r/sriov-io || fail "mount the io share"
+
+hostname sriov-vm
+ip link set lo up
+echo "sriov-vm: booted, running /sriov-io/cmd"
+
+env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb \
+    chroot $r /bin/sh /sriov-io/cmd >$r/sriov-io/out 2>&1 </dev/null
+echo $? >$r/sriov-io/status
+dmesg >$r/sriov-io/dmesg
+sync
+poweroff -f

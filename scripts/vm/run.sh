@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Boot the VM stage's guest and run one command in it; exit with that command's status.
+#
+# Usage: scripts/vm/run.sh COMMAND [ARG...]
+#   The command runs with /bin/sh in the repository's directory, as root, in a guest that
+#   sees the host's root filesystem read-only under a tmpfs overlay (so the project's .venv
+#   and Debian's docker.io work there), the guest kernel's modules at /lib/modules, and an
+#   emulated Intel 82576 (QEMU `-device igb`, 7 VFs, real igb/igbvf drivers) alone on an
+#   isolated QEMU hub: the guest has no route anywhere. Its output is printed here.
+# Environment:
+#   SRIOV_VM_CACHE    what scripts/vm/setup.sh prepared (default /var/cache/sriov-vm)
+#   SRIOV_VM_OUT      directory for this run's files (default: a temporary one, removed):
+#                     cmd, out, status, dmesg (the guest's kernel log), console.log (serial)
+#   SRIOV_VM_TIMEOUT  seconds before the guest is killed (default 900)
+#   SRIOV_VM_MEM      guest memory in MiB (default 2048; at most 2560, see below)
+#   SRIOV_VM_CPUS     guest CPUs (default 2)
+#   SRIOV_VM_BOOT_TIMEOUT  seconds to wait for the guest to reach its command (default 120);
+#                     a guest that did not is killed and booted once more
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${SRIOV_VM_CACHE:-/var/cache/sriov-vm}
+timeout=${SRIOV_VM_TIMEOUT:-900}
+mem=${SRIOV_VM_MEM:-2048}
+cpus=${SRIOV_VM_CPUS:-2}
+boot_timeout=${SRIOV_VM_BOOT_TIMEOUT:-120}
+
+die() {
+    echo "vm/run.sh: $*" >&2
+    exit 2
+}
+
+[ "$#" -gt 0 ] || die "usage: scripts/vm/run.sh COMMAND [ARG...]"
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+# With more than 2.5 GiB the emulated igb's VF-to-PF mailbox never works ("PF still
+# resetting"): the driver then refuses nothing and every test would pass for the wrong reason.
+[ "$mem" -le 2560 ] || die "SRIOV_VM_MEM=$mem: at most 2560 MiB (the igb VF mailbox dies above)"
+[ -f "$cache/kernel/ready" ] && [ -f "$cache/initramfs.cpio.gz" ] ||
+    die "no guest kernel in $cache: run scripts/vm/setup.sh first"
+modules=$cache/kernel/lib/modules
+# The initramfs reads this path from the kernel command line, which splits on spaces.
+[[ $modules != *[[:space:]]* ]] || die "SRIOV_VM_CACHE must not contain whitespace: $cache"
+
+if [ -n "${SRIOV_VM_OUT:-}" ]; then
+    out=$SRIOV_VM_OUT
+    mkdir -p "$out"
+    rm -f "$out"/{cmd,out,status,dmesg,console.log}
+else
+    out=$(mktemp -d /tmp/sriov-vm.XXXXXX)
+    trap 'rm -rf "$out"' EXIT
+fi
+
+# sh-quote each argument: 'a'\''b'
+quote() {
+    local arg
+    for arg in "$@"; do
+        printf "'%s' " "${arg//\'/\'\\\'\'}"
+    done
+}
+printf 'cd %s || exit 2\nexec %s\n' "$(quote "$repo")" "$(quote "$@")" >"$out/cmd"
+
+# QEMU's -fsdev path= takes a comma only doubled.
+qemu_path() {
+    printf '%s' "${1//,/,,}"
+}
+
+# /dev/kvm exists on these machines but a KVM guest hangs in early boot (nested
+# virtualisation); TCG boots in a few seconds. q35 because SR-IOV needs PCI Express.
+# -cpu qemu64: with -cpu max a guest on a busy host sometimes never got a timer tick
+# (RCU stalls, "timer wakeup didn't happen") and never finished booting.
+start_qemu() {
+    rm -f "$out/console.log"
+    timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
+        -accel tcg -machine q35 -cpu qemu64 -smp "$cpus" -m "$mem" \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -serial "file:$(qemu_path "$out/console.log")" \
+        -kernel "$cache/kernel/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
+        -append "console=ttyS0 panic=-1 loglevel=4 sriov_modules=$modules" \
+        -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
+        -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+        -fsdev "local,id=io,path=$(qemu_path "$out"),security_model=none" \
+        -device virtio-9p-pci,fsdev=io,mount_tag=io \
+        -netdev hubport,id=igbnet,hubid=0 \
+        -device pcie-root-port,id=igbport,chassis=1 \
+        -device igb,netdev=igbnet,bus=igbport \
+        2> >(grep -v 'hub 0 is not connected to host network' >&2) &
+    qemu_pid=$!
+}
+
+# True once the initramfs has said it runs the command, false if QEMU ended or time ran out.
+booted() {
+    local deadline=$((SECONDS + boot_timeout))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        grep -q '^sriov-vm: booted' "$out/console.log" 2>/dev/null && return 0
+        kill -0 "$qemu_pid" 2>/dev/null || return 1
+        sleep 1
+    done
+    return 1
+}
+
+status=0
+for attempt in 1 2; do
+    start_qemu
+    if booted; then
+        wait "$qemu_pid" || status=$?
+        break
+    fi
+    kill "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+    echo "vm/run.sh: the guest did not boot within $boot_timeout s (attempt $attempt)" >&2
+    tail -n 5 "$out/console.log" >&2 2>/dev/null || true
+    status=125
+done
+
+[ -f "$out/out" ] && cat "$out/out"
+guest_status=$(cat "$out/status" 2>/dev/null || true)
+if ! [[ $guest_status =~ ^[0-9]+$ ]]; then
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "vm/run.sh: the guest did not finish within $timeout s" >&2
+    else
+        echo "vm/run.sh: the guest ended without an exit status (qemu: $status)" >&2
+    fi
+    tail -n 40 "$out/console.log" >&2 2>/dev/null || true
+    exit 125
+fi
+exit "$guest_status"
