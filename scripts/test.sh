@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): dependencies, lint, then pytest in five stages.
+# The project's test command (README, CI): dependencies, lint, then pytest in six stages.
 #
 # Usage: scripts/test.sh [PYTEST ARGS...]   (extra arguments go to every pytest stage)
-# Stages: ruff check; unit (-m "not netns and not docker and not cluster and not vm"); netns
-# (-m netns, needs root); cluster (-m cluster: real etcd members and plugin processes on
-# loopback); docker (-m docker; starts dockerd first, and stops it at the end if it started it;
-# the tests marked every_engine also run on Debian 13's Engine 26 beside it, see
+# Stages: ruff check; unit (-m "not netns and not docker and not cluster and not vm and not
+# swarm"); netns (-m netns, needs root); cluster (-m cluster: real etcd members and plugin
+# processes on loopback); docker (-m docker; starts dockerd first, and stops it at the end if it
+# started it; the tests marked every_engine also run on Debian 13's Engine 26 beside it, see
 # tests/e2e/engines.py); vm (-m vm: a QEMU guest with an emulated igb SR-IOV NIC, see
-# tests/vm/test_vm.py).
+# tests/vm/test_vm.py); swarm (-m swarm: dockerd nodes of its own in a swarm, Debian's Engine
+# 20.10; the system engine builds the plugin).
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 set -uo pipefail
 
@@ -75,6 +76,11 @@ vm_stage() {
     run_pytest -m vm "$@"
 }
 
+swarm_stage() {
+    start_dockerd || return 1
+    run_pytest -m swarm "$@"
+}
+
 heading "dependencies"
 if ! scripts/install-deps.sh --test-engines; then
     echo "test.sh: scripts/install-deps.sh --test-engines failed" >&2
@@ -84,11 +90,12 @@ export PATH="$repo/.venv/bin:$PATH"
 trap stop_started_dockerd EXIT
 
 run_stage ruff ruff check .
-run_stage unit run_pytest -m "not netns and not docker and not cluster and not vm" "$@"
+run_stage unit run_pytest -m "not netns and not docker and not cluster and not vm and not swarm" "$@"
 run_stage netns run_pytest -m netns "$@"
 run_stage cluster run_pytest -m cluster "$@"
 run_stage docker docker_stage "$@"
 run_stage vm vm_stage "$@"
+run_stage swarm swarm_stage "$@"
 
 heading "summary"
 printf '%s\n' "${summary[@]}"

@@ -8,14 +8,22 @@ plugged into a Linux bridge standing for the NIC's embedded switch, one bridge
 per VLAN (VLAN 0, untagged, has its own), shared by all PFs under the same
 root. Two VFs on one VLAN reach each other; VFs on different VLANs do not.
 
+Several roots may share one switch, as the PFs of several hosts share a
+top-of-rack switch: ``create(..., fabric=NAME)`` puts a root on the fabric
+NAME, whose bridges every root on it plugs its ports into. Each root keeps
+switch-port names of its own, and a bridge is removed only when no port of any
+root is plugged into it. Bridges are made and removed under a lock that every
+process in the network namespace sees, whatever root it sees.
+
 The NIC's "firmware" state (admin MAC, VLAN, QoS, protocol, spoofchk, trust,
 link state, rates of each VF) lives in ``root/sriov-sim/<pf>.json``, written
 atomically under an fcntl lock (``root/sriov-sim/lock``) because the plugin
 updates it while the CLI may be reading or creating other PFs. The state holds
 no absolute path: the plugin may see ``root`` elsewhere (a bind mount in its
-container). Link names derive from a fabric id stored in
-``root/sriov-sim/fabric.json`` and from the PF's PCI bus, so they are
-deterministic, at most 15 bytes, and differ between two roots.
+container). Link names derive from ids stored in ``root/sriov-sim/fabric.json``
+(the root's own id, from a hash of its path, and its fabric's name, the root's
+id unless given) and from the PF's PCI bus, so they are deterministic, at most
+15 bytes, and switch ports differ between two roots.
 
 All VFs (veths) exist from ``create`` on; ``sriov_numvfs`` only says how many
 are enabled (``plugin.nic.sysfs`` lists virtfn0..numvfs-1), so writing it, as
@@ -40,8 +48,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
+import time
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -69,6 +80,8 @@ FACTORY_SETTINGS = {
     "max_tx_rate": 0,
 }
 SETTING_NAMES = tuple(FACTORY_SETTINGS)
+FABRIC_NAME = re.compile(r"[a-z0-9]{1,8}")  # bridge "s<fabric>b<vlan>" stays within 15 bytes
+FABRIC_LOCK_TIMEOUT = 30.0
 
 
 # ---- names and layout -------------------------------------------------------------
@@ -79,9 +92,9 @@ def vf_netdev_name(pf: str, index: int) -> str:
     return check_ifname(name, f"simulated VF netdev of {pf} (PF names for the sim must be short)")
 
 
-def peer_name(fabric: str, bus: int, index: int) -> str:
-    """The switch-side end of VF ``index`` of the PF on ``bus``: "s<fabric><bus>p<N>"."""
-    return f"s{fabric}{bus:02x}p{index}"
+def peer_name(root_id: str, bus: int, index: int) -> str:
+    """The switch-side end of VF ``index`` of the PF on ``bus``: "s<root id><bus>p<N>"."""
+    return f"s{root_id}{bus:02x}p{index}"
 
 
 def bridge_name(fabric: str, vlan: int) -> str:
@@ -106,7 +119,7 @@ def _state_path(root: Path, pf: str) -> Path:
 
 @contextlib.contextmanager
 def locked(root: Path):
-    """Hold the fabric's exclusive lock: every change to a root happens under it."""
+    """Hold the root's exclusive lock: every change to its state files happens under it."""
     directory = _state_dir(root)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "lock", "a") as lock:
@@ -135,7 +148,7 @@ def write_json_atomically(path: Path, data: dict) -> None:
 def _save_settings(root: Path, state: dict) -> None:
     """Overwrite the PF's state file in place, in one write, padded with blanks to its old size.
 
-    This runs on every VF setting of every endpoint, under the fabric lock that
+    This runs on every VF setting of every endpoint, under the root's lock that
     every reader takes too. Renaming a new file over the old one, as ``create``
     does, makes ext4 flush the new file's data first (auto_da_alloc), which cost
     1.7 ms per write on the benchmark machine against 0.05 ms for this. One
@@ -151,14 +164,65 @@ def _save_settings(root: Path, state: dict) -> None:
         os.close(fd)
 
 
-def _fabric_id(root: Path) -> str:
-    """The root's stored fabric id, created from a hash of its path the first time."""
+def _ids(root: Path) -> dict:
+    """The root's stored ids: its own ("id", a hash of its path the first time) and its
+    fabric's ("fabric", the root's own id unless the root joined a named fabric)."""
     path = _state_dir(root) / "fabric.json"
     if path.exists():
-        return json.loads(path.read_text())["id"]
-    fabric = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
-    write_json_atomically(path, {"id": fabric})
-    return fabric
+        ids = json.loads(path.read_text())
+        return {"id": ids["id"], "fabric": ids.get("fabric", ids["id"])}
+    root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
+    ids = {"id": root_id, "fabric": root_id}
+    write_json_atomically(path, ids)
+    return ids
+
+
+def _fabric_id(root: Path) -> str:
+    return _ids(root)["fabric"]
+
+
+def _join_fabric(root: Path, fabric: str | None) -> dict:
+    """The root's ids, on fabric ``fabric`` if given: a root with PFs cannot change fabric."""
+    ids = _ids(root)
+    if fabric is None or fabric == ids["fabric"]:
+        return ids
+    if _pf_states(root):
+        raise Conflict(
+            f"simulated NIC under {root} is on fabric {ids['fabric']}, not {fabric}: "
+            "all its PFs share one switch; destroy them first or use another --sysfs"
+        )
+    ids["fabric"] = fabric
+    write_json_atomically(_state_dir(root) / "fabric.json", ids)
+    return ids
+
+
+@contextlib.contextmanager
+def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
+    """Hold the lock of ``fabric``'s bridges.
+
+    Processes that share a fabric may each see only their own root (every node's
+    plugin has its own sysfs mount), but they share the network namespace the
+    bridges live in; an abstract unix socket name is per network namespace, taken
+    by one socket at a time, and freed when its holder dies.
+    """
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                lock.bind(f"\0sriov-sim-fabric-{fabric}")
+                break
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE:
+                    raise
+                if time.monotonic() > deadline:
+                    raise Conflict(
+                        f"simulated fabric {fabric} still locked after {timeout}s"
+                    ) from None
+                time.sleep(0.005)
+        yield
+    finally:
+        lock.close()
 
 
 def _pf_states(root: Path) -> list[dict]:
@@ -186,38 +250,49 @@ def _vf_state(state: dict, index: int) -> dict:
 # ---- create / destroy -------------------------------------------------------------
 
 
-def create(root: Path, pf: str, vfs: int, mtu: int = 1500, numvfs: int | None = None) -> dict:
+def create(
+    root: Path,
+    pf: str,
+    vfs: int,
+    mtu: int = 1500,
+    numvfs: int | None = None,
+    fabric: str | None = None,
+) -> dict:
     """Create simulated PF ``pf`` with ``vfs`` VFs under ``root``; return its state.
 
+    ``fabric`` names a switch that other roots may share (default: the root's own).
     Everything is checked before the first change; if a later step fails, what
     was made is removed again.
     """
     root = Path(root)
     numvfs = vfs if numvfs is None else numvfs
-    _check_create_args(pf, vfs, mtu, numvfs)
+    _check_create_args(pf, vfs, mtu, numvfs, fabric)
     netdevs = [vf_netdev_name(pf, n) for n in range(vfs)]
     with locked(root), IPRoute() as ipr:
         if _state_path(root, pf).exists() or os.path.lexists(root / "class/net" / pf):
             raise Conflict(f"simulated PF {pf} already exists under {root}: destroy it first")
-        fabric = _fabric_id(root)
+        ids = _join_fabric(root, fabric)
         bus = _free_bus(root)
-        peers = [peer_name(fabric, bus, n) for n in range(vfs)]
+        peers = [peer_name(ids["id"], bus, n) for n in range(vfs)]
         taken = [name for name in netdevs + peers if netlink.link_index(ipr, name) is not None]
         if taken:
             raise Conflict(f"cannot create simulated PF {pf}: links {', '.join(taken)} exist")
         state = _new_state(pf, bus, mtu, netdevs, peers)
         write_json_atomically(_state_path(root, pf), state)
-        try:
-            _build_tree(root, state, numvfs)
-            _build_fabric(ipr, fabric, state)
-        except BaseException:
-            _teardown(ipr, root, state)
-            raise
+        with fabric_locked(ids["fabric"]):
+            try:
+                _build_tree(root, state, numvfs)
+                _build_fabric(ipr, ids["fabric"], state)
+            except BaseException:
+                _teardown(ipr, root, state)
+                raise
     return state
 
 
-def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int) -> None:
+def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int, fabric: str | None) -> None:
     check_ifname(pf, "pf")
+    if fabric is not None and not FABRIC_NAME.fullmatch(fabric):
+        raise InvalidRequest(f"fabric {fabric!r} must be 1-8 lowercase letters or digits")
     for name, value, low, high in (
         ("vfs", vfs, 1, MAX_VFS),
         ("mtu", mtu, 68, 65535),
@@ -316,7 +391,7 @@ def destroy(root: Path, pf: str) -> None:
         if not path.exists():
             return
         state = json.loads(path.read_text())
-        with IPRoute() as ipr:
+        with IPRoute() as ipr, fabric_locked(_fabric_id(root)):
             _teardown(ipr, root, state)
 
 
@@ -338,13 +413,19 @@ def _teardown(ipr, root: Path, state: dict) -> None:
 
 
 def _remove_unused_bridges(ipr, root: Path) -> None:
-    """Delete this root's bridges whose VLAN no VF of any of its PFs is on."""
-    fabric = _fabric_id(root)
-    wanted = {bridge_name(fabric, vf["vlan"]) for s in _pf_states(root) for vf in s["vfs"]}
-    prefix = bridge_name(fabric, 0)[:-1]
-    for link in ipr.get_links():
+    """Delete the bridges of this root's fabric that no switch port is plugged into.
+
+    Every VF's port stays in this namespace, plugged into its VLAN's bridge, so a
+    bridge without ports is one no VF of any root on the fabric is on. The caller
+    holds the fabric's lock.
+    """
+    prefix = bridge_name(_fabric_id(root), 0)[:-1]
+    links = ipr.get_links()
+    masters = {link.get_attr("IFLA_MASTER") for link in links}
+    for link in links:
         name = link.get_attr("IFLA_IFNAME")
-        if name.startswith(prefix) and name[len(prefix) :].isdigit() and name not in wanted:
+        ours = name.startswith(prefix) and name[len(prefix) :].isdigit()
+        if ours and link["index"] not in masters:
             netlink.delete_link(ipr, name)
 
 
@@ -364,7 +445,9 @@ def set_vlan(root: Path, pf: str, index: int, vlan: int, qos: int, proto: str) -
         state = _load_pf(root, pf)
         vf = _vf_state(state, index)
         if vlan != vf["vlan"]:
-            _move_port(_fabric_id(root), vf["peer"], vf["vlan"], vlan)
+            fabric = _fabric_id(root)
+            with fabric_locked(fabric):  # another root's destroy may remove an empty bridge
+                _move_port(fabric, vf["peer"], vf["vlan"], vlan)
         vf.update(vlan=vlan, qos=qos, proto=proto)
         _save_settings(root, state)
 
@@ -372,7 +455,7 @@ def set_vlan(root: Path, pf: str, index: int, vlan: int, qos: int, proto: str) -
 def _move_port(fabric: str, peer: str, old_vlan: int, vlan: int) -> None:
     """Unplug ``peer`` from the bridge of ``old_vlan`` and plug it into that of ``vlan``.
 
-    Bridges stay while the root exists (``destroy`` removes those no VF uses):
+    Bridges stay while the fabric is used (``destroy`` removes those no VF uses):
     creating and deleting a bridge per move cost tens of milliseconds, a move
     between existing bridges two ioctls. If the port is not where the state
     says (a crash between the steps), netlink's set-master takes it from
@@ -518,6 +601,11 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--sysfs", required=True, type=Path, help="root of the simulated sysfs")
     make.add_argument("--mtu", type=int, default=1500)
     make.add_argument("--numvfs", type=int, help="sriov_numvfs to start with (default: --vfs)")
+    make.add_argument(
+        "--fabric",
+        help="switch shared with other --sysfs roots on the same fabric (1-8 of a-z0-9; "
+        "default: a switch of this root's own)",
+    )
     remove = sub.add_parser("destroy", help="remove a simulated PF and what it made")
     remove.add_argument("--pf", required=True)
     remove.add_argument("--sysfs", required=True, type=Path)
@@ -538,7 +626,9 @@ def run_cli(argv: list[str]) -> int:
         return int(exit_.code or 0)
     try:
         if args.command == "create":
-            create(args.sysfs, args.pf, args.vfs, mtu=args.mtu, numvfs=args.numvfs)
+            create(
+                args.sysfs, args.pf, args.vfs, mtu=args.mtu, numvfs=args.numvfs, fabric=args.fabric
+            )
             print(show(args.sysfs), end="")
         elif args.command == "destroy":
             destroy(args.sysfs, args.pf)

@@ -321,8 +321,11 @@ def test_a_vlan_move_reuses_the_bridges_and_destroy_removes_them(namespaces, tmp
     assert program(namespaces, host, root, "tpv", 0, vlan=0)["vlan"] == 0
     assert program(namespaces, host, root, "tpv", 0, vlan=42, mac="02:00:00:00:00:42")["vlan"] == 42
     assert bridge_indexes() == made  # nothing deleted and made again
-    shown = {line.split()[1]: line for line in sim(namespaces, host, "show", "--sysfs", str(root))
-             .stdout.splitlines() if line.startswith("  VF")}  # fmt: skip
+    shown = {
+        line.split()[1]: line
+        for line in sim(namespaces, host, "show", "--sysfs", str(root)).stdout.splitlines()
+        if line.startswith("  VF")
+    }
     assert " bridge " + next(b for b in made if b.endswith("b42")) in shown["0"]
     assert " bridge " + next(b for b in made if b.endswith("b0")) in shown["1"]
     # the state file was rewritten in place, smaller than before: still one JSON document
@@ -356,3 +359,142 @@ def test_pf_link_is_set_from_the_cli_and_read_through_sysfs(namespaces, tmp_path
     assert wrong.returncode == 1
     assert f"sim link: no simulated PF nosuch under {root}" in wrong.stderr
     sim(namespaces, host, "destroy", "--pf", "tpl", "--sysfs", str(root))
+
+
+def test_roots_on_one_fabric_share_its_switch(namespaces, tmp_path):
+    """Two hosts' NICs on one top-of-rack switch: same VLAN reaches, other VLANs do not."""
+    host = namespaces.add("h")
+    one, two = tmp_path / "one", tmp_path / "two"
+    sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "tph",
+        "--vfs",
+        "2",
+        "--sysfs",
+        str(one),
+        "--fabric",
+        "tor1",
+    )
+    sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "tpi",
+        "--vfs",
+        "2",
+        "--sysfs",
+        str(two),
+        "--fabric",
+        "tor1",
+    )
+    assert namespaces.links(host) >= {"stor1b0"}
+    assert len(namespaces.links(host)) == 1 + 1 + 8, "lo, one shared bridge, 4 VFs and 4 ports"
+
+    program(namespaces, host, one, "tph", 0, vlan=100)
+    program(namespaces, host, two, "tpi", 0, vlan=100)
+    program(namespaces, host, two, "tpi", 1, vlan=200)
+    c_h0 = into_container(namespaces, host, "tphv0", "10.78.0.1")
+    into_container(namespaces, host, "tpiv0", "10.78.0.2")
+    into_container(namespaces, host, "tpiv1", "10.78.0.3")
+    assert pings(namespaces, c_h0, "10.78.0.2"), "same VLAN on two roots of one fabric"
+    assert not pings(namespaces, c_h0, "10.78.0.3"), "different VLANs: must not reach"
+
+    refused = sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "tpj",
+        "--vfs",
+        "1",
+        "--sysfs",
+        str(one),
+        "--fabric",
+        "tor2",
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "is on fabric tor1, not tor2" in refused.stderr
+    bad = sim(
+        namespaces,
+        host,
+        "create",
+        "--pf",
+        "tpj",
+        "--vfs",
+        "1",
+        "--sysfs",
+        str(tmp_path / "three"),
+        "--fabric",
+        "Tor_1",
+        check=False,
+    )
+    assert "fabric 'Tor_1' must be 1-8 lowercase letters or digits" in bad.stderr
+    assert not (tmp_path / "three" / "sriov-sim" / "tpj.json").exists()
+
+    sim(namespaces, host, "destroy", "--pf", "tph", "--sysfs", str(one))
+    assert {"stor1b100", "stor1b200"} <= namespaces.links(host), "the other root still uses them"
+    assert "stor1b0" not in namespaces.links(host), "no port of either root is on VLAN 0"
+    sim(namespaces, host, "destroy", "--pf", "tpi", "--sysfs", str(two))
+    assert namespaces.links(host) == {"lo"}, "the last user of the fabric took its bridges"
+
+
+def test_moves_and_destroys_on_one_fabric_keep_every_port_plugged(namespaces, tmp_path):
+    """Roots move ports between shared bridges while another root's PF comes and goes.
+
+    Destroying a PF removes the fabric's bridges without ports, such as a VLAN's
+    bridge a port of another root is just moving into: none may be left unplugged.
+    """
+    host = namespaces.add("h")
+    roots = {"tpk": tmp_path / "one", "tpl": tmp_path / "two"}
+    for pf, root in roots.items():
+        sim(
+            namespaces,
+            host,
+            "create",
+            "--pf",
+            pf,
+            "--vfs",
+            "1",
+            "--sysfs",
+            str(root),
+            "--fabric",
+            "tor3",
+        )
+    mover = textwrap.dedent(
+        """
+        import sys
+        from plugin.nic import simnic
+        root, pf = sys.argv[1:3]
+        for n in range(40):
+            simnic.set_vlan(root, pf, 0, 100 + n % 3, 0, "802.1Q")
+            simnic.set_vlan(root, pf, 0, 0, 0, "802.1Q")
+        simnic.set_vlan(root, pf, 0, 100, 0, "802.1Q")
+        """
+    )
+    churner = textwrap.dedent(
+        """
+        import sys
+        from plugin.nic import simnic
+        for n in range(15):
+            simnic.create(sys.argv[1], "tpz", 1, fabric="tor3")
+            simnic.destroy(sys.argv[1], "tpz")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    commands = [[sys.executable, "-c", mover, str(root), pf] for pf, root in roots.items()]
+    commands.append([sys.executable, "-c", churner, str(tmp_path / "three")])
+    workers = [
+        subprocess.Popen(["ip", "netns", "exec", host, *command], env=env) for command in commands
+    ]
+    assert [w.wait() for w in workers] == [0, 0, 0]
+    for pf, root in roots.items():
+        text = sim(namespaces, host, "show", "--sysfs", str(root)).stdout
+        assert "bridge stor3b100 vlan 100" in text, f"{pf}'s port is not in its bridge:\n{text}"
+    for pf, root in roots.items():
+        sim(namespaces, host, "destroy", "--pf", pf, "--sysfs", str(root))
+    assert namespaces.links(host) == {"lo"}
