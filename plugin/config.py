@@ -128,14 +128,14 @@ def _node_name(env: Mapping[str, str]) -> str:
 
 
 def _cluster_config(env: Mapping[str, str]) -> ClusterConfig | None:
-    text = env.get("SRIOV_CLUSTER_STORE", "")
-    try:
-        endpoints = parse_cluster_endpoints(text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"SRIOV_CLUSTER_STORE={text!r} is not allowed: {exc}; use comma-separated "
-            "etcd client URLs, e.g. http://10.0.0.5:2379,http://10.0.0.6:2379, or nothing"
-        ) from None
+    endpoints = _parsed(
+        env,
+        "SRIOV_CLUSTER_STORE",
+        "",
+        parse_cluster_endpoints,
+        "use comma-separated etcd client URLs, "
+        "e.g. http://10.0.0.5:2379,http://10.0.0.6:2379, or nothing",
+    )
     node = _node_name(env)
     tls_dir = _absolute_path(env, "SRIOV_CLUSTER_TLS_DIR", DEFAULT_CLUSTER_TLS_DIR)
     if not endpoints:
@@ -165,6 +165,15 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
+def _parsed(env: Mapping[str, str], name: str, default: str, parse, hint: str):
+    """``parse(value of name)``; its ValueError becomes a ConfigError naming the variable."""
+    text = env.get(name, default)
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={text!r} is not allowed: {exc}; {hint}") from None
+
+
 def _absolute_path(env: Mapping[str, str], name: str, default: str) -> Path:
     value = env.get(name, default)
     if not value.startswith("/"):
@@ -174,23 +183,21 @@ def _absolute_path(env: Mapping[str, str], name: str, default: str) -> Path:
 
 def load_config(env: Mapping[str, str]) -> Config:
     """Read every SRIOV_* variable; raise ConfigError on the first bad one."""
-    pools_text = env.get("SRIOV_DEFAULT_POOLS", DEFAULT_POOLS)
-    try:
-        default_pools = parse_default_pools(pools_text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"SRIOV_DEFAULT_POOLS={pools_text!r} is not allowed: {exc}; "
-            f"use comma-separated base/prefix:size, e.g. {DEFAULT_POOLS}"
-        ) from None
+    default_pools = _parsed(
+        env,
+        "SRIOV_DEFAULT_POOLS",
+        DEFAULT_POOLS,
+        parse_default_pools,
+        f"use comma-separated base/prefix:size, e.g. {DEFAULT_POOLS}",
+    )
     level = _choice(env, "SRIOV_LOG_LEVEL", "info", LOG_LEVELS)
-    metrics_text = env.get("SRIOV_METRICS_ADDR", "")
-    try:
-        metrics_addr = parse_metrics_addr(metrics_text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"SRIOV_METRICS_ADDR={metrics_text!r} is not allowed: {exc}; "
-            "use e.g. 127.0.0.1:9808, [::1]:9808, or empty for none"
-        ) from None
+    metrics_addr = _parsed(
+        env,
+        "SRIOV_METRICS_ADDR",
+        "",
+        parse_metrics_addr,
+        "use e.g. 127.0.0.1:9808, [::1]:9808, or empty for none",
+    )
     return Config(
         socket=_absolute_path(env, "SRIOV_SOCKET", "/run/docker/plugins/sriov.sock"),
         state_dir=_absolute_path(env, "SRIOV_STATE_DIR", "/var/lib/sriov"),
