@@ -2,7 +2,8 @@
 # /init of the VM stage's initramfs (built by scripts/vm/setup.sh; busybox sh, PID 1).
 # Mounts the host's root filesystem (9p tag "hostroot") read-only under a tmpfs overlay,
 # the guest kernel's modules over /lib/modules (sriov_modules= on the kernel command line,
-# a host path without spaces), and the run's writable share (9p tag "io") at /sriov-io;
+# a host path without spaces), the repository at its host path (sriov_repo=, likewise) under
+# an overlay of its own, and the run's writable share (9p tag "io") at /sriov-io;
 # runs /sriov-io/cmd in that root with sh, writes its output to /sriov-io/out, its exit
 # status to /sriov-io/status and the kernel log to /sriov-io/dmesg, then powers off.
 export PATH=/bin
@@ -22,9 +23,11 @@ while read -r module; do
 done </modules/order
 
 modules=
+repo=
 for arg in $(cat /proc/cmdline); do
     case $arg in
         sriov_modules=*) modules=${arg#sriov_modules=} ;;
+        sriov_repo=*) repo=${arg#sriov_repo=} ;;
     esac
 done
 
@@ -51,6 +54,13 @@ chmod 1777 $r/tmp $r/var/tmp
 if [ -n "$modules" ]; then
     mkdir -p $r/lib/modules
     mount --bind "$r$modules" $r/lib/modules || fail "bind $modules over /lib/modules"
+fi
+# The repository (with its .venv) may live under a directory that the tmpfs mounts above
+# cover, e.g. a checkout in /tmp: it gets an overlay of its own on the host's copy.
+if [ -n "$repo" ]; then
+    mkdir -p /upper/repo /upper/repo-work "$r$repo"
+    mount -t overlay overlay -o "lowerdir=/lower$repo,upperdir=/upper/repo,workdir=/upper/repo-work" \
+        "$r$repo" || fail "mount the repository $repo"
 fi
 mkdir -p $r/sriov-io
 mount -t 9p -o "$ninep,cache=none" io $r/sriov-io || fail "mount the io share"

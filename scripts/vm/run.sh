@@ -38,8 +38,9 @@ die() {
 [ -f "$cache/kernel/ready" ] && [ -f "$cache/initramfs.cpio.gz" ] ||
     die "no guest kernel in $cache: run scripts/vm/setup.sh first"
 modules=$cache/kernel/lib/modules
-# The initramfs reads this path from the kernel command line, which splits on spaces.
+# The initramfs reads these paths from the kernel command line, which splits on spaces.
 [[ $modules != *[[:space:]]* ]] || die "SRIOV_VM_CACHE must not contain whitespace: $cache"
+[[ $repo != *[[:space:]]* ]] || die "the repository's path must not contain whitespace: $repo"
 
 if [ -n "${SRIOV_VM_OUT:-}" ]; then
     out=$SRIOV_VM_OUT
@@ -75,7 +76,7 @@ start_qemu() {
         -nodefaults -no-user-config -display none -no-reboot \
         -serial "file:$(qemu_path "$out/console.log")" \
         -kernel "$cache/kernel/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
-        -append "console=ttyS0 panic=-1 loglevel=4 sriov_modules=$modules" \
+        -append "console=ttyS0 panic=-1 loglevel=4 sriov_modules=$modules sriov_repo=$repo" \
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
         -fsdev "local,id=io,path=$(qemu_path "$out"),security_model=none" \
