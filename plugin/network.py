@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,7 +22,7 @@ from typing import Protocol
 from plugin.errors import Conflict, DeviceError, InvalidRequest
 from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import LINK_DOWN, Sysfs
+from plugin.nic.sysfs import LINK_DOWN, LINK_UP, Sysfs
 from plugin.options import (
     EndpointOptions,
     PfChoice,
@@ -36,6 +37,7 @@ log = logging.getLogger("sriov")
 
 VFIO_DRIVER = "vfio-pci"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+PF_LINK_WAIT_S = 10  # for a PF's link to return after enabling its VFs reset it
 MAC_TRIES = 16  # generated MACs tried before giving up on finding one unused in the network
 
 
@@ -110,12 +112,16 @@ class NetworkService:
         backend: NicBackend,
         new_mac: Callable[[], str] = random_mac,
         events: VfEvents | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self._store = store
         self._sysfs = sysfs
         self._backend = backend
         self._new_mac = new_mac
         self._events = events
+        self._clock = clock
+        self._sleep = sleep
 
     @staticmethod
     def capabilities() -> dict:
@@ -169,15 +175,17 @@ class NetworkService:
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
             tx.insert_network(row, tuple(pf.pci for pf in pfs), opts.vlan)
+        to_enable = [pf for pf in pfs if pf.numvfs == 0]
+        had_link = [pf.name for pf in to_enable if self._sysfs.pf_link(pf.name) == LINK_UP]
         try:
-            for pf in pfs:
-                if pf.numvfs == 0:
-                    log.info("enabling %d VFs on %s", pf.totalvfs, pf.name)
-                    self._sysfs.set_numvfs(pf.name, pf.totalvfs)
+            for pf in to_enable:
+                log.info("enabling %d VFs on %s", pf.totalvfs, pf.name)
+                self._sysfs.set_numvfs(pf.name, pf.totalvfs)
         except DeviceError:
             with self._store.transaction() as tx:
                 tx.delete_network(network_id)
             raise
+        self._wait_for_link(had_link)
         links = {pf.name: self._sysfs.pf_link(pf.name) for pf in pfs}
         if all(link == LINK_DOWN for link in links.values()):
             log.warning(
@@ -185,6 +193,28 @@ class NetworkService:
                 network_id[:12],
                 ", ".join(f"{name} link {link}" for name, link in links.items()),
             )
+
+    def _wait_for_link(self, names: list[str]) -> None:
+        """Wait, bounded, until these PFs have link again after their VFs were enabled.
+
+        Enabling VFs resets a PF like igb, whose link then takes a few seconds to
+        return, and until it does the driver refuses rate limits (EINVAL): the
+        first endpoint after `docker network create` would fail.
+        """
+        deadline = self._clock() + PF_LINK_WAIT_S
+        waiting = list(names)
+        while waiting:
+            waiting = [name for name in waiting if self._sysfs.pf_link(name) != LINK_UP]
+            if not waiting:
+                return
+            if self._clock() >= deadline:
+                log.warning(
+                    "%s: no link %d s after enabling VFs; endpoints follow anyway",
+                    ", ".join(waiting),
+                    PF_LINK_WAIT_S,
+                )
+                return
+            self._sleep(0.1)
 
     def _resolve_pf(self, choice: PfChoice) -> PfInfo:
         """The PF ``choice`` names, by PCI address or netdev name, checked to be a PF."""

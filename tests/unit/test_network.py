@@ -654,3 +654,44 @@ def test_an_admin_mac_cleared_by_the_undo_of_a_failed_endpoint_is_not_taken_for_
     svc.create_endpoint(net_id(1), ep_id(2), {}, {})
     svc.delete_endpoint(ep_id(2))
     assert nic.by_vf[vf0].mac == "00:00:00:00:00:00"
+
+
+class ResettingSysfs(Sysfs):
+    """Enabling VFs resets the PF, as igb does: its link goes down and returns later."""
+
+    def set_numvfs(self, pf_name: str, n: int) -> None:
+        super().set_numvfs(pf_name, n)
+        (self.root / f"class/net/{pf_name}/operstate").write_text("down\n")
+
+
+def test_create_network_waits_for_the_link_that_enabling_vfs_took_down(tmp_path):
+    sysfs = ResettingSysfs(build(tmp_path / "sys", nic_tree(vfs0=2, numvfs0=0)))
+    operstate = sysfs.root / "class/net/pf0/operstate"
+    naps = []
+
+    def sleep(seconds):  # the link returns after the third wait
+        naps.append(seconds)
+        if len(naps) == 3:
+            operstate.write_text("up\n")
+
+    svc = NetworkService(Store(tmp_path / "state"), sysfs, FakeNic(), sleep=sleep)
+    svc.create_network(net_id(1), options(pf_iface="pf0", max_tx_rate=100), IPV4, [])
+    assert len(naps) == 3
+    assert operstate.read_text() == "up\n"
+
+
+def test_create_network_stops_waiting_for_a_link_that_does_not_return(tmp_path, caplog):
+    sysfs = ResettingSysfs(build(tmp_path / "sys", nic_tree(vfs0=2, numvfs0=0)))
+    now = [0.0]
+    svc = NetworkService(
+        Store(tmp_path / "state"),
+        sysfs,
+        FakeNic(),
+        clock=lambda: now[0],
+        sleep=lambda seconds: now.__setitem__(0, now[0] + seconds),
+    )
+    svc.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
+    assert 10 <= now[0] < 10.2
+    assert "pf0: no link 10 s after enabling VFs" in caplog.text
+    svc.create_network(net_id(2), options(pf_iface="pf0", vlanid=5), IPV4, [])
+    assert now[0] < 10.2  # VFs already enabled: nothing to wait for
