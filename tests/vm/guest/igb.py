@@ -72,9 +72,16 @@ class Pf:
         return int((self.device / "sriov_totalvfs").read_text())
 
     def set_numvfs(self, count: int) -> None:
+        """Write sriov_numvfs, then wait for the VF netdevs and for the PF's link.
+
+        igb resets the PF on every change: its link is gone for a few seconds, and
+        rate limits are refused (EINVAL) until it is back, so the next test would
+        depend on how long ago the last one changed the VFs.
+        """
         (self.device / "sriov_numvfs").write_text(str(count))
         if count:
             wait_for(f"{count} VF netdevs", lambda: all(self.netdev(n) for n in range(count)))
+        wait_for(f"carrier on {self.name}", lambda: has_carrier(self.name), timeout=60)
 
     def netdev(self, index: int) -> str | None:
         """The VF's netdev in this namespace, None if it is elsewhere (or not bound)."""
