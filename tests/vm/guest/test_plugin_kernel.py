@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from igb import NO_MAC, Pf, Vf, run, wait_for
+from igb import NO_MAC, Pf, Vf, has_carrier, run, wait_for
 from support import PluginProcess, docker_id
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
@@ -78,6 +78,8 @@ class Dockerd:
                 "IPv6Data": [],
             },
         )
+        # Enabling VFs resets the igb PF; rate limits are refused until its link is back.
+        wait_for(f"carrier on {self.pf.name}", lambda: has_carrier(self.pf.name), timeout=60)
         return network, pool
 
     def create_endpoint(self, network: str, pool: str, options: dict | None = None):
