@@ -12,7 +12,7 @@ import errno
 import struct
 from collections.abc import Callable, Iterable
 
-from pyroute2 import IPRoute
+from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
