@@ -313,7 +313,9 @@ class NetworkService:
                 if snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
                     tx.remember_admin_mac_cleared(vf.pci)
             raise
-        with self._store.transaction() as tx:
+        # Not synced: only an OS crash can lose it, and that reboot resets the VF;
+        # at start the lease, still "programming", is undone (recover).
+        with self._store.transaction(durable=False) as tx:
             tx.finish_endpoint(endpoint_id, _settings_dict(original))
         log.info(
             "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
@@ -490,7 +492,7 @@ class NetworkService:
 
     def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> dict:
         """Name the VF netdev Docker moves into the container, and the gateways."""
-        with self._store.transaction() as tx:
+        with self._store.transaction(durable=False) as tx:  # the sandbox is only for status
             network = _known_network(tx, network_id)
             ep = tx.endpoint(endpoint_id)
             if ep is not None and sandbox:
@@ -560,7 +562,12 @@ class NetworkService:
         }
 
     def recover(self) -> None:
-        """Undo endpoints whose programming a crash interrupted (Docker never saw them)."""
+        """Undo endpoints whose programming a crash interrupted.
+
+        Docker never saw those, except after an OS crash that lost a lease's
+        unsynced "ready" mark: that reboot reset the VF and ended the container,
+        and Docker's DeleteEndpoint for it then finds nothing to release.
+        """
         with self._store.transaction() as tx:
             unfinished = tx.endpoints_in_state("programming")
         for ep in unfinished:
