@@ -22,6 +22,7 @@ error worth reporting.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -136,10 +137,8 @@ class Sysfs:
     def _pf_device(self, name: str) -> Path:
         """The PCI directory of PF ``name``, after every check that makes it a PF."""
         check_ifname(name, "pf_iface")
-        netdir = self._netdir(name)
-        if not os.path.lexists(netdir):
-            raise InvalidRequest(f"pf_iface {name} not found (no {netdir})")
-        device = self._link_target(netdir / "device")
+        netdir = self._real_netdir(name)
+        device = self._link_target(netdir / "device", in_real_dir=True)
         if device is None:
             raise InvalidRequest(
                 f"pf_iface {name} has no SR-IOV (no {netdir / 'device'}: not a PCI device)"
@@ -156,6 +155,24 @@ class Sysfs:
 
     def _netdir(self, name: str) -> Path:
         return self.root / "class" / "net" / name
+
+    def _real_netdir(self, name: str) -> Path:
+        """The netdev's own directory, which class/net/<name> links to.
+
+        class/net is a real directory and the link's target is relative, so
+        joining the two needs no walk of every component (realpath cost most of
+        describing a PF). A class/net entry that is a directory itself is
+        resolved the long way.
+        """
+        netdir = self._netdir(name)
+        try:
+            return Path(os.path.normpath(netdir.parent / os.readlink(netdir)))
+        except FileNotFoundError:
+            raise InvalidRequest(f"pf_iface {name} not found (no {netdir})") from None
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # not a symlink
+                return netdir.resolve()
+            raise DeviceError(f"read link {netdir}: {err.strerror or err}") from err
 
     def _pci_dir(self, pci: str) -> Path:
         return self.root / "bus" / "pci" / "devices" / pci

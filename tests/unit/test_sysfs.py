@@ -270,3 +270,20 @@ def test_pf_link_when_the_kernel_refuses_carrier(sysfs):
 def test_pf_link_checks_the_name(sysfs):
     with pytest.raises(InvalidRequest, match="not a valid interface name"):
         sysfs(two_vfs()).pf_link("../x")
+
+
+def test_a_pf_whose_class_net_entry_is_a_directory_is_still_found(sysfs, tmp_path):
+    """class/net/<pf> is a link on every kernel we know; a real directory is read the long way."""
+    tree = two_vfs()
+    del tree["class/net/enp1s0f0"]
+    tree["class/net/enp1s0f0/device"] = Link(f"../../../{PCI_ROOT}/{PF_PCI}")
+    tree["class/net/enp1s0f0/mtu"] = "9000\n"
+    s = sysfs(tree)
+    assert s.pf("enp1s0f0").pci == PF_PCI
+    assert [v.index for v in s.vfs("enp1s0f0")] == [0, 1]
+
+
+def test_a_pf_reached_through_a_root_that_is_itself_a_link(tmp_path):
+    build(tmp_path / "real", two_vfs())
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    assert Sysfs(tmp_path / "alias").pf("enp1s0f0").numvfs == 2
