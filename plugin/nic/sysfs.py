@@ -80,19 +80,23 @@ class Sysfs:
         return self.pf(names[0])
 
     def pf_link(self, name: str) -> str:
-        """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from operstate and carrier.
+        """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from carrier, else operstate.
 
-        The kernel refuses to read ``carrier`` (EINVAL) while the netdev is
-        administratively down; operstate says "down" then, so it is read first.
+        Carrier comes first: the kernel updates operstate a moment after it (the
+        link watch runs deferred), so right after a PF reset operstate can still
+        say "up" for a link that is gone. The kernel refuses to read carrier
+        (EINVAL) while the netdev is administratively down; operstate answers then.
         """
         netdir = self._netdir(check_ifname(name, "pf_iface"))
+        carrier = self._read_optional(netdir / "carrier")
+        if carrier in ("1", "0"):
+            return LINK_UP if carrier == "1" else LINK_DOWN
         state = self._read_optional(netdir / "operstate")
         if state == LINK_UP:
             return LINK_UP
         if state in _DOWN_OPERSTATES:
             return LINK_DOWN
-        carrier = self._read_optional(netdir / "carrier")
-        return {"1": LINK_UP, "0": LINK_DOWN}.get(carrier or "", LINK_UNKNOWN)
+        return LINK_UNKNOWN
 
     def vfs(self, pf_name: str) -> list[VfInfo]:
         """The enabled VFs of ``pf_name`` (virtfn0..virtfn<numvfs-1>), ordered by index."""

@@ -247,9 +247,12 @@ def test_pf_by_pci_of_a_vf_names_its_pf(sysfs):
         ("unknown", "0", "down"),
         ("dormant", None, "unknown"),
         (None, None, "unknown"),
+        ("up", "0", "down"),  # just after a PF reset: operstate lags the carrier
+        ("down", "1", "up"),  # and the other way round, as the link returns
+        ("up", None, "up"),  # no carrier file: operstate alone
     ],
 )
-def test_pf_link_from_operstate_then_carrier(sysfs, operstate, carrier, link):
+def test_pf_link_from_carrier_then_operstate(sysfs, operstate, carrier, link):
     tree = pf("p0", PF_PCI, 4, 0, link=None)
     netdir = f"{PCI_ROOT}/{PF_PCI}/net/p0"
     if operstate:
