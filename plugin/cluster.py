@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
 from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict
-from plugin.store import PoolRow
+from plugin.store import AddressKind, AddressSpace, Family, PoolRow
 
 log = logging.getLogger("sriov")
 
@@ -291,7 +291,7 @@ def _pool_row(kv: KeyValue, cursor: int | None) -> PoolRow:
     value = kv.value
     return PoolRow(
         id=value["id"],
-        address_space=value["space"],
+        address_space=AddressSpace(value["space"]),
         family=value["family"],
         cidr=value["cidr"],
         subpool=value["subpool"],
@@ -371,7 +371,9 @@ class ClusterTransaction:
         name = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
         return self._read_pool(POOLS + name, None)
 
-    def overlapping_pool(self, space: str, family: int, first: int, last: int) -> PoolRow | None:
+    def overlapping_pool(
+        self, space: AddressSpace, family: Family, first: int, last: int
+    ) -> PoolRow | None:
         reply = self._etcd.range_prefix(self._operation, POOLS)
         revision = int(reply["header"]["revision"])
         self._compares[POOLS] = _none_changed_since(POOLS, revision)
@@ -387,14 +389,14 @@ class ClusterTransaction:
             return None
         return _pool_row(max(overlapping, key=lambda kv: int(kv.value["last"])), None)
 
-    def address_kind(self, pool_id: str, addr: int) -> str | None:
+    def address_kind(self, pool_id: str, addr: int) -> AddressKind | None:
         key = address_key(pool_id, addr)
         kvs = _key_values(self._etcd.range(self._operation, key))
         if not kvs:
             self._compares[key] = _absent(key)
             return None
         self._compares[key] = _unchanged(key, kvs[0].mod_revision)
-        return kvs[0].value["kind"]
+        return AddressKind(kvs[0].value["kind"])
 
     def first_free_address(self, pool_id: str, low: int, high: int) -> int | None:
         """The lowest address in [low, high] with no key, read in growing pages from ``low``.
@@ -484,7 +486,7 @@ class ClusterTransaction:
         self._writes[cursor_key(pool_id)] = _put(cursor_key(pool_id), {"next": str(cursor)})
         self._new_cursors[pool_id] = cursor
 
-    def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
+    def insert_address(self, pool_id: str, addr: int, kind: AddressKind) -> None:
         key = address_key(pool_id, addr)
         self._compares[key] = _absent(key)
         value = {"node": self._node, "kind": kind, "at": int(time.time())}

@@ -9,6 +9,7 @@ and IPv6 sort and compare the same way inside one index.
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from plugin.errors import StoreError
 from plugin.migrations import migrate, refuse_newer
@@ -84,11 +86,30 @@ def decode_address(blob: bytes) -> int:
     return int.from_bytes(blob, "big")
 
 
+class AddressSpace(enum.StrEnum):
+    """Docker's two IPAM address spaces; a pool belongs to one."""
+
+    LOCAL = "local"
+    GLOBAL = "global"
+
+
+class AddressKind(enum.StrEnum):
+    """Why an address is held, as stored with it."""
+
+    GATEWAY = "gateway"  # the network's gateway (RequestAddressType gateway)
+    AUX = "aux"  # an --aux-address of a cluster pool
+    STATIC = "static"  # a given address: a container's --ip, or a local pool's --aux-address
+    DYNAMIC = "dynamic"  # the next free address
+
+
+Family = Literal[4, 6]  # the IP version, as ipaddress says it
+
+
 @dataclass(frozen=True)
 class PoolRow:
     id: str
-    address_space: str
-    family: int
+    address_space: AddressSpace
+    family: Family
     cidr: str
     subpool: str
     first: int
@@ -128,24 +149,26 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
-    def _one(self, sql: str, *args) -> tuple | None:
+    def _one(self, sql: str, *args: object) -> sqlite3.Row | None:
         return self._conn.execute(sql, args).fetchone()
 
     # --- pools -----------------------------------------------------------
 
     def pool(self, pool_id: str) -> PoolRow | None:
-        row = self._one("SELECT * FROM pools WHERE id = ?", pool_id)
+        row = self._one(f"SELECT {POOL_COLUMNS} FROM pools WHERE id = ?", pool_id)
         return _pool_row(row) if row else None
 
     def pool_by_request(self, request_key: str) -> PoolRow | None:
-        row = self._one("SELECT * FROM pools WHERE request_key = ?", request_key)
+        row = self._one(f"SELECT {POOL_COLUMNS} FROM pools WHERE request_key = ?", request_key)
         return _pool_row(row) if row else None
 
-    def overlapping_pool(self, space: str, family: int, first: int, last: int) -> PoolRow | None:
+    def overlapping_pool(
+        self, space: AddressSpace, family: Family, first: int, last: int
+    ) -> PoolRow | None:
         """The held pool in ``space`` that overlaps [first, last] and ends last, if any."""
         row = self._one(
-            "SELECT * FROM pools WHERE address_space = ? AND family = ? AND first <= ? "
-            "AND last >= ? ORDER BY last DESC LIMIT 1",
+            f"SELECT {POOL_COLUMNS} FROM pools WHERE address_space = ? AND family = ? "
+            "AND first <= ? AND last >= ? ORDER BY last DESC LIMIT 1",
             space,
             family,
             encode_address(last),
@@ -183,15 +206,15 @@ class Transaction:
 
     # --- addresses -------------------------------------------------------
 
-    def address_kind(self, pool_id: str, addr: int) -> str | None:
+    def address_kind(self, pool_id: str, addr: int) -> AddressKind | None:
         row = self._one(
             "SELECT kind FROM addresses WHERE pool_id = ? AND addr = ?",
             pool_id,
             encode_address(addr),
         )
-        return row[0] if row else None
+        return AddressKind(row["kind"]) if row else None
 
-    def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
+    def insert_address(self, pool_id: str, addr: int, kind: AddressKind) -> None:
         self._conn.execute(
             "INSERT INTO addresses (pool_id, addr, kind) VALUES (?, ?, ?)",
             (pool_id, encode_address(addr), kind),
@@ -217,8 +240,8 @@ class Transaction:
             "ORDER BY addr",
             (pool_id, encode_address(low), encode_address(high)),
         )
-        for (blob,) in rows:
-            held = decode_address(blob)
+        for row in rows:
+            held = decode_address(row["addr"])
             if held != expected:
                 break
             expected = held + 1
@@ -226,12 +249,12 @@ class Transaction:
 
     def count_addresses(self, pool_id: str, low: int, high: int) -> int:
         row = self._one(
-            "SELECT COUNT(*) FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ?",
+            "SELECT COUNT(*) AS held FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ?",
             pool_id,
             encode_address(low),
             encode_address(high),
         )
-        return row[0]
+        return row["held"]
 
     # --- networks --------------------------------------------------------
 
@@ -340,22 +363,28 @@ class Transaction:
         return [_endpoint_row(row) for row in rows]
 
     def pools(self) -> list[PoolRow]:
-        rows = self._conn.execute("SELECT * FROM pools ORDER BY address_space, family, first")
+        rows = self._conn.execute(
+            f"SELECT {POOL_COLUMNS} FROM pools ORDER BY address_space, family, first"
+        )
         return [_pool_row(row) for row in rows]
 
 
-def _pool_row(row: tuple) -> PoolRow:
-    (pool_id, space, family, cidr, subpool, first, last, _key, holders, cursor) = row
+# What a PoolRow is read from (the request key is only ever compared, in SQL).
+POOL_COLUMNS = "id, address_space, family, cidr, subpool, first, last, holders, cursor"
+
+
+def _pool_row(row: sqlite3.Row) -> PoolRow:
+    cursor = row["cursor"]
     return PoolRow(
-        id=pool_id,
-        address_space=space,
-        family=family,
-        cidr=cidr,
-        subpool=subpool,
-        first=decode_address(first),
-        last=decode_address(last),
-        holders=holders,
-        cursor=decode_address(cursor) if cursor is not None else None,
+        id=row["id"],
+        address_space=AddressSpace(row["address_space"]),
+        family=row["family"],
+        cidr=row["cidr"],
+        subpool=row["subpool"],
+        first=decode_address(row["first"]),
+        last=decode_address(row["last"]),
+        holders=row["holders"],
+        cursor=None if cursor is None else decode_address(cursor),
     )
 
 
@@ -406,6 +435,7 @@ class Store:
             conn.execute(f"PRAGMA wal_autocheckpoint = {self.WAL_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, self.path, SCHEMA)
+            conn.row_factory = sqlite3.Row  # rows are read by column name
         except BaseException:
             conn.close()
             raise
