@@ -176,7 +176,7 @@ class EtcdEndpoints:
         self._preferred = 0
         self._lock = threading.Lock()
 
-    def post(self, operation: str, path: str, body: dict) -> dict:
+    def post(self, path: str, body: dict) -> dict:
         """POST ``body`` to ``path`` of the gateway on the first endpoint that answers."""
         errors = []
         start = self._preferred
@@ -190,29 +190,25 @@ class EtcdEndpoints:
                 continue
             except self._etcd_error as exc:
                 url = self.urls[index]
-                raise StoreError(
-                    f"{operation}: etcd at {url} refused the request: {error_cause(exc)}"
-                ) from None
+                raise StoreError(f"etcd at {url} refused the request: {error_cause(exc)}") from None
             if index != start:
                 with self._lock:
                     self._preferred = index
             return reply
         raise ClusterUnavailable(
-            f"{operation}: etcd cluster store unreachable, no endpoint answered "
+            f"etcd cluster store unreachable, no endpoint answered "
             f"({'; '.join(errors)}); nothing was allocated or released"
         )
 
-    def range(self, operation: str, key: str, **options) -> dict:
+    def range(self, key: str, **options: object) -> dict:
         body = {"key": _b64(key), **options}
-        return self.post(operation, "kv/range", body)
+        return self.post("kv/range", body)
 
-    def range_prefix(self, operation: str, prefix: str, **options) -> dict:
-        return self.range(operation, prefix, range_end=_prefix_end(prefix), **options)
+    def range_prefix(self, prefix: str, **options: object) -> dict:
+        return self.range(prefix, range_end=_prefix_end(prefix), **options)
 
-    def txn(self, operation: str, compare: list, success: list, failure: list) -> dict:
-        return self.post(
-            operation, "kv/txn", {"compare": compare, "success": success, "failure": failure}
-        )
+    def txn(self, compare: list, success: list, failure: list) -> dict:
+        return self.post("kv/txn", {"compare": compare, "success": success, "failure": failure})
 
 
 # The part of a requests/urllib3 error text that says what went wrong.
@@ -313,12 +309,10 @@ class ClusterTransaction:
         self,
         etcd: EtcdEndpoints,
         node: str,
-        operation: str,
         cursor_hints: dict[str, int] | None = None,
     ):
         self._etcd = etcd
         self._node = node
-        self._operation = operation
         self._compares: dict[str, dict] = {}
         self._writes: dict[str, dict] = {}
         self._pools: dict[str, tuple[str, dict]] = {}  # pool id -> (key, value as read)
@@ -343,7 +337,7 @@ class ClusterTransaction:
             reads.append(_get(cursor_key(pool_id)))
         if hint is not None:
             reads.append(_addresses_from(pool_id, hint, FIRST_SCAN_PAGE))
-        responses = self._etcd.txn(self._operation, [], reads, [])["responses"]
+        responses = self._etcd.txn([], reads, [])["responses"]
         kvs = _key_values(responses[0]["response_range"])
         if not kvs:
             self._compares[key] = _absent(key)
@@ -374,7 +368,7 @@ class ClusterTransaction:
     def overlapping_pool(
         self, space: AddressSpace, family: Family, first: int, last: int
     ) -> PoolRow | None:
-        reply = self._etcd.range_prefix(self._operation, POOLS)
+        reply = self._etcd.range_prefix(POOLS)
         revision = int(reply["header"]["revision"])
         self._compares[POOLS] = _none_changed_since(POOLS, revision)
         overlapping = [
@@ -391,7 +385,7 @@ class ClusterTransaction:
 
     def address_kind(self, pool_id: str, addr: int) -> AddressKind | None:
         key = address_key(pool_id, addr)
-        kvs = _key_values(self._etcd.range(self._operation, key))
+        kvs = _key_values(self._etcd.range(key))
         if not kvs:
             self._compares[key] = _absent(key)
             return None
@@ -412,7 +406,6 @@ class ClusterTransaction:
         while expected <= high:
             if reply is None:
                 reply = self._etcd.range(
-                    self._operation,
                     address_key(pool_id, expected),
                     range_end=_b64(address_key(pool_id, high + 1)),
                     limit=page,
@@ -431,7 +424,6 @@ class ClusterTransaction:
 
     def count_addresses(self, pool_id: str, low: int, high: int) -> int:
         reply = self._etcd.range(
-            self._operation,
             address_key(pool_id, low),
             range_end=_b64(address_key(pool_id, high + 1)),
             count_only=True,
@@ -510,12 +502,12 @@ class ClusterTransaction:
             return
         failure = [_get(self._marker)] if self._marker else []
         reply = self._etcd.txn(
-            self._operation, list(self._compares.values()), list(self._writes.values()), failure
+            list(self._compares.values()), list(self._writes.values()), failure
         )
         if not reply.get("succeeded"):
             kvs = _key_values(reply["responses"][0]["response_range"]) if self._marker else []
             if not (kvs and kvs[0].value.get("txn") == self._token):
-                raise TransactionConflict(self._operation)
+                raise TransactionConflict
         self._hints.update(self._new_cursors)
 
 
@@ -529,7 +521,7 @@ class ClusterStore:
 
     @contextmanager
     def transaction(self) -> Iterator[ClusterTransaction]:
-        tx = ClusterTransaction(self.etcd, self.node, "cluster pool store", self._cursor_hints)
+        tx = ClusterTransaction(self.etcd, self.node, self._cursor_hints)
         yield tx
         tx.commit()
 
@@ -562,7 +554,7 @@ class NodePresence:
         if lease is None:
             return
         try:
-            self._etcd.post(f"withdraw node {self._node}", "kv/lease/revoke", {"ID": lease})
+            self._etcd.post("kv/lease/revoke", {"ID": lease})
         except PluginError as exc:
             log.warning("cluster presence of node %s: %s", self._node, exc.message)
 
@@ -581,16 +573,15 @@ class NodePresence:
             self._stop.wait(PRESENCE_REFRESH_S)
 
     def _keep_alive(self) -> None:
-        operation = f"keep node {self._node} present"
         if self._lease is not None:
-            reply = self._etcd.post(operation, "lease/keepalive", {"ID": self._lease})
+            reply = self._etcd.post("lease/keepalive", {"ID": self._lease})
             if int(reply.get("result", {}).get("TTL", -1)) > 0:
                 return
-        granted = self._etcd.post(operation, "lease/grant", {"TTL": PRESENCE_TTL_S})
+        granted = self._etcd.post("lease/grant", {"TTL": PRESENCE_TTL_S})
         self._lease = int(granted["ID"])
         put = _put(node_key(self._node), {"node": self._node, "since": int(time.time())})
         put["request_put"]["lease"] = str(self._lease)
-        self._etcd.txn(operation, [], [put], [])
+        self._etcd.txn([], [put], [])
 
 
 @dataclass(frozen=True)
@@ -612,22 +603,22 @@ def release_node(etcd: EtcdEndpoints, node: str) -> ReleasedNode:
     aux addresses stay: they belong to the pool, which other nodes may still
     hold; they go with it.
     """
-    operation = f"release node {node}"
-    if etcd.range(operation, node_key(node)).get("kvs"):
+    if etcd.range(node_key(node)).get("kvs"):
         raise NodeStillPresent(
-            f"{operation}: its plugin is running and connected to etcd ({node_key(node)} is "
-            f"alive); stop it, or wait {PRESENCE_TTL_S} s after it lost etcd, and try again"
+            f"node {node} still has its plugin running and connected to etcd "
+            f"({node_key(node)} is alive); stop it, or wait {PRESENCE_TTL_S} s after it "
+            "lost etcd, and try again"
         )
-    addresses = _release_node_addresses(etcd, operation, node)
-    dropped, freed = _release_node_pools(etcd, operation, node)
+    addresses = _release_node_addresses(etcd, node)
+    dropped, freed = _release_node_pools(etcd, node)
     return ReleasedNode(node, addresses, dropped, freed)
 
 
-def scan_prefix(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[KeyValue]:
+def scan_prefix(etcd: EtcdEndpoints, prefix: str) -> Iterator[KeyValue]:
     start = prefix
     end = _prefix_end(prefix)
     while True:
-        reply = etcd.range(operation, start, range_end=end, limit=SCAN_PAGE)
+        reply = etcd.range(start, range_end=end, limit=SCAN_PAGE)
         kvs = _key_values(reply)
         yield from kvs
         if not reply.get("more") or not kvs:
@@ -635,23 +626,23 @@ def scan_prefix(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[Ke
         start = kvs[-1].key + "\0"
 
 
-def _release_node_addresses(etcd: EtcdEndpoints, operation: str, node: str) -> int:
+def _release_node_addresses(etcd: EtcdEndpoints, node: str) -> int:
     held = [
         kv
-        for kv in scan_prefix(etcd, operation, ADDRS)
+        for kv in scan_prefix(etcd, ADDRS)
         if kv.value.get("node") == node and kv.value.get("kind") not in SHARED_KINDS
     ]
     released = 0
     for kv in held:
         # a guarded delete each: an address released and taken again meanwhile is not ours
-        reply = etcd.txn(operation, [_unchanged(kv.key, kv.mod_revision)], [_delete(kv.key)], [])
+        reply = etcd.txn([_unchanged(kv.key, kv.mod_revision)], [_delete(kv.key)], [])
         released += 1 if reply.get("succeeded") else 0
     return released
 
 
-def _release_node_pools(etcd: EtcdEndpoints, operation: str, node: str) -> tuple[int, int]:
+def _release_node_pools(etcd: EtcdEndpoints, node: str) -> tuple[int, int]:
     dropped = freed = 0
-    for kv in scan_prefix(etcd, operation, POOLS):
+    for kv in scan_prefix(etcd, POOLS):
         while node in kv.value.get("holders", {}):
             holders = {n: c for n, c in kv.value["holders"].items() if n != node}
             pool_id = kv.value["id"]
@@ -663,12 +654,12 @@ def _release_node_pools(etcd: EtcdEndpoints, operation: str, node: str) -> tuple
                     _delete_prefix(addresses_prefix(pool_id)),
                     _delete(cursor_key(pool_id)),
                 ]
-            reply = etcd.txn(operation, [_unchanged(kv.key, kv.mod_revision)], writes, [])
+            reply = etcd.txn([_unchanged(kv.key, kv.mod_revision)], writes, [])
             if reply.get("succeeded"):
                 dropped += 1
                 freed += 0 if holders else 1
                 break
-            fresh = _key_values(etcd.range(operation, kv.key))
+            fresh = _key_values(etcd.range(kv.key))
             if not fresh:
                 break
             kv = fresh[0]
