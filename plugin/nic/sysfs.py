@@ -131,13 +131,6 @@ class Sysfs:
         except OSError as err:
             raise DeviceError(f"write {n} to {path}: {err.strerror or err}") from err
 
-    def physfn(self, pci: str) -> str | None:
-        """The PCI address of the PF of device ``pci``, or None if it is not a VF."""
-        pci = check_pci_address(pci)
-        link = self._pci_dir(pci) / "physfn"
-        target = self._link_target(link)
-        return None if target is None else target.name
-
     def _pf_device(self, name: str) -> Path:
         """The PCI directory of PF ``name``, after every check that makes it a PF."""
         check_ifname(name, "pf_iface")
