@@ -13,7 +13,7 @@ import enum
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +402,9 @@ class Store:
     connection's page cache is only good until another connection commits, and
     waitress hands consecutive requests to different threads, so per-thread
     connections re-read their pages from disk on almost every request.
+
+    ``connect`` opens the connection (``sqlite3.connect``'s arguments): a test
+    can hand SQLite a limit of its own, such as a file that may not grow.
     """
 
     FILENAME = "sriov.db"
@@ -415,8 +418,13 @@ class Store:
     # allocations keep touching.
     WAL_CHECKPOINT_PAGES = 100
 
-    def __init__(self, state_dir: Path):
+    def __init__(
+        self,
+        state_dir: Path,
+        connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
+    ) -> None:
         self.path = Path(state_dir) / self.FILENAME
+        self._connect = connect
         self._lock = threading.RLock()
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -425,7 +433,7 @@ class Store:
             raise StoreError(f"open state store {self.path}: {exc}") from exc
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
+        conn = self._connect(
             self.path, isolation_level=None, timeout=self.LOCK_TIMEOUT_S, check_same_thread=False
         )
         try:
