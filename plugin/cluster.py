@@ -36,11 +36,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
 from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict
 from plugin.store import AddressKind, AddressSpace, Family, PoolRow
+
+if TYPE_CHECKING:
+    from etcd3gw import Etcd3Client
 
 log = logging.getLogger("sriov")
 
@@ -125,7 +129,7 @@ def _key_values(range_response: dict) -> list[KeyValue]:
 # --- endpoints ---------------------------------------------------------------
 
 
-def etcd3gw_client(url: str, config: ClusterConfig, timeout: float):
+def etcd3gw_client(url: str, config: ClusterConfig, timeout: float) -> Etcd3Client:
     """An etcd3gw client for one endpoint URL, with the client certificate when it is https.
 
     Its HTTP session ignores the environment: REQUESTS_CA_BUNDLE would replace
@@ -165,7 +169,7 @@ class EtcdEndpoints:
         config: ClusterConfig,
         timeout: float = REQUEST_TIMEOUT_S,
         make_client: Callable[[str], object] | None = None,
-    ):
+    ) -> None:
         from etcd3gw import exceptions
 
         self.urls = config.endpoints
@@ -310,7 +314,7 @@ class ClusterTransaction:
         etcd: EtcdEndpoints,
         node: str,
         cursor_hints: dict[str, int] | None = None,
-    ):
+    ) -> None:
         self._etcd = etcd
         self._node = node
         self._compares: dict[str, dict] = {}
@@ -514,7 +518,7 @@ class ClusterTransaction:
 class ClusterStore:
     """The cluster pools' store, with the SQLite store's ``transaction()`` shape."""
 
-    def __init__(self, etcd: EtcdEndpoints, node: str):
+    def __init__(self, etcd: EtcdEndpoints, node: str) -> None:
         self.etcd = etcd
         self.node = node
         self._cursor_hints: dict[str, int] = {}  # pool id -> the cursor as last seen here
@@ -536,7 +540,7 @@ class NodePresence:
     never blocks a request and keeps trying while etcd is unreachable.
     """
 
-    def __init__(self, etcd: EtcdEndpoints, node: str):
+    def __init__(self, etcd: EtcdEndpoints, node: str) -> None:
         self._etcd = etcd
         self._node = node
         self._stop = threading.Event()

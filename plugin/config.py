@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 DEFAULT_POOLS = "10.128.0.0/9:24,fd00:5e::/48:64"
 NIC_KINDS = ("kernel", "sim")
@@ -15,6 +16,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_CLUSTER_TLS_DIR = "/etc/sriov/etcd-tls"
 CLUSTER_TLS_FILES = ("ca.crt", "client.crt", "client.key")
 CLUSTER_URL_SCHEMES = ("http", "https")
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -165,7 +168,9 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
-def _parsed(env: Mapping[str, str], name: str, default: str, parse, hint: str):
+def _parsed(
+    env: Mapping[str, str], name: str, default: str, parse: Callable[[str], T], hint: str
+) -> T:
     """``parse(value of name)``; its ValueError becomes a ConfigError naming the variable."""
     text = env.get(name, default)
     try:

@@ -11,7 +11,7 @@ class PluginError(Exception):
 
     status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 

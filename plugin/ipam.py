@@ -150,7 +150,7 @@ class IpamService:
         store: PoolStore,
         default_pools: tuple[DefaultPool, ...],
         cluster: PoolStore | None = None,
-    ):
+    ) -> None:
         self._store = store
         self._default_pools = default_pools
         self._cluster = cluster

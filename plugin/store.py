@@ -146,7 +146,7 @@ class NetworkRow:
 class Transaction:
     """The queries of one request; every method runs inside the open transaction."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     def _one(self, sql: str, *args: object) -> sqlite3.Row | None:

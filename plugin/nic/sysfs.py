@@ -42,7 +42,7 @@ LINK_UP, LINK_DOWN, LINK_UNKNOWN = "up", "down", "unknown"
 class Sysfs:
     """The SR-IOV view of one sysfs root."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def pf(self, name: str) -> PfInfo:
