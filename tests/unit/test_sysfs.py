@@ -110,17 +110,17 @@ def test_invalid_pf_name_never_reaches_a_path(sysfs):
         sysfs(two_vfs()).pf("../../etc")
 
 
-def test_broken_physfn_link_is_an_error_not_a_non_vf(sysfs):
+@pytest.mark.parametrize(
+    ("physfn", "error"),
+    [
+        (Link("../0000:3b:09.0"), r"physfn: it points to \.\./0000:3b:09.0"),
+        ("oops", r"read link .*physfn: Invalid argument"),  # a file, not a link
+    ],
+)
+def test_broken_physfn_is_an_error_not_a_non_vf(sysfs, physfn, error):
     tree = two_vfs()
-    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = Link("../0000:3b:09.0")
-    with pytest.raises(DeviceError, match=r"physfn: it points to \.\./0000:3b:09.0"):
-        sysfs(tree).pf("enp1s0f0v1")
-
-
-def test_physfn_that_is_not_a_link_is_an_error(sysfs):
-    tree = two_vfs()
-    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = "oops"
-    with pytest.raises(DeviceError, match=r"read link .*physfn: Invalid argument"):
+    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = physfn
+    with pytest.raises(DeviceError, match=error):
         sysfs(tree).pf("enp1s0f0v1")
 
 
