@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
-from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict
+from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict, pool_name
 from plugin.store import AddressKind, AddressSpace, Family, PoolRow
 
 if TYPE_CHECKING:
@@ -90,6 +90,12 @@ def _address_suffix(value: int) -> str:
 def pool_key(pool_id: str) -> str:
     """The pool's key: its id without the cluster prefix and the ``#`` generation suffix."""
     return POOLS + pool_id.removeprefix(CLUSTER_POOL_PREFIX).partition("#")[0]
+
+
+def requested_pool_key(request_key: str) -> str:
+    """The key of the pool that IPAM's request key (JSON [space, cidr, subpool]) asks for."""
+    space, cidr, subpool = json.loads(request_key)
+    return POOLS + pool_name(space, cidr, subpool)
 
 
 def address_key(pool_id: str, value: int) -> str:
@@ -365,9 +371,7 @@ class ClusterTransaction:
         return self._read_pool(pool_key(pool_id), pool_id)
 
     def pool_by_request(self, request_key: str) -> PoolRow | None:
-        space, cidr, subpool = json.loads(request_key)
-        name = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
-        return self._read_pool(POOLS + name, None)
+        return self._read_pool(requested_pool_key(request_key), None)
 
     def overlapping_pool(
         self, space: AddressSpace, family: Family, first: int, last: int
@@ -441,8 +445,7 @@ class ClusterTransaction:
         return {**value, "txn": self._token}
 
     def insert_pool(self, pool: PoolRow, request_key: str) -> None:
-        space, cidr, subpool = json.loads(request_key)
-        key = POOLS + f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+        key = requested_pool_key(request_key)
         self._compares[key] = _absent(key)
         value = {
             "id": pool.id,

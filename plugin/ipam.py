@@ -115,6 +115,14 @@ def parse_network(value: str, what: str) -> Network:
     return network
 
 
+def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as Docker sends it (``10.0.0.5`` or ``10.0.0.5/24``), or InvalidRequest."""
+    try:
+        return ipaddress.ip_interface(value).ip
+    except ValueError:
+        raise InvalidRequest(f"{value!r} is not an IP address") from None
+
+
 @functools.lru_cache(maxsize=1024)
 def stored_network(cidr: str) -> Network:
     """A pool's or SubPool's network as the store keeps it, parsed once per process."""
@@ -307,10 +315,7 @@ class IpamService:
         several networks share stays held until the last of them goes: Docker
         releases it when any one network is removed.
         """
-        try:
-            value = int(ipaddress.ip_interface(address).ip)
-        except ValueError:
-            raise InvalidRequest(f"{address!r} is not an IP address") from None
+        value = int(parse_address(address))
 
         def work(tx: Transaction) -> None:
             pool = tx.pool(pool_id)
@@ -397,9 +402,8 @@ def _new_pool_row(
     space: AddressSpace, network: Network, sub: Network | None, id_prefix: str = ""
 ) -> PoolRow:
     subpool = str(sub) if sub else ""
-    pool_id = f"{id_prefix}{space}/{network}" + (f"/{subpool}" if subpool else "")
     return PoolRow(
-        id=f"{pool_id}#{secrets.token_hex(4)}",
+        id=f"{id_prefix}{pool_name(space, str(network), subpool)}#{secrets.token_hex(4)}",
         address_space=space,
         family=network.version,
         cidr=str(network),
@@ -411,6 +415,11 @@ def _new_pool_row(
     )
 
 
+def pool_name(space: str, cidr: str, subpool: str) -> str:
+    """``space/cidr[/subpool]``: the readable part of a pool's id, and its cluster key."""
+    return f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+
+
 def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
     pool = tx.pool(pool_id)
     if pool is None:
@@ -419,10 +428,7 @@ def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
 
 
 def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
-    try:
-        ip = ipaddress.ip_interface(address).ip
-    except ValueError:
-        raise InvalidRequest(f"{address!r} is not an IP address") from None
+    ip = parse_address(address)
     if ip not in network:
         raise InvalidRequest(f"{ip} is not in pool {pool.cidr}")
     first, last = usable_range(network)
