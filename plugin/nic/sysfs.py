@@ -26,6 +26,7 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic.base import PfInfo, VfInfo
@@ -36,7 +37,10 @@ _VIRTFN = re.compile(r"virtfn(\d+)")
 # operstate values (RFC 2863, include/uapi/linux/if.h) that mean "no link" on their own;
 # "unknown", "dormant" and "testing" leave the answer to carrier.
 _DOWN_OPERSTATES = ("down", "lowerlayerdown", "notpresent")
-LINK_UP, LINK_DOWN, LINK_UNKNOWN = "up", "down", "unknown"
+LinkState = Literal["up", "down", "unknown"]  # what pf_link says of a PF
+LINK_UP: LinkState = "up"
+LINK_DOWN: LinkState = "down"
+LINK_UNKNOWN: LinkState = "unknown"
 
 
 class Sysfs:
@@ -79,7 +83,7 @@ class Sysfs:
             )
         return self.pf(names[0])
 
-    def pf_link(self, name: str) -> str:
+    def pf_link(self, name: str) -> LinkState:
         """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from carrier, else operstate.
 
         Carrier comes first: the kernel updates operstate a moment after it (the
