@@ -113,10 +113,6 @@ class RequestValidator:
             Draft202012Validator.check_schema(schema)
             self._validators[method] = Draft202012Validator(inline_refs(schema, definitions))
 
-    def methods(self) -> set[str]:
-        """The ``<Interface>.<Method>`` names that have a schema."""
-        return set(self._validators)
-
     def validate(self, method: str, body: object) -> None:
         """Raise InvalidRequest naming the field and the problem if ``body`` is wrong."""
         validator = self._validators.get(method)
