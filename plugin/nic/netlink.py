@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -111,17 +111,19 @@ def _indexes_with_used_address(ipr: IPRoute) -> set[int]:
 
 def get_mtu(ipr: IPRoute, name: str) -> int | None:
     """The MTU of ``name``, None if it is not in this namespace."""
-    return _attr_if_present(ipr, name, "IFLA_MTU")
+    link = _link_if_present(ipr, name)
+    return None if link is None else link.get_attr("IFLA_MTU")
 
 
 def get_address(ipr: IPRoute, name: str) -> str | None:
     """The MAC address of ``name``, None if it is not in this namespace."""
-    return _attr_if_present(ipr, name, "IFLA_ADDRESS")
+    link = _link_if_present(ipr, name)
+    return None if link is None else link.get_attr("IFLA_ADDRESS")
 
 
-def _attr_if_present(ipr: IPRoute, name: str, attr: str) -> Any:  # pyroute2: untyped
+def _link_if_present(ipr: IPRoute, name: str) -> ifinfmsg | None:
     try:
-        return get_link(ipr, name).get_attr(attr)
+        return get_link(ipr, name)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return None
