@@ -206,7 +206,7 @@ class EtcdEndpoints:
                     self._preferred = index
             return reply
         raise ClusterUnavailable(
-            f"etcd cluster store unreachable, no endpoint answered "
+            "etcd cluster store unreachable, no endpoint answered "
             f"({'; '.join(errors)}); nothing was allocated or released"
         )
 
