@@ -37,7 +37,7 @@ SERVER_THREADS = 8
 def build_backend(config: Config, sysfs: Sysfs):
     """The NIC backend SRIOV_NIC names: never guessed from what the machine looks like."""
     if config.nic == "sim":
-        from plugin.nic.sim import SimBackend
+        from plugin.nic.sim.backend import SimBackend
 
         return SimBackend(sysfs)
     from plugin.nic.kernel import KernelBackend

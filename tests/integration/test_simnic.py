@@ -73,7 +73,7 @@ def namespaces():
 
 
 def sim(namespaces: Namespaces, host: str, *args: str, check: bool = True):
-    code = "import sys; from plugin.nic.simnic import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+    code = "import sys; from plugin.nic.sim.cli import run_cli; sys.exit(run_cli(sys.argv[1:]))"
     return namespaces.exec(host, sys.executable, "-c", code, *args, check=check)
 
 
@@ -85,7 +85,7 @@ def program(namespaces, host, root, pf, index, **settings):
         import dataclasses, json
         from plugin.nic.base import VfSettings
         from plugin.nic.program import program_vf
-        from plugin.nic.sim import SimBackend
+        from plugin.nic.sim.backend import SimBackend
         from plugin.nic.sysfs import Sysfs
         sysfs = Sysfs({str(root)!r})
         backend = SimBackend(sysfs)
@@ -286,11 +286,11 @@ def test_concurrent_updates_of_one_pf_lose_nothing(namespaces, tmp_path):
     code = textwrap.dedent(
         f"""
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         index = int(sys.argv[1])
         for rate in range(1, 41):
-            simnic.record({str(root)!r}, "tpc", index, max_tx_rate=rate * (index + 1))
-            simnic.set_vlan({str(root)!r}, "tpc", index, 10 + index, 0, "802.1Q")
+            device.record({str(root)!r}, "tpc", index, max_tx_rate=rate * (index + 1))
+            device.set_vlan({str(root)!r}, "tpc", index, 10 + index, 0, "802.1Q")
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -468,21 +468,21 @@ def test_moves_and_destroys_on_one_fabric_keep_every_port_plugged(namespaces, tm
     mover = textwrap.dedent(
         """
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         root, pf = sys.argv[1:3]
         for n in range(40):
-            simnic.set_vlan(root, pf, 0, 100 + n % 3, 0, "802.1Q")
-            simnic.set_vlan(root, pf, 0, 0, 0, "802.1Q")
-        simnic.set_vlan(root, pf, 0, 100, 0, "802.1Q")
+            device.set_vlan(root, pf, 0, 100 + n % 3, 0, "802.1Q")
+            device.set_vlan(root, pf, 0, 0, 0, "802.1Q")
+        device.set_vlan(root, pf, 0, 100, 0, "802.1Q")
         """
     )
     churner = textwrap.dedent(
         """
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         for n in range(15):
-            simnic.create(sys.argv[1], "tpz", 1, fabric="tor3")
-            simnic.destroy(sys.argv[1], "tpz")
+            device.create(sys.argv[1], "tpz", 1, fabric="tor3")
+            device.destroy(sys.argv[1], "tpz")
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

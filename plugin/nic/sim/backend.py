@@ -1,4 +1,4 @@
-"""The NIC backend for the simulated NIC (plugin.nic.simnic).
+"""The NIC backend for the simulated NIC (plugin.nic.sim.device).
 
 It applies VF settings to the simulated fabric instead of sending IFLA_VF_*
 through a PF: VLAN chooses the bridge the VF's switch port is plugged into, the
@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
-from plugin.nic import netlink, simnic, sockios
+from plugin.nic import netlink, sockios
 from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
+from plugin.nic.sim import device
+from plugin.nic.sim.state import SETTING_NAMES
 from plugin.nic.sysfs import Sysfs
 
 # What the simulated NIC raises when it cannot apply a setting.
@@ -38,11 +40,11 @@ class SimBackend:
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The recorded settings plus the VF netdev's current MTU (None if not here)."""
         try:
-            recorded = simnic.read_vf(self.root, vf.pf, vf.index)
+            recorded = device.read_vf(self.root, vf.pf, vf.index)
             mtu = _mtu(recorded["netdev"])
         except SIM_FAILURES as err:
             raise DeviceError(f"read {vf_label(vf)}: {_why(err)}") from err
-        return VfSettings(**{k: recorded[k] for k in simnic.SETTING_NAMES}, mtu=mtu)
+        return VfSettings(**{k: recorded[k] for k in SETTING_NAMES}, mtu=mtu)
 
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Apply the given fields in the kernel's order, stopping at the first that fails."""
@@ -55,18 +57,18 @@ class SimBackend:
         }
         try:
             if s.mac is not None:
-                simnic.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
+                device.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
             if s.vlan is not None:
-                simnic.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
+                device.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
             if recorded:
-                simnic.record(self.root, vf.pf, vf.index, **recorded)
+                device.record(self.root, vf.pf, vf.index, **recorded)
         except SIM_FAILURES as err:
             raise VfRefused(vf, _why(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
         check_settings(VfSettings(mtu=mtu))
         try:
-            simnic.set_mtu(self.root, vf.pf, vf.index, mtu)
+            device.set_mtu(self.root, vf.pf, vf.index, mtu)
         except SIM_FAILURES as err:
             raise vf_error(vf, "mtu", {"mtu": mtu}, _why(err)) from err
 

@@ -1,0 +1,236 @@
+"""The simulated NIC's operations: create and destroy a PF, set its VFs, set its link.
+
+``create(root, pf, vfs)`` lays out, under ``root``, what the kernel shows in
+/sys for a PF with ``vfs`` VFs (``tree``), records the NIC's state (``state``)
+and for every VF makes a real veth pair in the current network namespace: the
+VF end ``<pf>v<N>`` is the VF netdev that Docker moves into containers; the
+peer is plugged into the switch (``fabric``). ``create(..., fabric=NAME)`` puts
+a root on a switch that other roots share. The VF settings apply to the state
+and the fabric under the root's lock.
+
+Limitations, by design of the simulation: QoS and protocol are recorded, not
+enacted; spoofchk, trust, link state and rates are recorded only; the admin MAC
+is also set on the VF netdev when that netdev is in this namespace (a real NIC
+sets it through the PF wherever the netdev is); the sysfs tree keeps
+``net/<vf netdev>`` while the netdev is in a container, so use
+``netdev_statuses`` to find it; a PF's link (``set_link``, ``sim link``) is its
+``operstate`` and ``carrier`` files only: taking it down does not cut its VFs
+off the fabric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pyroute2.iproute.linux import IPRoute
+
+from plugin.errors import Conflict, InvalidRequest
+from plugin.nic import netlink, sockios
+from plugin.nic.names import check_ifname
+from plugin.nic.sim.fabric import (
+    FABRIC_NAME,
+    build_fabric,
+    fabric_locked,
+    move_port,
+    peer_name,
+    remove_unused_bridges,
+)
+from plugin.nic.sim.state import (
+    FACTORY_SETTINGS,
+    SETTING_NAMES,
+    fabric_id,
+    join_fabric,
+    load_pf,
+    locked,
+    new_state,
+    pf_states,
+    save_settings,
+    state_path,
+    vf_state,
+    write_json_atomically,
+)
+from plugin.nic.sim.tree import MAX_VFS, PCI_ROOT, build_tree, pci_address, write_link
+
+
+def vf_netdev_name(pf: str, index: int) -> str:
+    name = f"{pf}v{index}"
+    return check_ifname(name, f"simulated VF netdev of {pf} (PF names for the sim must be short)")
+
+
+# ---- create / destroy -------------------------------------------------------------
+
+
+def create(
+    root: Path,
+    pf: str,
+    vfs: int,
+    mtu: int = 1500,
+    numvfs: int | None = None,
+    fabric: str | None = None,
+) -> dict:
+    """Create simulated PF ``pf`` with ``vfs`` VFs under ``root``; return its state.
+
+    ``fabric`` names a switch that other roots may share (default: the root's own).
+    Everything is checked before the first change; if a later step fails, what
+    was made is removed again.
+    """
+    root = Path(root)
+    numvfs = vfs if numvfs is None else numvfs
+    _check_create_args(pf, vfs, mtu, numvfs, fabric)
+    netdevs = [vf_netdev_name(pf, n) for n in range(vfs)]
+    with locked(root), IPRoute() as ipr:
+        if state_path(root, pf).exists() or os.path.lexists(root / "class/net" / pf):
+            raise Conflict(f"simulated PF {pf} already exists under {root}: destroy it first")
+        ids = join_fabric(root, fabric)
+        bus = _free_bus(root)
+        peers = [peer_name(ids["id"], bus, n) for n in range(vfs)]
+        taken = [name for name in netdevs + peers if netlink.link_index(ipr, name) is not None]
+        if taken:
+            raise Conflict(f"cannot create simulated PF {pf}: links {', '.join(taken)} exist")
+        state = new_state(pf, bus, mtu, netdevs, peers)
+        write_json_atomically(state_path(root, pf), state)
+        with fabric_locked(ids["fabric"]):
+            try:
+                build_tree(root, state, numvfs)
+                build_fabric(ipr, ids["fabric"], state)
+            except BaseException:
+                _teardown(ipr, root, state)
+                raise
+    return state
+
+
+def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int, fabric: str | None) -> None:
+    check_ifname(pf, "pf")
+    if fabric is not None and not FABRIC_NAME.fullmatch(fabric):
+        raise InvalidRequest(f"fabric {fabric!r} must be 1-8 lowercase letters or digits")
+    for name, value, low, high in (
+        ("vfs", vfs, 1, MAX_VFS),
+        ("mtu", mtu, 68, 65535),
+        ("numvfs", numvfs, 0, vfs),
+    ):
+        if not isinstance(value, int) or not low <= value <= high:
+            raise InvalidRequest(f"{name} {value!r} out of range {low}-{high}")
+
+
+def _free_bus(root: Path) -> int:
+    used = {state["bus"] for state in pf_states(root)}
+    for bus in range(1, 256):
+        if bus not in used and not (root / PCI_ROOT / pci_address(bus, 0)).exists():
+            return bus
+    raise Conflict(f"no free PCI bus left for another simulated PF under {root}")
+
+
+def destroy(root: Path, pf: str) -> None:
+    """Remove PF ``pf``: its veths, sysfs subtree and state, and bridges nobody uses.
+
+    Idempotent: destroying a PF that is not there does nothing.
+    """
+    root = Path(root)
+    check_ifname(pf, "pf")
+    with locked(root):
+        path = state_path(root, pf)
+        if not path.exists():
+            return
+        state = json.loads(path.read_text())
+        with IPRoute() as ipr, fabric_locked(fabric_id(root)):
+            _teardown(ipr, root, state)
+
+
+def _teardown(ipr, root: Path, state: dict) -> None:
+    """Undo ``create`` for ``state``, whatever part of it exists."""
+    for vf in state["vfs"]:
+        netlink.delete_link(ipr, vf["peer"])  # takes the VF end along, wherever it is
+        netlink.delete_link(ipr, vf["netdev"])
+    for name in [state["pf"]] + [vf["netdev"] for vf in state["vfs"]]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / "class/net" / name)
+    for pci in [state["pci"]] + [vf["pci"] for vf in state["vfs"]]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / "bus/pci/devices" / pci)
+        shutil.rmtree(root / PCI_ROOT / pci, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        state_path(root, state["pf"]).unlink()
+    remove_unused_bridges(ipr, root)
+
+
+# ---- VF settings (used by plugin.nic.sim.backend.SimBackend) -----------------------
+
+
+def read_vf(root: Path, pf: str, index: int) -> dict:
+    """The recorded settings of VF ``index`` of ``pf`` (keys: SETTING_NAMES) and its netdev."""
+    with locked(root):
+        vf = vf_state(load_pf(root, pf), index)
+    return {k: vf[k] for k in (*SETTING_NAMES, "netdev", "peer", "pci")}
+
+
+def set_vlan(root: Path, pf: str, index: int, vlan: int, qos: int, proto: str) -> None:
+    """Move the VF's switch port to the bridge of ``vlan``; record vlan, qos and proto."""
+    with locked(root):
+        state = load_pf(root, pf)
+        vf = vf_state(state, index)
+        if vlan != vf["vlan"]:
+            fabric = fabric_id(root)
+            with fabric_locked(fabric):  # another root's destroy may remove an empty bridge
+                move_port(fabric, vf["peer"], vf["vlan"], vlan)
+        vf.update(vlan=vlan, qos=qos, proto=proto)
+        save_settings(root, state)
+
+
+def set_mac(root: Path, pf: str, index: int, mac: str) -> None:
+    """Record the admin MAC; also set it on the VF netdev if that is in this namespace.
+
+    An all-zero MAC (the "unset" admin MAC) is only recorded: no netdev takes it.
+    """
+    with locked(root):
+        state = load_pf(root, pf)
+        vf = vf_state(state, index)
+        if mac != FACTORY_SETTINGS["mac"]:
+            try:
+                sockios.set_mac(vf["netdev"], mac)
+            except OSError as err:
+                if err.errno != errno.ENODEV:  # in a container: recorded only
+                    raise
+        vf["mac"] = mac
+        save_settings(root, state)
+
+
+def set_mtu(root: Path, pf: str, index: int, mtu: int) -> None:
+    """Set the MTU of the VF netdev (which must be in this namespace) and its switch port."""
+    with locked(root):
+        vf = vf_state(load_pf(root, pf), index)
+        old = sockios.mtu(vf["peer"])
+        sockios.set_mtu(vf["peer"], mtu)
+        try:
+            sockios.set_mtu(vf["netdev"], mtu)
+        except BaseException:
+            sockios.set_mtu(vf["peer"], old)
+            raise
+
+
+def record(root: Path, pf: str, index: int, **settings) -> None:
+    """Record settings the simulation does not enact (spoofchk, trust, link state, rates)."""
+    unknown = set(settings) - set(SETTING_NAMES)
+    if unknown:
+        raise InvalidRequest(f"unknown simulated VF settings: {', '.join(sorted(unknown))}")
+    with locked(root):
+        state = load_pf(root, pf)
+        vf_state(state, index).update(settings)
+        save_settings(root, state)
+
+
+# ---- PF link state ------------------------------------------------------------------
+
+
+def set_link(root: Path, pf: str, up: bool) -> None:
+    """Give PF ``pf`` link or take it away, as sysfs shows it: operstate and carrier.
+
+    Only what the plugin reads changes; the fabric keeps passing traffic.
+    """
+    root = Path(root)
+    with locked(root):
+        write_link(root, load_pf(root, pf), up)

@@ -1,0 +1,165 @@
+"""The simulated NIC's "firmware" state: one JSON file per PF, and the root's lock.
+
+The admin MAC, VLAN, QoS, protocol, spoofchk, trust, link state and rates of
+each VF live in ``root/sriov-sim/<pf>.json``, written under an fcntl lock
+(``root/sriov-sim/lock``) because the plugin updates it while the CLI may be
+reading or creating other PFs. The state holds no absolute path: the plugin may
+see ``root`` elsewhere (a bind mount in its container). ``root/sriov-sim/fabric.json``
+holds the root's ids: its own, from a hash of its path, and its fabric's name,
+the root's id unless given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from plugin.errors import Conflict, InvalidRequest
+from plugin.nic.names import check_ifname
+from plugin.nic.sim.tree import FIRST_VF_DEVFN, pci_address
+
+STATE_DIR = "sriov-sim"
+FACTORY_SETTINGS = {
+    "mac": "00:00:00:00:00:00",
+    "vlan": 0,
+    "qos": 0,
+    "proto": "802.1Q",
+    "spoofchk": True,
+    "trust": False,
+    "link_state": "auto",
+    "min_tx_rate": 0,
+    "max_tx_rate": 0,
+}
+SETTING_NAMES = tuple(FACTORY_SETTINGS)
+
+
+def _state_dir(root: Path) -> Path:
+    return Path(root) / STATE_DIR
+
+
+def state_path(root: Path, pf: str) -> Path:
+    return _state_dir(root) / f"{pf}.json"
+
+
+@contextlib.contextmanager
+def locked(root: Path):
+    """Hold the root's exclusive lock: every change to its state files happens under it."""
+    directory = _state_dir(root)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    """Write, fsync, rename over, fsync the directory: a crash leaves old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_settings(root: Path, state: dict) -> None:
+    """Overwrite the PF's state file in place, in one write, padded with blanks to its old size.
+
+    This runs on every VF setting of every endpoint, under the root's lock that
+    every reader takes too. Renaming a new file over the old one, as ``create``
+    does, makes ext4 flush the new file's data first (auto_da_alloc), which cost
+    1.7 ms per write on the benchmark machine against 0.05 ms for this. One
+    write at offset 0 that never shrinks the file (JSON ignores trailing
+    blanks) leaves old or new content if the plugin is killed. No fsync: the
+    settings describe veths and bridges that a power loss takes away anyway.
+    """
+    text = json.dumps(state, indent=1, sort_keys=True).encode()
+    fd = os.open(state_path(root, state["pf"]), os.O_WRONLY)
+    try:
+        os.pwrite(fd, text.ljust(os.fstat(fd).st_size), 0)
+    finally:
+        os.close(fd)
+
+
+def root_ids(root: Path) -> dict:
+    """The root's stored ids: its own ("id", a hash of its path the first time) and its
+    fabric's ("fabric", the root's own id unless the root joined a named fabric)."""
+    path = _state_dir(root) / "fabric.json"
+    if path.exists():
+        ids = json.loads(path.read_text())
+        return {"id": ids["id"], "fabric": ids.get("fabric", ids["id"])}
+    root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
+    ids = {"id": root_id, "fabric": root_id}
+    write_json_atomically(path, ids)
+    return ids
+
+
+def fabric_id(root: Path) -> str:
+    return root_ids(root)["fabric"]
+
+
+def join_fabric(root: Path, fabric: str | None) -> dict:
+    """The root's ids, on fabric ``fabric`` if given: a root with PFs cannot change fabric."""
+    ids = root_ids(root)
+    if fabric is None or fabric == ids["fabric"]:
+        return ids
+    if pf_states(root):
+        raise Conflict(
+            f"simulated NIC under {root} is on fabric {ids['fabric']}, not {fabric}: "
+            "all its PFs share one switch; destroy them first or use another --sysfs"
+        )
+    ids["fabric"] = fabric
+    write_json_atomically(_state_dir(root) / "fabric.json", ids)
+    return ids
+
+
+def pf_states(root: Path) -> list[dict]:
+    directory = _state_dir(root)
+    if not directory.is_dir():
+        return []
+    names = sorted(p for p in directory.glob("*.json") if p.name != "fabric.json")
+    return [json.loads(p.read_text()) for p in names]
+
+
+def load_pf(root: Path, pf: str) -> dict:
+    check_ifname(pf, "pf")
+    path = state_path(root, pf)
+    if not path.exists():
+        raise InvalidRequest(f"no simulated PF {pf} under {root} (no {path})")
+    return json.loads(path.read_text())
+
+
+def vf_state(state: dict, index: int) -> dict:
+    if not 0 <= index < len(state["vfs"]):
+        raise InvalidRequest(f"simulated PF {state['pf']} has no VF {index}")
+    return state["vfs"][index]
+
+
+def new_state(pf: str, bus: int, mtu: int, netdevs: list[str], peers: list[str]) -> dict:
+    return {
+        "pf": pf,
+        "bus": bus,
+        "pci": pci_address(bus, 0),
+        "mtu": mtu,
+        "vfs": [
+            {
+                "index": n,
+                "pci": pci_address(bus, FIRST_VF_DEVFN + n),
+                "netdev": netdev,
+                "peer": peer,
+                **FACTORY_SETTINGS,
+            }
+            for n, (netdev, peer) in enumerate(zip(netdevs, peers, strict=True))
+        ],
+    }
