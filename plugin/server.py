@@ -39,7 +39,7 @@ def build_backend(config: Config, sysfs: Sysfs):
     if config.nic == "sim":
         from plugin.nic.sim.backend import SimBackend
 
-        return SimBackend(sysfs)
+        return SimBackend(sysfs.root)
     from plugin.nic.kernel import KernelBackend
 
     return KernelBackend(sysfs)

@@ -88,7 +88,7 @@ def program(namespaces, host, root, pf, index, **settings):
         from plugin.nic.sim.backend import SimBackend
         from plugin.nic.sysfs import Sysfs
         sysfs = Sysfs({str(root)!r})
-        backend = SimBackend(sysfs)
+        backend = SimBackend(sysfs.root)
         vf = sysfs.vfs({pf!r})[{index}]
         program_vf(backend, vf, VfSettings(**{settings!r}))
         print(json.dumps(dataclasses.asdict(backend.read_vf(vf))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable
+from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -22,18 +23,16 @@ from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
 from plugin.nic.sim import device
 from plugin.nic.sim.state import SETTING_NAMES
-from plugin.nic.sysfs import Sysfs
 
 # What the simulated NIC raises when it cannot apply a setting.
 SIM_FAILURES = (PluginError, NetlinkError, OSError, ValueError)
 
 
 class SimBackend:
-    """NicBackend for the simulated NIC whose sysfs root is ``sysfs.root``."""
+    """NicBackend for the simulated NIC whose sysfs root is ``root``."""
 
-    def __init__(self, sysfs: Sysfs):
-        self.sysfs = sysfs
-        self.root = sysfs.root
+    def __init__(self, root: Path):
+        self.root = Path(root)
         self._iproute = netlink.SocketPerThread()
         self._netdevs = HostNetdevs(self._iproute)
 
