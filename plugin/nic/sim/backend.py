@@ -48,19 +48,17 @@ class SimBackend:
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Apply the given fields in the kernel's order, stopping at the first that fails."""
         check_settings(settings)
-        s = settings
-        recorded = {
-            name: getattr(s, name)
-            for name in ("min_tx_rate", "max_tx_rate", "spoofchk", "link_state", "trust")
-            if getattr(s, name) is not None
+        given = {
+            name: getattr(settings, name)
+            for name in SETTING_NAMES
+            if getattr(settings, name) is not None
         }
+        if "mac" in given:
+            given["mac"] = given["mac"].lower()
+        if not given:
+            return
         try:
-            if s.mac is not None:
-                device.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
-            if s.vlan is not None:
-                device.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
-            if recorded:
-                device.record(self.root, vf.pf, vf.index, **recorded)
+            device.set_vf(self.root, vf.pf, vf.index, given)
         except SIM_FAILURES as err:
             raise VfRefused(vf, _why(err)) from err
 

@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyroute2.iproute.linux import IPRoute
@@ -43,11 +44,11 @@ from plugin.nic.sim.fabric import (
 from plugin.nic.sim.state import (
     FACTORY_SETTINGS,
     SETTING_NAMES,
-    fabric_id,
     join_fabric,
     load_pf,
     locked,
     new_state,
+    pf_fabric,
     pf_states,
     save_settings,
     state_path,
@@ -92,7 +93,7 @@ def create(
         taken = [name for name in netdevs + peers if netlink.link_index(ipr, name) is not None]
         if taken:
             raise Conflict(f"cannot create simulated PF {pf}: links {', '.join(taken)} exist")
-        state = new_state(pf, bus, mtu, netdevs, peers)
+        state = new_state(pf, bus, mtu, ids["fabric"], netdevs, peers)
         write_json_atomically(state_path(root, pf), state)
         with fabric_locked(ids["fabric"]):
             try:
@@ -136,8 +137,8 @@ def destroy(root: Path, pf: str) -> None:
         path = state_path(root, pf)
         if not path.exists():
             return
-        state = json.loads(path.read_text())
-        with IPRoute() as ipr, fabric_locked(fabric_id(root)):
+        state = json.loads(path.read_bytes())
+        with IPRoute() as ipr, fabric_locked(pf_fabric(root, state)):
             _teardown(ipr, root, state)
 
 
@@ -155,7 +156,7 @@ def _teardown(ipr, root: Path, state: dict) -> None:
         shutil.rmtree(root / PCI_ROOT / pci, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         state_path(root, state["pf"]).unlink()
-    remove_unused_bridges(ipr, root)
+    remove_unused_bridges(ipr, pf_fabric(root, state))
 
 
 # ---- VF settings (used by plugin.nic.sim.backend.SimBackend) -----------------------
@@ -165,38 +166,50 @@ def read_vf(root: Path, pf: str, index: int) -> dict:
     """The recorded settings of VF ``index`` of ``pf`` (keys: SETTING_NAMES) and its netdev."""
     with locked(root):
         vf = vf_state(load_pf(root, pf), index)
-    return {k: vf[k] for k in (*SETTING_NAMES, "netdev", "peer", "pci")}
+    return {k: vf[k] for k in (*SETTING_NAMES, "netdev")}
 
 
-def set_vlan(root: Path, pf: str, index: int, vlan: int, qos: int, proto: str) -> None:
-    """Move the VF's switch port to the bridge of ``vlan``; record vlan, qos and proto."""
-    with locked(root):
-        state = load_pf(root, pf)
-        vf = vf_state(state, index)
-        if vlan != vf["vlan"]:
-            fabric = fabric_id(root)
-            with fabric_locked(fabric):  # another root's destroy may remove an empty bridge
-                move_port(fabric, vf["peer"], vf["vlan"], vlan)
-        vf.update(vlan=vlan, qos=qos, proto=proto)
-        save_settings(root, state)
+def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> None:
+    """Apply ``settings`` (names from SETTING_NAMES) to VF ``index`` of ``pf`` as the NIC would.
 
-
-def set_mac(root: Path, pf: str, index: int, mac: str) -> None:
-    """Record the admin MAC; also set it on the VF netdev if that is in this namespace.
-
-    An all-zero MAC (the "unset" admin MAC) is only recorded: no netdev takes it.
+    In the kernel's order: the admin MAC, also set on the VF netdev if that is in
+    this namespace (an all-zero MAC, the "unset" one, is only recorded); the VLAN,
+    for which the VF's switch port moves to that VLAN's bridge; the rest is only
+    recorded. It stops at the first that fails, and the state then records what
+    took effect before it, as a NIC reports it. One read and one write of the
+    state file, whatever the number of settings: this runs twice per endpoint.
     """
+    unknown = settings.keys() - set(SETTING_NAMES)
+    if unknown:
+        raise InvalidRequest(f"unknown simulated VF settings: {', '.join(sorted(unknown))}")
     with locked(root):
         state = load_pf(root, pf)
         vf = vf_state(state, index)
-        if mac != FACTORY_SETTINGS["mac"]:
-            try:
-                sockios.set_mac(vf["netdev"], mac)
-            except OSError as err:
-                if err.errno != errno.ENODEV:  # in a container: recorded only
-                    raise
-        vf["mac"] = mac
-        save_settings(root, state)
+        applied: Mapping[str, object] = {}
+        try:
+            if "mac" in settings:
+                _set_admin_mac(vf["netdev"], settings["mac"])
+                applied = {"mac": settings["mac"]}
+            vlan = settings.get("vlan", vf["vlan"])
+            if vlan != vf["vlan"]:
+                fabric = pf_fabric(root, state)
+                with fabric_locked(fabric):  # another root's destroy may remove an empty bridge
+                    move_port(fabric, vf["peer"], vf["vlan"], vlan)
+            applied = settings
+        finally:
+            if applied:
+                vf.update(applied)
+                save_settings(root, state)
+
+
+def _set_admin_mac(netdev: str, mac: str) -> None:
+    if mac == FACTORY_SETTINGS["mac"]:
+        return
+    try:
+        sockios.set_mac(netdev, mac)
+    except OSError as err:
+        if err.errno != errno.ENODEV:  # in a container: recorded only
+            raise
 
 
 def set_mtu(root: Path, pf: str, index: int, mtu: int) -> None:
@@ -210,17 +223,6 @@ def set_mtu(root: Path, pf: str, index: int, mtu: int) -> None:
         except BaseException:
             sockios.set_mtu(vf["peer"], old)
             raise
-
-
-def record(root: Path, pf: str, index: int, **settings) -> None:
-    """Record settings the simulation does not enact (spoofchk, trust, link state, rates)."""
-    unknown = set(settings) - set(SETTING_NAMES)
-    if unknown:
-        raise InvalidRequest(f"unknown simulated VF settings: {', '.join(sorted(unknown))}")
-    with locked(root):
-        state = load_pf(root, pf)
-        vf_state(state, index).update(settings)
-        save_settings(root, state)
 
 
 # ---- PF link state ------------------------------------------------------------------

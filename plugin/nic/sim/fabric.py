@@ -22,13 +22,11 @@ import errno
 import re
 import socket
 import time
-from pathlib import Path
 
 from pyroute2.iproute.linux import IPRoute
 
 from plugin.errors import Conflict
 from plugin.nic import netlink, sockios
-from plugin.nic.sim.state import fabric_id
 
 FABRIC_NAME = re.compile(r"[a-z0-9]{1,8}")  # bridge "s<fabric>b<vlan>" stays within 15 bytes
 FABRIC_LOCK_TIMEOUT = 30.0
@@ -89,14 +87,14 @@ def plug(ipr, fabric: str, peer: str, vlan: int) -> None:
     netlink.set_up(ipr, peer)
 
 
-def remove_unused_bridges(ipr, root: Path) -> None:
-    """Delete the bridges of this root's fabric that no switch port is plugged into.
+def remove_unused_bridges(ipr, fabric: str) -> None:
+    """Delete the bridges of ``fabric`` that no switch port is plugged into.
 
     Every VF's port stays in this namespace, plugged into its VLAN's bridge, so a
     bridge without ports is one no VF of any root on the fabric is on. The caller
     holds the fabric's lock.
     """
-    prefix = bridge_name(fabric_id(root), 0)[:-1]
+    prefix = bridge_name(fabric, 0)[:-1]
     links = ipr.get_links()
     masters = {link.get_attr("IFLA_MASTER") for link in links}
     for link in links:
@@ -111,30 +109,14 @@ def move_port(fabric: str, peer: str, old_vlan: int, vlan: int) -> None:
 
     Bridges stay while the fabric is used (``destroy`` removes those no VF uses):
     creating and deleting a bridge per move cost tens of milliseconds, a move
-    between existing bridges two ioctls. If the port is not where the state
-    says (a crash between the steps), netlink's set-master takes it from
-    wherever it is.
+    between existing bridges two ioctls (the kernel's own work in them, about
+    0.1 ms each, is most of a VLAN change). When ``vlan`` has no bridge yet, or
+    the port is not where the state says (a crash between the steps), netlink
+    makes the bridge and its set-master takes the port from wherever it is.
     """
-    old, new = bridge_name(fabric, old_vlan), bridge_name(fabric, vlan)
     try:
-        _ensure_bridge(new)
-        sockios.remove_bridge_port(old, peer)
-        try:
-            sockios.add_bridge_port(new, peer)
-        except OSError:
-            with contextlib.suppress(OSError):
-                sockios.add_bridge_port(old, peer)
-            raise
+        sockios.remove_bridge_port(bridge_name(fabric, old_vlan), peer)
+        sockios.add_bridge_port(bridge_name(fabric, vlan), peer)
     except OSError:
         with IPRoute() as ipr:
             plug(ipr, fabric, peer, vlan)
-
-
-def _ensure_bridge(bridge: str) -> None:
-    try:
-        sockios.flags(bridge)
-    except OSError as err:
-        if err.errno != errno.ENODEV:
-            raise
-        with IPRoute() as ipr:
-            netlink.add_bridge(ipr, bridge)

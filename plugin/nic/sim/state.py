@@ -47,22 +47,35 @@ def state_path(root: Path, pf: str) -> Path:
 
 @contextlib.contextmanager
 def locked(root: Path):
-    """Hold the root's exclusive lock: every change to its state files happens under it."""
-    directory = _state_dir(root)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Hold the root's exclusive lock: every read and change of its state files happens under it.
+
+    Settings are saved in place (``save_settings``), so a reader without the
+    lock could see a write half done.
+    """
+    path = _state_dir(root) / "lock"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _encode(data: dict) -> bytes:
+    """One line of JSON: json's C encoder writes it in a fifth of the time an indented one takes."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
     """Write, fsync, rename over, fsync the directory: a crash leaves old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
+    with open(tmp, "wb") as f:
+        f.write(_encode(data))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -84,7 +97,7 @@ def save_settings(root: Path, state: dict) -> None:
     blanks) leaves old or new content if the plugin is killed. No fsync: the
     settings describe veths and bridges that a power loss takes away anyway.
     """
-    text = json.dumps(state, indent=1, sort_keys=True).encode()
+    text = _encode(state)
     fd = os.open(state_path(root, state["pf"]), os.O_WRONLY)
     try:
         os.pwrite(fd, text.ljust(os.fstat(fd).st_size), 0)
@@ -135,9 +148,10 @@ def pf_states(root: Path) -> list[dict]:
 def load_pf(root: Path, pf: str) -> dict:
     check_ifname(pf, "pf")
     path = state_path(root, pf)
-    if not path.exists():
-        raise InvalidRequest(f"no simulated PF {pf} under {root} (no {path})")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise InvalidRequest(f"no simulated PF {pf} under {root} (no {path})") from None
 
 
 def vf_state(state: dict, index: int) -> dict:
@@ -146,10 +160,19 @@ def vf_state(state: dict, index: int) -> dict:
     return state["vfs"][index]
 
 
-def new_state(pf: str, bus: int, mtu: int, netdevs: list[str], peers: list[str]) -> dict:
+def pf_fabric(root: Path, state: dict) -> str:
+    """The fabric the PF's switch ports are on: recorded at create, since a root with PFs
+    cannot change fabric (a PF created before it was recorded: the root's)."""
+    return state.get("fabric") or fabric_id(root)
+
+
+def new_state(
+    pf: str, bus: int, mtu: int, fabric: str, netdevs: list[str], peers: list[str]
+) -> dict:
     return {
         "pf": pf,
         "bus": bus,
+        "fabric": fabric,
         "pci": pci_address(bus, 0),
         "mtu": mtu,
         "vfs": [
