@@ -13,7 +13,7 @@ from plugin.errors import PluginError
 from plugin.nic import netlink
 from plugin.nic.sim.device import create, destroy, set_link
 from plugin.nic.sim.state import locked, pf_states
-from plugin.nic.sim.tree import PCI_ROOT, link_of
+from plugin.nic.sim.tree import link_of, numvfs
 
 
 def show(root: Path) -> str:
@@ -22,10 +22,9 @@ def show(root: Path) -> str:
     lines = []
     with locked(root), IPRoute() as ipr:
         for state in pf_states(root):
-            numvfs = (root / PCI_ROOT / state["pci"] / "sriov_numvfs").read_text().strip()
             lines.append(
                 f"PF {state['pf']} pci {state['pci']} totalvfs {len(state['vfs'])} "
-                f"numvfs {numvfs} mtu {state['mtu']} link {link_of(root, state)}"
+                f"numvfs {numvfs(root, state)} mtu {state['mtu']} link {link_of(root, state)}"
             )
             lines.extend(_show_vf(ipr, vf) for vf in state["vfs"])
     return "\n".join(lines) + "\n" if lines else f"no simulated PFs under {root}\n"

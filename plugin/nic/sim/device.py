@@ -20,11 +20,7 @@ off the fabric.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,27 +31,36 @@ from plugin.nic import netlink, sockios
 from plugin.nic.names import check_ifname
 from plugin.nic.sim.fabric import (
     FABRIC_NAME,
-    build_fabric,
+    add_ports,
     fabric_locked,
     move_port,
     peer_name,
-    remove_unused_bridges,
+    remove_ports,
 )
 from plugin.nic.sim.state import (
     FACTORY_SETTINGS,
     SETTING_NAMES,
+    find_pf,
     join_fabric,
     load_pf,
     locked,
     new_state,
     pf_fabric,
     pf_states,
+    remove_pf,
     save_settings,
-    state_path,
     vf_state,
-    write_json_atomically,
+    write_pf,
 )
-from plugin.nic.sim.tree import MAX_VFS, PCI_ROOT, build_tree, pci_address, write_link
+from plugin.nic.sim.tree import (
+    MAX_VFS,
+    build_tree,
+    has_netdev,
+    has_pci_function,
+    pci_address,
+    remove_tree,
+    write_link,
+)
 
 
 def vf_netdev_name(pf: str, index: int) -> str:
@@ -85,7 +90,7 @@ def create(
     _check_create_args(pf, vfs, mtu, numvfs, fabric)
     netdevs = [vf_netdev_name(pf, n) for n in range(vfs)]
     with locked(root), IPRoute() as ipr:
-        if state_path(root, pf).exists() or os.path.lexists(root / "class/net" / pf):
+        if find_pf(root, pf) is not None or has_netdev(root, pf):
             raise Conflict(f"simulated PF {pf} already exists under {root}: destroy it first")
         ids = join_fabric(root, fabric)
         bus = _free_bus(root)
@@ -94,11 +99,11 @@ def create(
         if taken:
             raise Conflict(f"cannot create simulated PF {pf}: links {', '.join(taken)} exist")
         state = new_state(pf, bus, mtu, ids["fabric"], netdevs, peers)
-        write_json_atomically(state_path(root, pf), state)
+        write_pf(root, state)
         with fabric_locked(ids["fabric"]):
             try:
                 build_tree(root, state, numvfs)
-                build_fabric(ipr, ids["fabric"], state)
+                add_ports(ipr, ids["fabric"], state)
             except BaseException:
                 _teardown(ipr, root, state)
                 raise
@@ -121,7 +126,7 @@ def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int, fabric: str | N
 def _free_bus(root: Path) -> int:
     used = {state["bus"] for state in pf_states(root)}
     for bus in range(1, 256):
-        if bus not in used and not (root / PCI_ROOT / pci_address(bus, 0)).exists():
+        if bus not in used and not has_pci_function(root, pci_address(bus, 0)):
             return bus
     raise Conflict(f"no free PCI bus left for another simulated PF under {root}")
 
@@ -134,29 +139,19 @@ def destroy(root: Path, pf: str) -> None:
     root = Path(root)
     check_ifname(pf, "pf")
     with locked(root):
-        path = state_path(root, pf)
-        if not path.exists():
+        state = find_pf(root, pf)
+        if state is None:
             return
-        state = json.loads(path.read_bytes())
         with IPRoute() as ipr, fabric_locked(pf_fabric(root, state)):
             _teardown(ipr, root, state)
 
 
 def _teardown(ipr, root: Path, state: dict) -> None:
-    """Undo ``create`` for ``state``, whatever part of it exists."""
-    for vf in state["vfs"]:
-        netlink.delete_link(ipr, vf["peer"])  # takes the VF end along, wherever it is
-        netlink.delete_link(ipr, vf["netdev"])
-    for name in [state["pf"]] + [vf["netdev"] for vf in state["vfs"]]:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / "class/net" / name)
-    for pci in [state["pci"]] + [vf["pci"] for vf in state["vfs"]]:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / "bus/pci/devices" / pci)
-        shutil.rmtree(root / PCI_ROOT / pci, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        state_path(root, state["pf"]).unlink()
-    remove_unused_bridges(ipr, pf_fabric(root, state))
+    """Undo ``create`` for ``state``, whatever part of it exists; the state file last, so that
+    a destroy cut short can be run again."""
+    remove_ports(ipr, pf_fabric(root, state), state)
+    remove_tree(root, state)
+    remove_pf(root, state["pf"])
 
 
 # ---- VF settings (used by plugin.nic.sim.backend.SimBackend) -----------------------
@@ -192,9 +187,7 @@ def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> N
                 applied = {"mac": settings["mac"]}
             vlan = settings.get("vlan", vf["vlan"])
             if vlan != vf["vlan"]:
-                fabric = pf_fabric(root, state)
-                with fabric_locked(fabric):  # another root's destroy may remove an empty bridge
-                    move_port(fabric, vf["peer"], vf["vlan"], vlan)
+                move_port(pf_fabric(root, state), vf["peer"], vf["vlan"], vlan)
             applied = settings
         finally:
             if applied:

@@ -71,7 +71,8 @@ def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
         lock.close()
 
 
-def build_fabric(ipr, fabric: str, state: dict) -> None:
+def add_ports(ipr, fabric: str, state: dict) -> None:
+    """Make each VF's veth pair at the PF's MTU and plug its port into its VLAN's bridge."""
     for vf in state["vfs"]:
         netlink.add_veth(ipr, vf["netdev"], vf["peer"])
         for name in (vf["netdev"], vf["peer"]):
@@ -87,13 +88,17 @@ def plug(ipr, fabric: str, peer: str, vlan: int) -> None:
     netlink.set_up(ipr, peer)
 
 
-def remove_unused_bridges(ipr, fabric: str) -> None:
-    """Delete the bridges of ``fabric`` that no switch port is plugged into.
+def remove_ports(ipr, fabric: str, state: dict) -> None:
+    """Delete each VF's veth pair, then the bridges of ``fabric`` no switch port is plugged into.
 
-    Every VF's port stays in this namespace, plugged into its VLAN's bridge, so a
-    bridge without ports is one no VF of any root on the fabric is on. The caller
-    holds the fabric's lock.
+    Deleting the port takes the VF end along, wherever it is. Every VF's port
+    stays in this namespace, plugged into its VLAN's bridge, so a bridge without
+    ports is one no VF of any root on the fabric is on. The caller holds the
+    fabric's lock.
     """
+    for vf in state["vfs"]:
+        netlink.delete_link(ipr, vf["peer"])
+        netlink.delete_link(ipr, vf["netdev"])
     prefix = bridge_name(fabric, 0)[:-1]
     links = ipr.get_links()
     masters = {link.get_attr("IFLA_MASTER") for link in links}
@@ -113,10 +118,13 @@ def move_port(fabric: str, peer: str, old_vlan: int, vlan: int) -> None:
     0.1 ms each, is most of a VLAN change). When ``vlan`` has no bridge yet, or
     the port is not where the state says (a crash between the steps), netlink
     makes the bridge and its set-master takes the port from wherever it is.
+    The fabric's lock is held throughout: another root's destroy may remove a
+    bridge that has no port for a moment.
     """
-    try:
-        sockios.remove_bridge_port(bridge_name(fabric, old_vlan), peer)
-        sockios.add_bridge_port(bridge_name(fabric, vlan), peer)
-    except OSError:
-        with IPRoute() as ipr:
-            plug(ipr, fabric, peer, vlan)
+    with fabric_locked(fabric):
+        try:
+            sockios.remove_bridge_port(bridge_name(fabric, old_vlan), peer)
+            sockios.add_bridge_port(bridge_name(fabric, vlan), peer)
+        except OSError:
+            with IPRoute() as ipr:
+                plug(ipr, fabric, peer, vlan)

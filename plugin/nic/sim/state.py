@@ -41,7 +41,7 @@ def _state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
 
 
-def state_path(root: Path, pf: str) -> Path:
+def _pf_path(root: Path, pf: str) -> Path:
     return _state_dir(root) / f"{pf}.json"
 
 
@@ -71,7 +71,16 @@ def _encode(data: dict) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
+def write_pf(root: Path, state: dict) -> None:
+    """Write a new PF's state file, atomically."""
+    _write_atomically(_pf_path(root, state["pf"]), state)
+
+
+def remove_pf(root: Path, pf: str) -> None:
+    _pf_path(root, pf).unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, data: dict) -> None:
     """Write, fsync, rename over, fsync the directory: a crash leaves old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -98,7 +107,7 @@ def save_settings(root: Path, state: dict) -> None:
     settings describe veths and bridges that a power loss takes away anyway.
     """
     text = _encode(state)
-    fd = os.open(state_path(root, state["pf"]), os.O_WRONLY)
+    fd = os.open(_pf_path(root, state["pf"]), os.O_WRONLY)
     try:
         os.pwrite(fd, text.ljust(os.fstat(fd).st_size), 0)
     finally:
@@ -114,7 +123,7 @@ def root_ids(root: Path) -> dict:
         return {"id": ids["id"], "fabric": ids.get("fabric", ids["id"])}
     root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
     ids = {"id": root_id, "fabric": root_id}
-    write_json_atomically(path, ids)
+    _write_atomically(path, ids)
     return ids
 
 
@@ -133,7 +142,7 @@ def join_fabric(root: Path, fabric: str | None) -> dict:
             "all its PFs share one switch; destroy them first or use another --sysfs"
         )
     ids["fabric"] = fabric
-    write_json_atomically(_state_dir(root) / "fabric.json", ids)
+    _write_atomically(_state_dir(root) / "fabric.json", ids)
     return ids
 
 
@@ -145,13 +154,21 @@ def pf_states(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in names]
 
 
-def load_pf(root: Path, pf: str) -> dict:
+def find_pf(root: Path, pf: str) -> dict | None:
+    """The state of PF ``pf``, None if there is no such simulated PF under ``root``."""
     check_ifname(pf, "pf")
-    path = state_path(root, pf)
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(_pf_path(root, pf).read_bytes())
     except FileNotFoundError:
-        raise InvalidRequest(f"no simulated PF {pf} under {root} (no {path})") from None
+        return None
+
+
+def load_pf(root: Path, pf: str) -> dict:
+    """The state of PF ``pf``; InvalidRequest if there is none."""
+    state = find_pf(root, pf)
+    if state is None:
+        raise InvalidRequest(f"no simulated PF {pf} under {root} (no {_pf_path(root, pf)})")
+    return state
 
 
 def vf_state(state: dict, index: int) -> dict:

@@ -11,7 +11,9 @@ does for a PF created with ``numvfs=0``, is a plain file write. The tree keeps
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 PCI_ROOT = "devices/pci0000:00"
@@ -40,6 +42,25 @@ def build_tree(root: Path, state: dict, numvfs: int) -> None:
         _netdev_dir(root, vf["pci"], vf["netdev"])
 
 
+def remove_tree(root: Path, state: dict) -> None:
+    """Remove what ``build_tree`` made for ``state``, whatever part of it exists."""
+    for name in [state["pf"]] + [vf["netdev"] for vf in state["vfs"]]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / "class/net" / name)
+    for pci in [state["pci"]] + [vf["pci"] for vf in state["vfs"]]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / "bus/pci/devices" / pci)
+        shutil.rmtree(root / PCI_ROOT / pci, ignore_errors=True)
+
+
+def has_netdev(root: Path, name: str) -> bool:
+    return os.path.lexists(root / "class/net" / name)
+
+
+def has_pci_function(root: Path, pci: str) -> bool:
+    return (root / PCI_ROOT / pci).exists()
+
+
 def _pci_function(root: Path, pci: str, driver: str) -> Path:
     """devices/pci0000:00/<pci>/ with its driver link and bus/pci/devices/<pci>."""
     directory = root / PCI_ROOT / pci
@@ -63,6 +84,11 @@ def write_link(root: Path, state: dict, up: bool) -> None:
     netdir = root / PCI_ROOT / state["pci"] / "net" / state["pf"]
     (netdir / "operstate").write_text("up\n" if up else "down\n")
     (netdir / "carrier").write_text("1\n" if up else "0\n")
+
+
+def numvfs(root: Path, state: dict) -> str:
+    """The PF's ``sriov_numvfs`` as written."""
+    return (root / PCI_ROOT / state["pci"] / "sriov_numvfs").read_text().strip()
 
 
 def link_of(root: Path, state: dict) -> str:
