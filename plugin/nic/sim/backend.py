@@ -31,7 +31,7 @@ SIM_FAILURES = (PluginError, NetlinkError, OSError, ValueError)
 class SimBackend:
     """NicBackend for the simulated NIC whose sysfs root is ``root``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._iproute = netlink.SocketPerThread()
         self._netdevs = HostNetdevs(self._iproute)

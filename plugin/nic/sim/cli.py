@@ -12,7 +12,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from plugin.errors import PluginError
 from plugin.nic import netlink
 from plugin.nic.sim.device import create, destroy, set_link
-from plugin.nic.sim.state import locked, pf_states
+from plugin.nic.sim.state import VfState, locked, pf_states
 from plugin.nic.sim.tree import link_of, numvfs
 
 
@@ -30,7 +30,7 @@ def show(root: Path) -> str:
     return "\n".join(lines) + "\n" if lines else f"no simulated PFs under {root}\n"
 
 
-def _show_vf(ipr, vf: dict) -> str:
+def _show_vf(ipr: IPRoute, vf: VfState) -> str:
     where = "host" if netlink.link_index(ipr, vf["netdev"]) is not None else "absent"
     mtu = netlink.get_mtu(ipr, vf["netdev"])
     try:

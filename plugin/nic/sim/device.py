@@ -40,11 +40,11 @@ from plugin.nic.sim.fabric import (
 from plugin.nic.sim.state import (
     FACTORY_SETTINGS,
     SETTING_NAMES,
+    PfState,
     find_pf,
     join_fabric,
     load_pf,
     locked,
-    new_state,
     pf_fabric,
     pf_states,
     remove_pf,
@@ -53,6 +53,7 @@ from plugin.nic.sim.state import (
     write_pf,
 )
 from plugin.nic.sim.tree import (
+    FIRST_VF_DEVFN,
     MAX_VFS,
     build_tree,
     has_netdev,
@@ -78,7 +79,7 @@ def create(
     mtu: int = 1500,
     numvfs: int | None = None,
     fabric: str | None = None,
-) -> dict:
+) -> PfState:
     """Create simulated PF ``pf`` with ``vfs`` VFs under ``root``; return its state.
 
     ``fabric`` names a switch that other roots may share (default: the root's own).
@@ -98,7 +99,7 @@ def create(
         taken = [name for name in netdevs + peers if netlink.link_index(ipr, name) is not None]
         if taken:
             raise Conflict(f"cannot create simulated PF {pf}: links {', '.join(taken)} exist")
-        state = new_state(pf, bus, mtu, ids["fabric"], netdevs, peers)
+        state = _new_state(pf, bus, mtu, ids["fabric"], netdevs, peers)
         write_pf(root, state)
         with fabric_locked(ids["fabric"]):
             try:
@@ -121,6 +122,28 @@ def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int, fabric: str | N
     ):
         if not isinstance(value, int) or not low <= value <= high:
             raise InvalidRequest(f"{name} {value!r} out of range {low}-{high}")
+
+
+def _new_state(
+    pf: str, bus: int, mtu: int, fabric: str, netdevs: list[str], peers: list[str]
+) -> PfState:
+    return {
+        "pf": pf,
+        "bus": bus,
+        "fabric": fabric,
+        "pci": pci_address(bus, 0),
+        "mtu": mtu,
+        "vfs": [
+            {
+                "index": n,
+                "pci": pci_address(bus, FIRST_VF_DEVFN + n),
+                "netdev": netdev,
+                "peer": peer,
+                **FACTORY_SETTINGS,
+            }
+            for n, (netdev, peer) in enumerate(zip(netdevs, peers, strict=True))
+        ],
+    }
 
 
 def _free_bus(root: Path) -> int:
@@ -146,7 +169,7 @@ def destroy(root: Path, pf: str) -> None:
             _teardown(ipr, root, state)
 
 
-def _teardown(ipr, root: Path, state: dict) -> None:
+def _teardown(ipr: IPRoute, root: Path, state: PfState) -> None:
     """Undo ``create`` for ``state``, whatever part of it exists; the state file last, so that
     a destroy cut short can be run again."""
     remove_ports(ipr, pf_fabric(root, state), state)
@@ -157,7 +180,7 @@ def _teardown(ipr, root: Path, state: dict) -> None:
 # ---- VF settings (used by plugin.nic.sim.backend.SimBackend) -----------------------
 
 
-def read_vf(root: Path, pf: str, index: int) -> dict:
+def read_vf(root: Path, pf: str, index: int) -> dict[str, object]:
     """The recorded settings of VF ``index`` of ``pf`` (keys: SETTING_NAMES) and its netdev."""
     with locked(root):
         vf = vf_state(load_pf(root, pf), index)

@@ -22,11 +22,16 @@ import errno
 import re
 import socket
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pyroute2.iproute.linux import IPRoute
 
 from plugin.errors import Conflict
 from plugin.nic import netlink, sockios
+
+if TYPE_CHECKING:
+    from plugin.nic.sim.state import PfState
 
 FABRIC_NAME = re.compile(r"[a-z0-9]{1,8}")  # bridge "s<fabric>b<vlan>" stays within 15 bytes
 FABRIC_LOCK_TIMEOUT = 30.0
@@ -43,7 +48,7 @@ def bridge_name(fabric: str, vlan: int) -> str:
 
 
 @contextlib.contextmanager
-def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
+def fabric_locked(fabric: str) -> Iterator[None]:
     """Hold the lock of ``fabric``'s bridges.
 
     Processes that share a fabric may each see only their own root (every node's
@@ -52,7 +57,7 @@ def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
     by one socket at a time, and freed when its holder dies.
     """
     lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + FABRIC_LOCK_TIMEOUT
     try:
         while True:
             try:
@@ -63,7 +68,7 @@ def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
                     raise
                 if time.monotonic() > deadline:
                     raise Conflict(
-                        f"simulated fabric {fabric} still locked after {timeout}s"
+                        f"simulated fabric {fabric} still locked after {FABRIC_LOCK_TIMEOUT}s"
                     ) from None
                 time.sleep(0.005)
         yield
@@ -71,7 +76,7 @@ def fabric_locked(fabric: str, timeout: float = FABRIC_LOCK_TIMEOUT):
         lock.close()
 
 
-def add_ports(ipr, fabric: str, state: dict) -> None:
+def add_ports(ipr: IPRoute, fabric: str, state: PfState) -> None:
     """Make each VF's veth pair at the PF's MTU and plug its port into its VLAN's bridge."""
     for vf in state["vfs"]:
         netlink.add_veth(ipr, vf["netdev"], vf["peer"])
@@ -80,7 +85,7 @@ def add_ports(ipr, fabric: str, state: dict) -> None:
         plug(ipr, fabric, vf["peer"], vf["vlan"])
 
 
-def plug(ipr, fabric: str, peer: str, vlan: int) -> None:
+def plug(ipr: IPRoute, fabric: str, peer: str, vlan: int) -> None:
     """Plug ``peer`` into the bridge of ``vlan`` (made if missing) and bring it up."""
     bridge = bridge_name(fabric, vlan)
     netlink.add_bridge(ipr, bridge)
@@ -88,7 +93,7 @@ def plug(ipr, fabric: str, peer: str, vlan: int) -> None:
     netlink.set_up(ipr, peer)
 
 
-def remove_ports(ipr, fabric: str, state: dict) -> None:
+def remove_ports(ipr: IPRoute, fabric: str, state: PfState) -> None:
     """Delete each VF's veth pair, then the bridges of ``fabric`` no switch port is plugged into.
 
     Deleting the port takes the VF end along, wherever it is. Every VF's port

@@ -16,11 +16,12 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from plugin.errors import Conflict, InvalidRequest
 from plugin.nic.names import check_ifname
-from plugin.nic.sim.tree import FIRST_VF_DEVFN, pci_address
 
 STATE_DIR = "sriov-sim"
 FACTORY_SETTINGS = {
@@ -37,6 +38,42 @@ FACTORY_SETTINGS = {
 SETTING_NAMES = tuple(FACTORY_SETTINGS)
 
 
+class VfState(TypedDict):
+    """A VF in its PF's state file: where it is, then its settings (keys: SETTING_NAMES)."""
+
+    index: int
+    pci: str
+    netdev: str  # the VF netdev, "<pf>v<index>"
+    peer: str  # its switch port
+    mac: str
+    vlan: int
+    qos: int
+    proto: str
+    spoofchk: bool
+    trust: bool
+    link_state: str
+    min_tx_rate: int
+    max_tx_rate: int
+
+
+class PfState(TypedDict):
+    """A PF's state file."""
+
+    pf: str
+    bus: int
+    pci: str
+    mtu: int
+    fabric: NotRequired[str]  # missing in files written before it was recorded
+    vfs: list[VfState]
+
+
+class RootIds(TypedDict):
+    """``fabric.json``: the root's own id and its fabric's name."""
+
+    id: str
+    fabric: str
+
+
 def _state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
 
@@ -46,7 +83,7 @@ def _pf_path(root: Path, pf: str) -> Path:
 
 
 @contextlib.contextmanager
-def locked(root: Path):
+def locked(root: Path) -> Iterator[None]:
     """Hold the root's exclusive lock: every read and change of its state files happens under it.
 
     Settings are saved in place (``save_settings``), so a reader without the
@@ -66,12 +103,12 @@ def locked(root: Path):
         os.close(fd)  # releases the lock
 
 
-def _encode(data: dict) -> bytes:
+def _encode(data: PfState | RootIds) -> bytes:
     """One line of JSON: json's C encoder writes it in a fifth of the time an indented one takes."""
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_pf(root: Path, state: dict) -> None:
+def write_pf(root: Path, state: PfState) -> None:
     """Write a new PF's state file, atomically."""
     _write_atomically(_pf_path(root, state["pf"]), state)
 
@@ -80,7 +117,7 @@ def remove_pf(root: Path, pf: str) -> None:
     _pf_path(root, pf).unlink(missing_ok=True)
 
 
-def _write_atomically(path: Path, data: dict) -> None:
+def _write_atomically(path: Path, data: PfState | RootIds) -> None:
     """Write, fsync, rename over, fsync the directory: a crash leaves old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -95,7 +132,7 @@ def _write_atomically(path: Path, data: dict) -> None:
         os.close(dir_fd)
 
 
-def save_settings(root: Path, state: dict) -> None:
+def save_settings(root: Path, state: PfState) -> None:
     """Overwrite the PF's state file in place, in one write, padded with blanks to its old size.
 
     This runs on every VF setting of every endpoint, under the root's lock that
@@ -114,7 +151,7 @@ def save_settings(root: Path, state: dict) -> None:
         os.close(fd)
 
 
-def root_ids(root: Path) -> dict:
+def root_ids(root: Path) -> RootIds:
     """The root's stored ids: its own ("id", a hash of its path the first time) and its
     fabric's ("fabric", the root's own id unless the root joined a named fabric)."""
     path = _state_dir(root) / "fabric.json"
@@ -122,7 +159,7 @@ def root_ids(root: Path) -> dict:
         ids = json.loads(path.read_text())
         return {"id": ids["id"], "fabric": ids.get("fabric", ids["id"])}
     root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
-    ids = {"id": root_id, "fabric": root_id}
+    ids: RootIds = {"id": root_id, "fabric": root_id}
     _write_atomically(path, ids)
     return ids
 
@@ -131,7 +168,7 @@ def fabric_id(root: Path) -> str:
     return root_ids(root)["fabric"]
 
 
-def join_fabric(root: Path, fabric: str | None) -> dict:
+def join_fabric(root: Path, fabric: str | None) -> RootIds:
     """The root's ids, on fabric ``fabric`` if given: a root with PFs cannot change fabric."""
     ids = root_ids(root)
     if fabric is None or fabric == ids["fabric"]:
@@ -146,7 +183,7 @@ def join_fabric(root: Path, fabric: str | None) -> dict:
     return ids
 
 
-def pf_states(root: Path) -> list[dict]:
+def pf_states(root: Path) -> list[PfState]:
     directory = _state_dir(root)
     if not directory.is_dir():
         return []
@@ -154,7 +191,7 @@ def pf_states(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in names]
 
 
-def find_pf(root: Path, pf: str) -> dict | None:
+def find_pf(root: Path, pf: str) -> PfState | None:
     """The state of PF ``pf``, None if there is no such simulated PF under ``root``."""
     check_ifname(pf, "pf")
     try:
@@ -163,7 +200,7 @@ def find_pf(root: Path, pf: str) -> dict | None:
         return None
 
 
-def load_pf(root: Path, pf: str) -> dict:
+def load_pf(root: Path, pf: str) -> PfState:
     """The state of PF ``pf``; InvalidRequest if there is none."""
     state = find_pf(root, pf)
     if state is None:
@@ -171,35 +208,13 @@ def load_pf(root: Path, pf: str) -> dict:
     return state
 
 
-def vf_state(state: dict, index: int) -> dict:
+def vf_state(state: PfState, index: int) -> VfState:
     if not 0 <= index < len(state["vfs"]):
         raise InvalidRequest(f"simulated PF {state['pf']} has no VF {index}")
     return state["vfs"][index]
 
 
-def pf_fabric(root: Path, state: dict) -> str:
+def pf_fabric(root: Path, state: PfState) -> str:
     """The fabric the PF's switch ports are on: recorded at create, since a root with PFs
     cannot change fabric (a PF created before it was recorded: the root's)."""
     return state.get("fabric") or fabric_id(root)
-
-
-def new_state(
-    pf: str, bus: int, mtu: int, fabric: str, netdevs: list[str], peers: list[str]
-) -> dict:
-    return {
-        "pf": pf,
-        "bus": bus,
-        "fabric": fabric,
-        "pci": pci_address(bus, 0),
-        "mtu": mtu,
-        "vfs": [
-            {
-                "index": n,
-                "pci": pci_address(bus, FIRST_VF_DEVFN + n),
-                "netdev": netdev,
-                "peer": peer,
-                **FACTORY_SETTINGS,
-            }
-            for n, (netdev, peer) in enumerate(zip(netdevs, peers, strict=True))
-        ],
-    }

@@ -15,6 +15,10 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plugin.nic.sim.state import PfState
 
 PCI_ROOT = "devices/pci0000:00"
 FIRST_VF_DEVFN = 0x10  # VF n sits at devfn 0x10 + n on its PF's bus
@@ -27,7 +31,7 @@ def pci_address(bus: int, devfn: int) -> str:
     return f"0000:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
 
 
-def build_tree(root: Path, state: dict, numvfs: int) -> None:
+def build_tree(root: Path, state: PfState, numvfs: int) -> None:
     pf_pci = state["pci"]
     pf_dir = _pci_function(root, pf_pci, PF_DRIVER)
     (pf_dir / "sriov_totalvfs").write_text(f"{len(state['vfs'])}\n")
@@ -42,7 +46,7 @@ def build_tree(root: Path, state: dict, numvfs: int) -> None:
         _netdev_dir(root, vf["pci"], vf["netdev"])
 
 
-def remove_tree(root: Path, state: dict) -> None:
+def remove_tree(root: Path, state: PfState) -> None:
     """Remove what ``build_tree`` made for ``state``, whatever part of it exists."""
     for name in [state["pf"]] + [vf["netdev"] for vf in state["vfs"]]:
         with contextlib.suppress(FileNotFoundError):
@@ -80,18 +84,18 @@ def _netdev_dir(root: Path, pci: str, name: str) -> None:
     os.symlink(f"../../{PCI_ROOT}/{pci}/net/{name}", root / "class/net" / name)
 
 
-def write_link(root: Path, state: dict, up: bool) -> None:
+def write_link(root: Path, state: PfState, up: bool) -> None:
     netdir = root / PCI_ROOT / state["pci"] / "net" / state["pf"]
     (netdir / "operstate").write_text("up\n" if up else "down\n")
     (netdir / "carrier").write_text("1\n" if up else "0\n")
 
 
-def numvfs(root: Path, state: dict) -> str:
+def numvfs(root: Path, state: PfState) -> str:
     """The PF's ``sriov_numvfs`` as written."""
     return (root / PCI_ROOT / state["pci"] / "sriov_numvfs").read_text().strip()
 
 
-def link_of(root: Path, state: dict) -> str:
+def link_of(root: Path, state: PfState) -> str:
     try:
         return (
             (root / PCI_ROOT / state["pci"] / "net" / state["pf"] / "operstate").read_text().strip()
