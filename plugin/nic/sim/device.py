@@ -41,6 +41,7 @@ from plugin.nic.sim.state import (
     FACTORY_SETTINGS,
     SETTING_NAMES,
     PfState,
+    VfState,
     find_pf,
     join_fabric,
     load_pf,
@@ -180,11 +181,10 @@ def _teardown(ipr: IPRoute, root: Path, state: PfState) -> None:
 # ---- VF settings (used by plugin.nic.sim.backend.SimBackend) -----------------------
 
 
-def read_vf(root: Path, pf: str, index: int) -> dict[str, object]:
-    """The recorded settings of VF ``index`` of ``pf`` (keys: SETTING_NAMES) and its netdev."""
+def read_vf(root: Path, pf: str, index: int) -> VfState:
+    """VF ``index`` of ``pf`` as recorded: its netdev and port, and its settings."""
     with locked(root):
-        vf = vf_state(load_pf(root, pf), index)
-    return {k: vf[k] for k in (*SETTING_NAMES, "netdev")}
+        return vf_state(load_pf(root, pf), index)
 
 
 def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> None:

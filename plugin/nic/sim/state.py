@@ -135,7 +135,7 @@ def _write_atomically(path: Path, data: PfState | RootIds) -> None:
 def save_settings(root: Path, state: PfState) -> None:
     """Overwrite the PF's state file in place, in one write, padded with blanks to its old size.
 
-    This runs on every VF setting of every endpoint, under the root's lock that
+    This runs on every VF change of every endpoint, under the root's lock that
     every reader takes too. Renaming a new file over the old one, as ``create``
     does, makes ext4 flush the new file's data first (auto_da_alloc), which cost
     1.7 ms per write on the benchmark machine against 0.05 ms for this. One
@@ -156,8 +156,8 @@ def root_ids(root: Path) -> RootIds:
     fabric's ("fabric", the root's own id unless the root joined a named fabric)."""
     path = _state_dir(root) / "fabric.json"
     if path.exists():
-        ids = json.loads(path.read_text())
-        return {"id": ids["id"], "fabric": ids.get("fabric", ids["id"])}
+        stored = json.loads(path.read_text())
+        return {"id": stored["id"], "fabric": stored.get("fabric", stored["id"])}
     root_id = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:6]
     ids: RootIds = {"id": root_id, "fabric": root_id}
     _write_atomically(path, ids)
