@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
 
         return run_cli(argv[1:])
     if argv[0] == "sim":
-        from plugin.nic.simnic import run_cli
+        from plugin.nic.sim.cli import run_cli
 
         return run_cli(argv[1:])
     if argv[0] == "cluster":

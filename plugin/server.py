@@ -37,9 +37,9 @@ SERVER_THREADS = 8
 def build_backend(config: Config, sysfs: Sysfs):
     """The NIC backend SRIOV_NIC names: never guessed from what the machine looks like."""
     if config.nic == "sim":
-        from plugin.nic.sim import SimBackend
+        from plugin.nic.sim.backend import SimBackend
 
-        return SimBackend(sysfs)
+        return SimBackend(sysfs.root)
     from plugin.nic.kernel import KernelBackend
 
     return KernelBackend(sysfs)

@@ -73,7 +73,7 @@ def namespaces():
 
 
 def sim(namespaces: Namespaces, host: str, *args: str, check: bool = True):
-    code = "import sys; from plugin.nic.simnic import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+    code = "import sys; from plugin.nic.sim.cli import run_cli; sys.exit(run_cli(sys.argv[1:]))"
     return namespaces.exec(host, sys.executable, "-c", code, *args, check=check)
 
 
@@ -85,10 +85,10 @@ def program(namespaces, host, root, pf, index, **settings):
         import dataclasses, json
         from plugin.nic.base import VfSettings
         from plugin.nic.program import program_vf
-        from plugin.nic.sim import SimBackend
+        from plugin.nic.sim.backend import SimBackend
         from plugin.nic.sysfs import Sysfs
         sysfs = Sysfs({str(root)!r})
-        backend = SimBackend(sysfs)
+        backend = SimBackend(sysfs.root)
         vf = sysfs.vfs({pf!r})[{index}]
         program_vf(backend, vf, VfSettings(**{settings!r}))
         print(json.dumps(dataclasses.asdict(backend.read_vf(vf))))
@@ -279,6 +279,30 @@ def test_root_seen_at_another_path_still_drives_the_same_fabric(namespaces, tmp_
     assert namespaces.links(host) == {"lo"}
 
 
+def test_a_refused_vlan_keeps_the_mac_that_took_effect(namespaces, tmp_path):
+    """set_vf stops at the first setting that fails and records those before it, as a NIC does."""
+    host = namespaces.add("h")
+    root = tmp_path / "sys"
+    sim(namespaces, host, "create", "--pf", "tpr", "--vfs", "1", "--sysfs", str(root))
+    peer = json.loads((root / "sriov-sim/tpr.json").read_text())["vfs"][0]["peer"]
+    namespaces.exec(host, "ip", "link", "del", peer)  # the switch port, and the VF with it
+    failed, recorded = namespaces.python(
+        host,
+        f"""
+        import json
+        from plugin.nic.sim import device
+        try:
+            device.set_vf({str(root)!r}, "tpr", 0, {{"mac": "02:00:00:00:00:07", "vlan": 7}})
+            failed = None
+        except Exception as err:
+            failed = type(err).__name__
+        print(json.dumps([failed, device.read_vf({str(root)!r}, "tpr", 0)]))
+        """,
+    )
+    assert failed == "NetlinkError"
+    assert (recorded["mac"], recorded["vlan"]) == ("02:00:00:00:00:07", 0)
+
+
 def test_concurrent_updates_of_one_pf_lose_nothing(namespaces, tmp_path):
     host = namespaces.add("h")
     root = tmp_path / "sys"
@@ -286,11 +310,11 @@ def test_concurrent_updates_of_one_pf_lose_nothing(namespaces, tmp_path):
     code = textwrap.dedent(
         f"""
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         index = int(sys.argv[1])
         for rate in range(1, 41):
-            simnic.record({str(root)!r}, "tpc", index, max_tx_rate=rate * (index + 1))
-            simnic.set_vlan({str(root)!r}, "tpc", index, 10 + index, 0, "802.1Q")
+            device.set_vf({str(root)!r}, "tpc", index, {{"max_tx_rate": rate * (index + 1)}})
+            device.set_vf({str(root)!r}, "tpc", index, {{"vlan": 10 + index}})
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -468,21 +492,21 @@ def test_moves_and_destroys_on_one_fabric_keep_every_port_plugged(namespaces, tm
     mover = textwrap.dedent(
         """
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         root, pf = sys.argv[1:3]
         for n in range(40):
-            simnic.set_vlan(root, pf, 0, 100 + n % 3, 0, "802.1Q")
-            simnic.set_vlan(root, pf, 0, 0, 0, "802.1Q")
-        simnic.set_vlan(root, pf, 0, 100, 0, "802.1Q")
+            device.set_vf(root, pf, 0, {"vlan": 100 + n % 3})
+            device.set_vf(root, pf, 0, {"vlan": 0})
+        device.set_vf(root, pf, 0, {"vlan": 100})
         """
     )
     churner = textwrap.dedent(
         """
         import sys
-        from plugin.nic import simnic
+        from plugin.nic.sim import device
         for n in range(15):
-            simnic.create(sys.argv[1], "tpz", 1, fabric="tor3")
-            simnic.destroy(sys.argv[1], "tpz")
+            device.create(sys.argv[1], "tpz", 1, fabric="tor3")
+            device.destroy(sys.argv[1], "tpz")
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -15,7 +15,7 @@ def run_python(code: str) -> str:
 
 def test_the_kernel_backend_loads_no_netlink_family_it_does_not_use():
     loaded = run_python(
-        "import sys, plugin.nic.kernel, plugin.nic.sim\n"
+        "import sys, plugin.nic.kernel, plugin.nic.sim.backend, plugin.nic.sim.cli\n"
         "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', 'pyroute2.ipdb',"
         " 'pyroute2.nftables', 'pyroute2.wiset', 'pyroute2.netlink.nl80211'))))"
     )

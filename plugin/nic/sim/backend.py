@@ -1,4 +1,4 @@
-"""The NIC backend for the simulated NIC (plugin.nic.simnic).
+"""The NIC backend for the simulated NIC (plugin.nic.sim.device).
 
 It applies VF settings to the simulated fabric instead of sending IFLA_VF_*
 through a PF: VLAN chooses the bridge the VF's switch port is plugged into, the
@@ -11,62 +11,61 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable
+from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
-from plugin.nic import netlink, simnic, sockios
+from plugin.nic import netlink, sockios
 from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import check_settings, vf_error, vf_label
-from plugin.nic.sysfs import Sysfs
+from plugin.nic.sim import device
+from plugin.nic.sim.state import SETTING_NAMES
 
 # What the simulated NIC raises when it cannot apply a setting.
 SIM_FAILURES = (PluginError, NetlinkError, OSError, ValueError)
 
 
 class SimBackend:
-    """NicBackend for the simulated NIC whose sysfs root is ``sysfs.root``."""
+    """NicBackend for the simulated NIC whose sysfs root is ``root``."""
 
-    def __init__(self, sysfs: Sysfs):
-        self.sysfs = sysfs
-        self.root = sysfs.root
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
         self._iproute = netlink.SocketPerThread()
         self._netdevs = HostNetdevs(self._iproute)
 
     def read_vf(self, vf: VfInfo) -> VfSettings:
         """The recorded settings plus the VF netdev's current MTU (None if not here)."""
         try:
-            recorded = simnic.read_vf(self.root, vf.pf, vf.index)
+            recorded = device.read_vf(self.root, vf.pf, vf.index)
             mtu = _mtu(recorded["netdev"])
         except SIM_FAILURES as err:
             raise DeviceError(f"read {vf_label(vf)}: {_why(err)}") from err
-        return VfSettings(**{k: recorded[k] for k in simnic.SETTING_NAMES}, mtu=mtu)
+        return VfSettings(**{k: recorded[k] for k in SETTING_NAMES}, mtu=mtu)
 
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Apply the given fields in the kernel's order, stopping at the first that fails."""
         check_settings(settings)
-        s = settings
-        recorded = {
-            name: getattr(s, name)
-            for name in ("min_tx_rate", "max_tx_rate", "spoofchk", "link_state", "trust")
-            if getattr(s, name) is not None
+        given = {
+            name: getattr(settings, name)
+            for name in SETTING_NAMES
+            if getattr(settings, name) is not None
         }
+        if "mac" in given:
+            given["mac"] = given["mac"].lower()
+        if not given:
+            return
         try:
-            if s.mac is not None:
-                simnic.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
-            if s.vlan is not None:
-                simnic.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
-            if recorded:
-                simnic.record(self.root, vf.pf, vf.index, **recorded)
+            device.set_vf(self.root, vf.pf, vf.index, given)
         except SIM_FAILURES as err:
             raise VfRefused(vf, _why(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
         check_settings(VfSettings(mtu=mtu))
         try:
-            simnic.set_mtu(self.root, vf.pf, vf.index, mtu)
+            device.set_mtu(self.root, vf.pf, vf.index, mtu)
         except SIM_FAILURES as err:
             raise vf_error(vf, "mtu", {"mtu": mtu}, _why(err)) from err
 
