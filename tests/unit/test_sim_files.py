@@ -1,6 +1,6 @@
 """The simulated NIC's files without its links: the state files and the sysfs tree.
 
-The veths and bridges need root and a namespace (tests/integration/test_simnic.py);
+The veths and bridges need root and a namespace (tests/integration/test_sim.py);
 what the simulation writes to disk does not.
 """
 
