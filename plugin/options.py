@@ -7,11 +7,25 @@ as strings from the CLI and may be ints or bools from API clients; both are
 accepted where they make sense.
 """
 
+from __future__ import annotations
+
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from plugin.errors import InvalidRequest
+from plugin.nic.base import (
+    MTU_RANGE,
+    QOS_RANGE,
+    RATE_RANGE,
+    VLAN_RANGE,
+    LinkState,
+    Range,
+    VfSettings,
+    VlanProto,
+    is_multicast,
+)
 from plugin.nic.names import check_ifname, check_pci_address
 
 GENERIC = "com.docker.network.generic"
@@ -39,15 +53,10 @@ NETWORK_OPTIONS = (
 )
 ENDPOINT_OPTIONS = ("vf",)
 
-VLAN_MAX = 4094
-QOS_MAX = 7
-MTU_MIN = 68
-MTU_MAX = 65535  # ETH_MAX_MTU: no Ethernet netdev goes higher
-RATE_MAX = 2**32 - 1  # IFLA_VF_RATE carries u32 Mbit/s
 VF_INDEX_MAX = 65535  # TotalVFs is a 16-bit field in the SR-IOV capability
 
-PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
-LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable"}
+PROTOS = {proto.lower(): proto for proto in VlanProto}  # any case
+LINK_STATES = {state.value: state for state in LinkState}
 SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False}
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -57,6 +66,7 @@ RANGE_MARK = "#"  # pf_iface=ens1f0#0-3, the SR-IOV network device plugin's spel
 MAC_PREFIX_OCTETS = (1, 5)
 
 VfSpans = tuple[tuple[int, int], ...]  # sorted, disjoint (first, last) index pairs
+E = TypeVar("E", VlanProto, LinkState)
 
 
 @dataclass(frozen=True)
@@ -79,22 +89,48 @@ class PfChoice:
 
 @dataclass(frozen=True)
 class NetworkOptions:
-    """What a network asks of its VFs. None means "leave the VF's own setting"."""
+    """What a network asks of its VFs. None means "leave the VF's own setting".
+
+    Built, it checks that its VFs can be given these settings (``vf_settings``).
+    """
 
     pfs: tuple[PfChoice, ...]
     vlan: int = 0
     qos: int = 0
-    proto: str = "802.1Q"
+    proto: VlanProto = VlanProto.DOT1Q
     mtu: int | None = None
     spoofchk: bool | None = None
     trust: bool | None = None
-    link_state: str | None = None
+    link_state: LinkState | None = None
     min_tx_rate: int | None = None
     max_tx_rate: int | None = None
     require_pf_link: bool = False
     mac_prefix: str | None = None
     ipv6: bool = False
     internal: bool = False
+
+    def __post_init__(self) -> None:
+        self.vf_settings(mac=None)  # VfSettings checks itself: refuse what no VF takes now
+
+    def vf_settings(self, mac: str | None) -> VfSettings:
+        """What the network asks of each of its VFs, with an endpoint's admin MAC.
+
+        The device takes both rates in one attribute: when either is given the
+        other is 0 (no guarantee, no cap).
+        """
+        rates = self.min_tx_rate is not None or self.max_tx_rate is not None
+        return VfSettings(
+            mac=mac,
+            vlan=self.vlan,
+            qos=self.qos,
+            proto=self.proto,
+            spoofchk=self.spoofchk,
+            trust=self.trust,
+            link_state=self.link_state,
+            min_tx_rate=(self.min_tx_rate or 0) if rates else None,
+            max_tx_rate=(self.max_tx_rate or 0) if rates else None,
+            mtu=self.mtu,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,13 +151,12 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     flags = _mapping(top.get(GENERIC), GENERIC)
     _reject_unknown(flags, NETWORK_OPTIONS, "option")
     pfs = _pf_choices(flags)
-    vlan = _optional_integer(flags, "vlanid", 0, VLAN_MAX) or 0
-    qos = _optional_integer(flags, "vlan_qos", 0, QOS_MAX) or 0
-    proto = _optional_choice(flags, "vlan_proto", PROTOS) or PROTOS["802.1q"]
+    vlan = _optional_integer(flags, "vlanid", VLAN_RANGE) or 0
+    qos = _optional_integer(flags, "vlan_qos", QOS_RANGE) or 0
+    proto = _optional_choice(flags, "vlan_proto", PROTOS) or VlanProto.DOT1Q
     _check_vlan_needed(vlan, qos, proto)
-    min_rate = _optional_integer(flags, "min_tx_rate", 0, RATE_MAX)
-    max_rate = _optional_integer(flags, "max_tx_rate", 0, RATE_MAX)
-    _check_rates(min_rate, max_rate)
+    min_rate = _optional_integer(flags, "min_tx_rate", RATE_RANGE)
+    max_rate = _optional_integer(flags, "max_tx_rate", RATE_RANGE)
     return NetworkOptions(
         pfs=pfs,
         vlan=vlan,
@@ -280,12 +315,12 @@ def _merged(spans: list[tuple[int, int]]) -> VfSpans:
     return tuple(merged)
 
 
-def format_vf_spans(spans) -> str:
+def format_vf_spans(spans: VfSpans) -> str:
     """ "0-3,7" for ((0, 3), (7, 7)); the inverse of parse_vf_spans."""
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def in_vf_spans(index: int, spans) -> bool:
+def in_vf_spans(index: int, spans: VfSpans | None) -> bool:
     """Whether VF ``index`` is in ``spans``; None (no range) holds every VF."""
     return spans is None or any(first <= index <= last for first, last in spans)
 
@@ -302,7 +337,7 @@ def _mac_prefix(flags: Mapping) -> str | None:
             f"mac_prefix {value!r} is not {low} to {high} hex octets separated by ':' "
             "(e.g. 02:a0:00)"
         )
-    if int(octets[0], 16) & 0x01:
+    if is_multicast(octets[0]):
         raise InvalidRequest(
             f"mac_prefix {value} makes multicast addresses (the low bit of the first octet "
             f"is set); a VF needs a unicast MAC, e.g. {int(octets[0], 16) & 0xFE:02x}"
@@ -313,38 +348,30 @@ def _mac_prefix(flags: Mapping) -> str | None:
 
 def _mtu(flags: Mapping) -> int | None:
     """The MTU from ``mtu`` or Docker's ``com.docker.network.driver.mtu``; they must agree."""
-    ours = _optional_integer(flags, "mtu", MTU_MIN, MTU_MAX)
-    dockers = _optional_integer(flags, DOCKER_MTU, MTU_MIN, MTU_MAX)
+    ours = _optional_integer(flags, "mtu", MTU_RANGE)
+    dockers = _optional_integer(flags, DOCKER_MTU, MTU_RANGE)
     if ours is not None and dockers is not None and ours != dockers:
         raise InvalidRequest(f"mtu {ours} and {DOCKER_MTU} {dockers} disagree; give one of them")
     return ours if ours is not None else dockers
 
 
-def _check_vlan_needed(vlan: int, qos: int, proto: str) -> None:
+def _check_vlan_needed(vlan: int, qos: int, proto: VlanProto) -> None:
     """QoS bits and the 802.1ad tag only exist on a tagged VF."""
     if vlan > 0:
         return
     if qos:
         raise InvalidRequest(
-            f"vlan_qos {qos} needs a vlanid from 1 to {VLAN_MAX} (the priority travels in the tag)"
+            f"vlan_qos {qos} needs a vlanid from 1 to {VLAN_RANGE.high} "
+            "(the priority travels in the tag)"
         )
-    if proto != PROTOS["802.1q"]:
-        raise InvalidRequest(f"vlan_proto {proto} needs a vlanid from 1 to {VLAN_MAX}")
+    if proto != VlanProto.DOT1Q:
+        raise InvalidRequest(f"vlan_proto {proto} needs a vlanid from 1 to {VLAN_RANGE.high}")
 
 
-def _check_rates(min_rate: int | None, max_rate: int | None) -> None:
-    """A guaranteed rate above the cap makes no sense; max 0 means "no cap"."""
-    if min_rate is not None and max_rate and min_rate > max_rate:
-        raise InvalidRequest(
-            f"min_tx_rate {min_rate} is above max_tx_rate {max_rate} "
-            "(Mbit/s; use max_tx_rate 0 for no cap)"
-        )
-
-
-def _optional_integer(flags: Mapping, name: str, low: int, high: int) -> int | None:
+def _optional_integer(flags: Mapping, name: str, allowed: Range) -> int | None:
     if name not in flags:
         return None
-    return _integer(name, flags[name], low, high)
+    return _integer(name, flags[name], allowed.low, allowed.high)
 
 
 def _integer(name: str, value: object, low: int, high: int) -> int:
@@ -372,7 +399,7 @@ def _optional_switch(flags: Mapping, name: str) -> bool | None:
     raise InvalidRequest(f"{name} {value!r} is not one of {', '.join(SWITCH_WORDS)}")
 
 
-def _optional_choice(flags: Mapping, name: str, choices: dict[str, str]) -> str | None:
+def _optional_choice(flags: Mapping, name: str, choices: Mapping[str, E]) -> E | None:
     """One of ``choices`` (matched without regard to case), normalized; None if absent."""
     if name not in flags:
         return None

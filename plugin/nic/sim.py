@@ -16,10 +16,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
 from plugin.nic import netlink, simnic, sockios
-from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import MTU_RANGE, NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import check_settings, vf_error, vf_label
+from plugin.nic.program import vf_error, vf_label
 from plugin.nic.sysfs import Sysfs
 
 # What the simulated NIC raises when it cannot apply a setting.
@@ -46,7 +46,6 @@ class SimBackend:
 
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Apply the given fields in the kernel's order, stopping at the first that fails."""
-        check_settings(settings)
         s = settings
         recorded = {
             name: getattr(s, name)
@@ -55,7 +54,7 @@ class SimBackend:
         }
         try:
             if s.mac is not None:
-                simnic.set_mac(self.root, vf.pf, vf.index, s.mac.lower())
+                simnic.set_mac(self.root, vf.pf, vf.index, s.mac)
             if s.vlan is not None:
                 simnic.set_vlan(self.root, vf.pf, vf.index, s.vlan, s.qos, s.proto)
             if recorded:
@@ -64,11 +63,11 @@ class SimBackend:
             raise VfRefused(vf, _why(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
-        check_settings(VfSettings(mtu=mtu))
+        MTU_RANGE.check("mtu", mtu)
         try:
             simnic.set_mtu(self.root, vf.pf, vf.index, mtu)
         except SIM_FAILURES as err:
-            raise vf_error(vf, "mtu", {"mtu": mtu}, _why(err)) from err
+            raise vf_error(vf, "mtu", VfSettings(mtu=mtu), _why(err)) from err
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
         """One ioctl per VF netdev for presence and the up flag; netlink only for those up.
