@@ -110,7 +110,9 @@ class NetworkOptions:
     internal: bool = False
 
     def __post_init__(self) -> None:
-        self.vf_settings(mac=None)  # VfSettings checks itself: refuse what no VF takes now
+        settings = self.vf_settings(mac=None)  # VfSettings checks itself: no VF could take less
+        object.__setattr__(self, "proto", settings.proto)
+        object.__setattr__(self, "link_state", settings.link_state)
 
     def vf_settings(self, mac: str | None) -> VfSettings:
         """What the network asks of each of its VFs, with an endpoint's admin MAC.
@@ -139,6 +141,9 @@ class EndpointOptions:
 
     vf_index: int | None = None
     vf_pci: str | None = None
+
+
+ANY_VF = EndpointOptions()  # no ``vf`` option: any free VF of the network
 
 
 def parse_network_options(options: Mapping | None) -> NetworkOptions:
@@ -185,7 +190,7 @@ def parse_endpoint_options(options: Mapping | None) -> EndpointOptions:
     ours = {key: value for key, value in given.items() if not key.startswith(DOCKER_PREFIX)}
     _reject_unknown(ours, ENDPOINT_OPTIONS, "endpoint option")
     if "vf" not in ours:
-        return EndpointOptions()
+        return ANY_VF
     return _vf_choice(ours["vf"])
 
 

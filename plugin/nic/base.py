@@ -148,7 +148,7 @@ class VfSettings:
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise InvalidRequest(f"{name} {getattr(self, name)!r} is not true or false")
         if self.mac is not None:
-            object.__setattr__(self, "mac", _vf_mac(self.mac))
+            object.__setattr__(self, "mac", vf_mac(self.mac))
         if self.max_tx_rate and self.min_tx_rate and self.min_tx_rate > self.max_tx_rate:
             raise InvalidRequest(
                 f"min_tx_rate {self.min_tx_rate} is above max_tx_rate {self.max_tx_rate} "
@@ -184,13 +184,16 @@ def _member(kind: type[E], name: str, value: object) -> E:
         raise InvalidRequest(f"{name} {value!r} is not one of {allowed}") from None
 
 
-def _vf_mac(value: object) -> str:
-    """A MAC a PF can give a VF, in lower case: six octets, unicast (NO_ADMIN_MAC: none)."""
-    mac = value.lower() if isinstance(value, str) else ""
+def vf_mac(value: object, name: str = "mac") -> str:
+    """``value`` as a MAC a PF can give a VF, in lower case: six octets, unicast.
+
+    NO_ADMIN_MAC passes: in VfSettings it means "no admin MAC".
+    """
+    mac = value.strip().lower() if isinstance(value, str) else ""
     if not is_mac(mac):
-        raise InvalidRequest(f"mac {value!r} is not a MAC address like 02:00:00:aa:bb:cc")
+        raise InvalidRequest(f"{name} {value!r} is not a MAC address like 02:00:00:aa:bb:cc")
     if is_multicast(mac):
-        raise InvalidRequest(f"mac {value} is a multicast address; a VF needs a unicast one")
+        raise InvalidRequest(f"{name} {value} is a multicast address; a VF needs a unicast one")
     return mac
 
 
