@@ -1,7 +1,9 @@
 """Protocol methods to service calls: request fields in, reply fields out.
 
 Each handler takes the (already schema-checked) request body and returns the
-reply body. The shapes are Docker's (libnetwork docs/remote.md and docs/ipam.md).
+reply body. The shapes are Docker's (libnetwork docs/remote.md and docs/ipam.md);
+the handlers turn them into the services' values (options, MACs, addresses) and
+the services' results (a pool, EndpointCreated, JoinInfo) into replies.
 """
 
 from __future__ import annotations

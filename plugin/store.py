@@ -159,7 +159,7 @@ class NetworkRow:
 class Transaction:
     """The queries of one request; every method runs inside the open transaction."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     def _one(self, sql: str, *args: object) -> tuple | None:
@@ -476,7 +476,7 @@ class Store:
     # allocations keep touching.
     WAL_CHECKPOINT_PAGES = 100
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / self.FILENAME
         self._lock = threading.RLock()
         try:
