@@ -96,6 +96,33 @@ class EndpointInfo:
 
 
 @dataclass(frozen=True)
+class NewEndpoint:
+    """An endpoint being created: what it asks of a VF, and what its lease records."""
+
+    id: str
+    network_id: str
+    desired: VfSettings  # the network's settings with the endpoint's MAC
+    address: str | None
+    address6: str | None
+
+    def lease_row(self, vf: VfInfo, snapshot: VfSettings) -> EndpointRow:
+        """The lease of ``vf``, with the snapshot's values of the fields to be changed."""
+        return EndpointRow(
+            id=self.id,
+            network_id=self.network_id,
+            pf=vf.pf,
+            vf=vf.index,
+            pci=vf.pci,
+            netdev=vf.netdev or "",
+            mac=self.desired.mac,
+            address=self.address,
+            address6=self.address6,
+            original=snapshot.keep(self.desired.given()),
+            state=EndpointState.PROGRAMMING,
+        )
+
+
+@dataclass(frozen=True)
 class Lease:
     """A VF leased to an endpoint, and its settings read just before the lease was written."""
 
@@ -303,23 +330,8 @@ class NetworkService:
         slices = self._pf_slices(network)
         candidates = self._candidates(network, slices, wanted)
         desired = network.options.vf_settings(mac or self._generated_mac(network, macs_held))
-
-        def lease_row(vf: VfInfo, snapshot: VfSettings) -> EndpointRow:
-            return EndpointRow(
-                id=endpoint_id,
-                network_id=network_id,
-                pf=vf.pf,
-                vf=vf.index,
-                pci=vf.pci,
-                netdev=vf.netdev or "",
-                mac=desired.mac,
-                address=address,
-                address6=address6,
-                original=_changed_fields(snapshot, desired),
-                state=EndpointState.PROGRAMMING,
-            )
-
-        lease = self._lease_vf(endpoint_id, candidates, cleared, lease_row)
+        new = NewEndpoint(endpoint_id, network_id, desired, address, address6)
+        lease = self._lease_vf(new, candidates, cleared)
         if isinstance(lease, EndpointRow):  # the same request, answered while we chose
             return _created_before(lease)
         if lease is None:
@@ -328,27 +340,12 @@ class NetworkService:
         chosen = next(pf for pf in slices if pf.name == lease.vf.pf)
         if not chosen.has_link:
             _warn_no_link(network_id, lease.vf, slices)
-        original = self._program(endpoint_id, lease, desired)
-        self._mark_ready(endpoint_id, original)
-        log.info(
-            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
-            endpoint_id[:12],
-            lease.vf.index,
-            lease.vf.pf,
-            lease.vf.pci,
-            lease.vf.netdev,
-            desired.mac,
-            desired.vlan,
-            chosen.link,
-        )
+        original = self._program(new, lease)
+        self._mark_ready(new, lease, original, chosen.link)
         return EndpointCreated(mac=desired.mac)
 
     def _lease_vf(
-        self,
-        endpoint_id: str,
-        candidates: list[VfInfo],
-        cleared: set[str],
-        lease_row: Callable[[VfInfo, VfSettings], EndpointRow],
+        self, new: NewEndpoint, candidates: list[VfInfo], cleared: set[str]
     ) -> Lease | EndpointRow | None:
         """Lease the first candidate no other request took, its original settings recorded.
 
@@ -358,33 +355,46 @@ class NetworkService:
         for vf in candidates:
             snapshot = self._snapshot(vf, vf.pci in cleared)
             with self._store.transaction() as tx:
-                held = tx.endpoint(endpoint_id)
+                held = tx.endpoint(new.id)
                 if held is not None:
                     return held
                 if vf.index in tx.leased_vfs(vf.pf):
                     continue  # a concurrent request leased it since we looked
-                tx.insert_endpoint(lease_row(vf, snapshot))
+                tx.insert_endpoint(new.lease_row(vf, snapshot))
                 tx.forget_admin_mac_cleared(vf.pci)
             return Lease(vf, snapshot)
         return None
 
-    def _program(self, endpoint_id: str, lease: Lease, desired: VfSettings) -> VfSettings:
+    def _program(self, new: NewEndpoint, lease: Lease) -> VfSettings:
         """Program the leased VF; on failure drop the lease (program_vf undid its changes)."""
         try:
-            return program_vf(self._backend, lease.vf, desired, lease.snapshot)
+            return program_vf(self._backend, lease.vf, new.desired, lease.snapshot)
         except DeviceError:
             if self._events:
                 self._events.program_failed(lease.vf.pf)
             with self._store.transaction() as tx:
-                tx.delete_endpoint(endpoint_id)
+                tx.delete_endpoint(new.id)
                 if lease.snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
                     tx.remember_admin_mac_cleared(lease.vf.pci)
             raise
 
-    def _mark_ready(self, endpoint_id: str, original: VfSettings) -> None:
+    def _mark_ready(
+        self, new: NewEndpoint, lease: Lease, original: VfSettings, pf_link: str
+    ) -> None:
         """Keep the originals of exactly what programming changed, and hand the lease out."""
         with self._store.transaction() as tx:
-            tx.finish_endpoint(endpoint_id, original)
+            tx.finish_endpoint(new.id, original)
+        log.info(
+            "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
+            new.id[:12],
+            lease.vf.index,
+            lease.vf.pf,
+            lease.vf.pci,
+            lease.vf.netdev,
+            new.desired.mac,
+            new.desired.vlan,
+            pf_link,
+        )
 
     def _snapshot(self, vf: VfInfo, admin_mac_cleared: bool) -> VfSettings:
         """The VF's settings before we change them.
@@ -635,11 +645,6 @@ def _warn_no_link(network_id: str, vf: VfInfo, slices: list[PfSlice]) -> None:
         vf.pf,
         "; ".join(pf.report() for pf in slices),
     )
-
-
-def _changed_fields(snapshot: VfSettings, desired: VfSettings) -> VfSettings:
-    """The snapshot's values of the fields ``desired`` will change (others None)."""
-    return snapshot.keep(desired.given())
 
 
 def _check_same_pf_once(choices: tuple[PfChoice, ...], pfs: list[PfInfo]) -> None:

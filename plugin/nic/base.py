@@ -191,7 +191,7 @@ def vf_mac(value: object, name: str = "mac") -> str:
     """
     mac = value.strip().lower() if isinstance(value, str) else ""
     if not is_mac(mac):
-        raise InvalidRequest(f"{name} {value!r} is not a MAC address like 02:00:00:aa:bb:cc")
+        raise InvalidRequest(f"{name} {value!r} is not of the form 02:42:ac:11:00:02")
     if is_multicast(mac):
         raise InvalidRequest(f"{name} {value} is a multicast address; a VF needs a unicast one")
     return mac

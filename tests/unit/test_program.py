@@ -159,7 +159,7 @@ def test_field_the_device_does_not_report_is_refused_before_any_change():
         (dict(qos=8), "qos 8 out of range 0-7"),
         (dict(proto="802.1x"), "vlan proto '802.1x' is not one of 802.1Q, 802.1ad"),
         (dict(link_state="up"), "link_state 'up' is not one of auto, enable, disable"),
-        (dict(mac="02:00:00:00:00"), "mac '02:00:00:00:00' is not a MAC address"),
+        (dict(mac="02:00:00:00:00"), "mac '02:00:00:00:00' is not of the form 02:42:ac:11:00:02"),
         (dict(mac="01:00:5e:00:00:01"), "multicast"),
         (dict(min_tx_rate=200, max_tx_rate=100), "min_tx_rate 200 is above max_tx_rate"),
         (dict(mtu=67), "mtu 67 out of range 68-65535"),
