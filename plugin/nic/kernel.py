@@ -36,8 +36,6 @@ from plugin.nic.program import vf_error, vf_label
 if TYPE_CHECKING:
     from pyroute2.netlink import nla_base
 
-    from plugin.nic.sysfs import Sysfs
-
 RTEXT_FILTER_VF = 1
 ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q, ETH_P_8021AD
 PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
@@ -67,8 +65,7 @@ pad_vlan_info_to_kernel_size()
 class KernelBackend:
     """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 IPRoute objects."""
 
-    def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute) -> None:
-        self.sysfs = sysfs
+    def __init__(self, iproute_factory: Callable[[], IPRoute] = IPRoute) -> None:
         self._iproute = netlink.SocketPerThread(iproute_factory)
         self._netdevs = HostNetdevs(self._iproute)
 
