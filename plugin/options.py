@@ -115,12 +115,7 @@ class NetworkOptions:
         object.__setattr__(self, "link_state", settings.link_state)
 
     def vf_settings(self, mac: str | None) -> VfSettings:
-        """What the network asks of each of its VFs, with an endpoint's admin MAC.
-
-        The device takes both rates in one attribute: when either is given the
-        other is 0 (no guarantee, no cap).
-        """
-        rates = self.min_tx_rate is not None or self.max_tx_rate is not None
+        """What the network asks of each of its VFs, with an endpoint's admin MAC."""
         return VfSettings(
             mac=mac,
             vlan=self.vlan,
@@ -129,8 +124,8 @@ class NetworkOptions:
             spoofchk=self.spoofchk,
             trust=self.trust,
             link_state=self.link_state,
-            min_tx_rate=(self.min_tx_rate or 0) if rates else None,
-            max_tx_rate=(self.max_tx_rate or 0) if rates else None,
+            min_tx_rate=self.min_tx_rate,
+            max_tx_rate=self.max_tx_rate,
             mtu=self.mtu,
         )
 

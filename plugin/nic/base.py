@@ -119,7 +119,8 @@ class VfSettings:
 
     ``mac`` is the admin MAC set through the PF (NO_ADMIN_MAC when unset),
     ``mtu`` is the MTU of the VF's netdev. A field that the device does not
-    report is None and is never changed nor restored. The value checks itself
+    report is None and is never changed nor restored. Both rates are given, or
+    neither (the one not given is 0). The value checks itself
     when built: a VfSettings holds only what some device could accept, so
     nothing built from it needs checking again.
     """
@@ -136,6 +137,11 @@ class VfSettings:
     mtu: int | None = None
 
     def __post_init__(self) -> None:
+        if (self.min_tx_rate is None) != (self.max_tx_rate is None):
+            # The device takes both rates in one attribute (IFLA_VF_RATE): the one not
+            # given is 0 (no guarantee, no cap).
+            object.__setattr__(self, "min_tx_rate", self.min_tx_rate or 0)
+            object.__setattr__(self, "max_tx_rate", self.max_tx_rate or 0)
         for name, allowed in RANGES.items():
             if getattr(self, name) is not None:
                 allowed.check(name, getattr(self, name))

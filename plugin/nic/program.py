@@ -43,7 +43,7 @@ TRUST = Step("trust", ("trust",))
 VF_STEPS = (
     Step("mac", ("mac",)),
     Step("vlan", ("vlan", "qos", "proto"), VfSettings(qos=0, proto=VlanProto.DOT1Q)),
-    Step("rate", ("min_tx_rate", "max_tx_rate"), VfSettings(min_tx_rate=0, max_tx_rate=0)),
+    Step("rate", ("min_tx_rate", "max_tx_rate")),  # VfSettings has both rates or neither
     Step("spoofchk", ("spoofchk",)),
     Step("link_state", ("link_state",)),
 )
@@ -239,7 +239,7 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
 
     If the device refuses the VF settings, each is tried on its own so that all
     that can be restored are; DeviceError then lists the failures. A partial
-    group is completed with neutral values (qos 0, proto 802.1Q, rate 0)
+    VLAN group is completed with neutral values (qos 0, proto 802.1Q)
     because the device takes the group in one call.
     """
     failed, steps = [], []

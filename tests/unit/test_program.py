@@ -179,6 +179,12 @@ def test_settings_normalize_the_mac_and_name_protocol_and_link_state_by_value():
     )
 
 
+def test_settings_carry_both_rates_or_neither_as_the_device_takes_them():
+    assert VfSettings(max_tx_rate=100) == VfSettings(min_tx_rate=0, max_tx_rate=100)
+    assert VfSettings(min_tx_rate=10) == VfSettings(min_tx_rate=10, max_tx_rate=0)
+    assert (VfSettings().min_tx_rate, VfSettings().max_tx_rate) == (None, None)
+
+
 def test_restore_puts_back_exactly_the_given_fields_in_order():
     backend = FakeNic(EVERYTHING)
     restore_vf(backend, VF, VfSettings(mtu=1500, vlan=0, qos=0, proto="802.1Q", trust=False))
