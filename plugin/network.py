@@ -207,7 +207,7 @@ class NetworkService:
         _check_same_pf_once(opts.pfs, pfs)
         for choice, pf in zip(opts.pfs, pfs, strict=True):
             _check_spans_fit(choice, pf)
-        mtu = opts.mtu
+        mtu = opts.vf.mtu
         smallest = min(pfs, key=lambda pf: pf.mtu)
         if mtu is not None and mtu > smallest.mtu:
             raise InvalidRequest(
@@ -216,7 +216,9 @@ class NetworkService:
             )
         row = NetworkRow(
             id=network_id,
-            options=dataclasses.replace(opts, mtu=mtu or smallest.mtu),
+            options=dataclasses.replace(
+                opts, vf=dataclasses.replace(opts.vf, mtu=mtu or smallest.mtu)
+            ),
             pfs=tuple(
                 NetworkPf(pci=pf.pci, name=pf.name, vfs=choice.vfs)
                 for choice, pf in zip(opts.pfs, pfs, strict=True)
@@ -229,12 +231,12 @@ class NetworkService:
                 return  # the same request again
             for pf in pfs:
                 # Networks recorded before PFs were keyed by PCI address hold the name.
-                holder = tx.network_using_port(pf.pci, opts.vlan) or tx.network_using_port(
-                    pf.name, opts.vlan
+                holder = tx.network_using_port(pf.pci, opts.vf.vlan) or tx.network_using_port(
+                    pf.name, opts.vf.vlan
                 )
                 if holder is not None:
                     raise Conflict(
-                        f"PF {pf.name} VLAN {opts.vlan} is already used by network "
+                        f"PF {pf.name} VLAN {opts.vf.vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
             tx.insert_network(row)
@@ -597,7 +599,7 @@ class NetworkService:
             vf=ep.vf,
             pci=ep.pci,
             netdev=ep.netdev,
-            vlan=network.options.vlan,
+            vlan=network.options.vf.vlan,
             mac=ep.mac,
             pf_link=self._sysfs.pf_link(ep.pf),
         )

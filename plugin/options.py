@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from plugin.errors import InvalidRequest
@@ -87,47 +87,27 @@ class PfChoice:
         return ":" in self.ref
 
 
+UNTAGGED = VfSettings(vlan=0, qos=0, proto=VlanProto.DOT1Q)  # a network with no VLAN options
+
+
 @dataclass(frozen=True)
 class NetworkOptions:
-    """What a network asks of its VFs. None means "leave the VF's own setting".
+    """What a network asks of its PFs and of every VF it leases.
 
-    Built, it checks that its VFs can be given these settings (``vf_settings``).
+    ``vf`` holds the VF settings (a field that is None: "leave the VF's own");
+    its ``mac`` is None, as each endpoint has its own.
     """
 
     pfs: tuple[PfChoice, ...]
-    vlan: int = 0
-    qos: int = 0
-    proto: VlanProto = VlanProto.DOT1Q
-    mtu: int | None = None
-    spoofchk: bool | None = None
-    trust: bool | None = None
-    link_state: LinkState | None = None
-    min_tx_rate: int | None = None
-    max_tx_rate: int | None = None
+    vf: VfSettings = UNTAGGED
     require_pf_link: bool = False
     mac_prefix: str | None = None
     ipv6: bool = False
     internal: bool = False
 
-    def __post_init__(self) -> None:
-        settings = self.vf_settings(mac=None)  # VfSettings checks itself: no VF could take less
-        object.__setattr__(self, "proto", settings.proto)
-        object.__setattr__(self, "link_state", settings.link_state)
-
-    def vf_settings(self, mac: str | None) -> VfSettings:
+    def vf_settings(self, mac: str) -> VfSettings:
         """What the network asks of each of its VFs, with an endpoint's admin MAC."""
-        return VfSettings(
-            mac=mac,
-            vlan=self.vlan,
-            qos=self.qos,
-            proto=self.proto,
-            spoofchk=self.spoofchk,
-            trust=self.trust,
-            link_state=self.link_state,
-            min_tx_rate=self.min_tx_rate,
-            max_tx_rate=self.max_tx_rate,
-            mtu=self.mtu,
-        )
+        return replace(self.vf, mac=mac)
 
 
 @dataclass(frozen=True)
@@ -155,10 +135,7 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     qos = _optional_integer(flags, "vlan_qos", QOS_RANGE) or 0
     proto = _optional_choice(flags, "vlan_proto", PROTOS) or VlanProto.DOT1Q
     _check_vlan_needed(vlan, qos, proto)
-    min_rate = _optional_integer(flags, "min_tx_rate", RATE_RANGE)
-    max_rate = _optional_integer(flags, "max_tx_rate", RATE_RANGE)
-    return NetworkOptions(
-        pfs=pfs,
+    vf = VfSettings(  # checks what the messages above do not: min_tx_rate <= max_tx_rate
         vlan=vlan,
         qos=qos,
         proto=proto,
@@ -166,8 +143,12 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         spoofchk=_optional_switch(flags, "spoofchk"),
         trust=_optional_switch(flags, "trust"),
         link_state=_optional_choice(flags, "link_state", LINK_STATES),
-        min_tx_rate=min_rate,
-        max_tx_rate=max_rate,
+        min_tx_rate=_optional_integer(flags, "min_tx_rate", RATE_RANGE),
+        max_tx_rate=_optional_integer(flags, "max_tx_rate", RATE_RANGE),
+    )
+    return NetworkOptions(
+        pfs=pfs,
+        vf=vf,
         require_pf_link=_optional_switch(flags, "require_pf_link") or False,
         mac_prefix=_mac_prefix(flags),
         ipv6=_optional_switch(top, ENABLE_IPV6) or False,

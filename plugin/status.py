@@ -176,7 +176,7 @@ def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointR
     return {
         "id": network.id,
         "pfs": pfs,
-        "vlan": network.options.vlan,
+        "vlan": network.options.vf.vlan,
         "gateway": network.gateway,
         "gateway6": network.gateway6,
         "endpoints": sum(1 for ep in endpoints if ep.network_id == network.id),

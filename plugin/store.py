@@ -22,7 +22,7 @@ from pathlib import Path
 from plugin.errors import StoreError
 from plugin.migrations import migrate, refuse_newer
 from plugin.nic.base import VfSettings
-from plugin.options import NetworkOptions, PfChoice, VfSpans
+from plugin.options import UNTAGGED, NetworkOptions, PfChoice, VfSpans
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pools (
@@ -291,7 +291,7 @@ class Transaction:
         )
         self._conn.executemany(
             "INSERT INTO network_ports (network_id, pf, vlan) VALUES (?, ?, ?)",
-            [(network.id, pf.key, network.options.vlan) for pf in network.pfs],
+            [(network.id, pf.key, network.options.vf.vlan) for pf in network.pfs],
         )
 
     def delete_network(self, network_id: str) -> None:
@@ -423,9 +423,15 @@ def _network_row(row: sqlite3.Row) -> NetworkRow:
 
 
 def network_settings(network: NetworkRow) -> dict:
-    """The network's options and PFs as the ``options`` column holds them (and status shows)."""
-    pfs = [dataclasses.asdict(pf) for pf in network.pfs]
-    return {**dataclasses.asdict(network.options), "pfs": pfs}
+    """The network's options and PFs as the ``options`` column holds them (and status shows).
+
+    One flat object: the VF settings (but the MAC, which is each endpoint's)
+    beside the other options, as networks were always stored.
+    """
+    flat = dataclasses.asdict(network.options)
+    vf = flat.pop("vf")
+    del vf["mac"]
+    return {**vf, **flat, "pfs": [dataclasses.asdict(pf) for pf in network.pfs]}
 
 
 def network_to_json(network: NetworkRow) -> str:
@@ -441,10 +447,12 @@ def network_from_json(text: str) -> tuple[NetworkOptions, tuple[NetworkPf, ...]]
     """
     stored = json.loads(text)
     pfs = tuple(_network_pf(entry) for entry in stored.pop("pfs"))
+    vf_fields = {field.name for field in dataclasses.fields(VfSettings)} - {"mac"}
+    vf = dataclasses.replace(UNTAGGED, **{k: v for k, v in stored.items() if k in vf_fields})
     known = {field.name for field in dataclasses.fields(NetworkOptions)}
     given = {name: value for name, value in stored.items() if name in known}
     choices = tuple(PfChoice(pf.key, pf.vfs) for pf in pfs)
-    return NetworkOptions(pfs=choices, **given), pfs
+    return NetworkOptions(pfs=choices, vf=vf, **given), pfs
 
 
 def _network_pf(entry: str | dict) -> NetworkPf:

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from plugin.errors import StoreError
+from plugin.nic.base import VfSettings
 from plugin.options import NetworkOptions
 from plugin.store import NetworkPf, NetworkRow, Store
 
@@ -15,7 +16,8 @@ def network_row(
     network_id: str, pfs: tuple[str, ...] = (), vlan: int = 0, gateway: str | None = None
 ) -> NetworkRow:
     ports = tuple(NetworkPf(pci=None, name=pf) for pf in pfs)
-    return NetworkRow(network_id, NetworkOptions(pfs=(), vlan=vlan), ports, gateway, None)
+    options = NetworkOptions(pfs=(), vf=VfSettings(vlan=vlan, qos=0, proto="802.1Q"))
+    return NetworkRow(network_id, options, ports, gateway, None)
 
 
 def test_threads_sharing_the_store_never_interleave_transactions(store):
