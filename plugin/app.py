@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import falcon
 
@@ -35,7 +35,9 @@ LOGGED_FIELDS = (
 class ProtocolMethod:
     """The responder of one protocol method."""
 
-    def __init__(self, method: str, handler: Handler, validate: Callable[[str, object], None]):
+    def __init__(
+        self, method: str, handler: Handler, validate: Callable[[str, object], None]
+    ) -> None:
         self._method = method
         self._handler = handler
         self._validate = validate
@@ -141,7 +143,9 @@ class RequestLog:
         req.context.reply_ids = ""
         req.context.error = ""
 
-    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         elapsed_ms = (time.perf_counter() - req.context.started) * 1000
         method = req.path.lstrip("/")
         outcome = resp.status if isinstance(resp.status, str) else str(resp.status)
@@ -158,19 +162,19 @@ class LogAfterReply:
     costs the caller nothing.
     """
 
-    def __init__(self, app: falcon.App):
+    def __init__(self, app: falcon.App) -> None:
         self._app = app
 
-    def __call__(self, environ: dict, start_response) -> _ClosingReply:
+    def __call__(self, environ: dict, start_response: Callable[..., object]) -> _ClosingReply:
         return _ClosingReply(self._app(environ, start_response), environ)
 
 
 class _ClosingReply:
-    def __init__(self, body, environ: dict):
+    def __init__(self, body: Iterable[bytes], environ: dict) -> None:
         self._body = body
         self._environ = environ
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
     def close(self) -> None:
@@ -189,11 +193,15 @@ def _reply_error(req: falcon.Request, resp: falcon.Response, status: int, messag
     resp.text = json.dumps({"Err": message})
 
 
-def _plugin_error(req, resp, ex: PluginError, params) -> None:
+def _plugin_error(
+    req: falcon.Request, resp: falcon.Response, ex: PluginError, params: dict
+) -> None:
     _reply_error(req, resp, ex.status, ex.message)
 
 
-def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+def _http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict
+) -> None:
     if isinstance(ex, falcon.HTTPNotFound):
         message = f"unknown method {req.path.lstrip('/')!r}: this plugin implements " + (
             "Plugin.Activate, NetworkDriver.* and IpamDriver.*"
@@ -205,7 +213,9 @@ def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
     _reply_error(req, resp, ex.status_code, message)
 
 
-def _unexpected_error(req, resp, ex: Exception, params) -> None:
+def _unexpected_error(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict
+) -> None:
     """A bug of ours: the traceback goes to the log, the reply says only that it happened."""
     log.exception("%s failed unexpectedly", req.path.lstrip("/"))
     _reply_error(

@@ -36,11 +36,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
-from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict
-from plugin.store import PoolRow
+from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict, pool_name
+from plugin.store import AddressKind, AddressSpace, Family, PoolRow
+
+if TYPE_CHECKING:
+    from etcd3gw import Etcd3Client
 
 log = logging.getLogger("sriov")
 
@@ -88,6 +92,12 @@ def pool_key(pool_id: str) -> str:
     return POOLS + pool_id.removeprefix(CLUSTER_POOL_PREFIX).partition("#")[0]
 
 
+def requested_pool_key(request_key: str) -> str:
+    """The key of the pool that IPAM's request key (JSON [space, cidr, subpool]) asks for."""
+    space, cidr, subpool = json.loads(request_key)
+    return POOLS + pool_name(space, cidr, subpool)
+
+
 def address_key(pool_id: str, value: int) -> str:
     return f"{ADDRS}{pool_id}/{_address_suffix(value)}"
 
@@ -125,7 +135,7 @@ def _key_values(range_response: dict) -> list[KeyValue]:
 # --- endpoints ---------------------------------------------------------------
 
 
-def etcd3gw_client(url: str, config: ClusterConfig, timeout: float):
+def etcd3gw_client(url: str, config: ClusterConfig, timeout: float) -> Etcd3Client:
     """An etcd3gw client for one endpoint URL, with the client certificate when it is https.
 
     Its HTTP session ignores the environment: REQUESTS_CA_BUNDLE would replace
@@ -165,7 +175,7 @@ class EtcdEndpoints:
         config: ClusterConfig,
         timeout: float = REQUEST_TIMEOUT_S,
         make_client: Callable[[str], object] | None = None,
-    ):
+    ) -> None:
         from etcd3gw import exceptions
 
         self.urls = config.endpoints
@@ -176,7 +186,7 @@ class EtcdEndpoints:
         self._preferred = 0
         self._lock = threading.Lock()
 
-    def post(self, operation: str, path: str, body: dict) -> dict:
+    def post(self, path: str, body: dict) -> dict:
         """POST ``body`` to ``path`` of the gateway on the first endpoint that answers."""
         errors = []
         start = self._preferred
@@ -190,29 +200,25 @@ class EtcdEndpoints:
                 continue
             except self._etcd_error as exc:
                 url = self.urls[index]
-                raise StoreError(
-                    f"{operation}: etcd at {url} refused the request: {error_cause(exc)}"
-                ) from None
+                raise StoreError(f"etcd at {url} refused the request: {error_cause(exc)}") from None
             if index != start:
                 with self._lock:
                     self._preferred = index
             return reply
         raise ClusterUnavailable(
-            f"{operation}: etcd cluster store unreachable, no endpoint answered "
+            "etcd cluster store unreachable, no endpoint answered "
             f"({'; '.join(errors)}); nothing was allocated or released"
         )
 
-    def range(self, operation: str, key: str, **options) -> dict:
+    def range(self, key: str, **options: object) -> dict:
         body = {"key": _b64(key), **options}
-        return self.post(operation, "kv/range", body)
+        return self.post("kv/range", body)
 
-    def range_prefix(self, operation: str, prefix: str, **options) -> dict:
-        return self.range(operation, prefix, range_end=_prefix_end(prefix), **options)
+    def range_prefix(self, prefix: str, **options: object) -> dict:
+        return self.range(prefix, range_end=_prefix_end(prefix), **options)
 
-    def txn(self, operation: str, compare: list, success: list, failure: list) -> dict:
-        return self.post(
-            operation, "kv/txn", {"compare": compare, "success": success, "failure": failure}
-        )
+    def txn(self, compare: list, success: list, failure: list) -> dict:
+        return self.post("kv/txn", {"compare": compare, "success": success, "failure": failure})
 
 
 # The part of a requests/urllib3 error text that says what went wrong.
@@ -291,7 +297,7 @@ def _pool_row(kv: KeyValue, cursor: int | None) -> PoolRow:
     value = kv.value
     return PoolRow(
         id=value["id"],
-        address_space=value["space"],
+        address_space=AddressSpace(value["space"]),
         family=value["family"],
         cidr=value["cidr"],
         subpool=value["subpool"],
@@ -313,12 +319,10 @@ class ClusterTransaction:
         self,
         etcd: EtcdEndpoints,
         node: str,
-        operation: str,
         cursor_hints: dict[str, int] | None = None,
-    ):
+    ) -> None:
         self._etcd = etcd
         self._node = node
-        self._operation = operation
         self._compares: dict[str, dict] = {}
         self._writes: dict[str, dict] = {}
         self._pools: dict[str, tuple[str, dict]] = {}  # pool id -> (key, value as read)
@@ -343,7 +347,7 @@ class ClusterTransaction:
             reads.append(_get(cursor_key(pool_id)))
         if hint is not None:
             reads.append(_addresses_from(pool_id, hint, FIRST_SCAN_PAGE))
-        responses = self._etcd.txn(self._operation, [], reads, [])["responses"]
+        responses = self._etcd.txn([], reads, [])["responses"]
         kvs = _key_values(responses[0]["response_range"])
         if not kvs:
             self._compares[key] = _absent(key)
@@ -367,12 +371,12 @@ class ClusterTransaction:
         return self._read_pool(pool_key(pool_id), pool_id)
 
     def pool_by_request(self, request_key: str) -> PoolRow | None:
-        space, cidr, subpool = json.loads(request_key)
-        name = f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
-        return self._read_pool(POOLS + name, None)
+        return self._read_pool(requested_pool_key(request_key), None)
 
-    def overlapping_pool(self, space: str, family: int, first: int, last: int) -> PoolRow | None:
-        reply = self._etcd.range_prefix(self._operation, POOLS)
+    def overlapping_pool(
+        self, space: AddressSpace, family: Family, first: int, last: int
+    ) -> PoolRow | None:
+        reply = self._etcd.range_prefix(POOLS)
         revision = int(reply["header"]["revision"])
         self._compares[POOLS] = _none_changed_since(POOLS, revision)
         overlapping = [
@@ -387,14 +391,14 @@ class ClusterTransaction:
             return None
         return _pool_row(max(overlapping, key=lambda kv: int(kv.value["last"])), None)
 
-    def address_kind(self, pool_id: str, addr: int) -> str | None:
+    def address_kind(self, pool_id: str, addr: int) -> AddressKind | None:
         key = address_key(pool_id, addr)
-        kvs = _key_values(self._etcd.range(self._operation, key))
+        kvs = _key_values(self._etcd.range(key))
         if not kvs:
             self._compares[key] = _absent(key)
             return None
         self._compares[key] = _unchanged(key, kvs[0].mod_revision)
-        return kvs[0].value["kind"]
+        return AddressKind(kvs[0].value["kind"])
 
     def first_free_address(self, pool_id: str, low: int, high: int) -> int | None:
         """The lowest address in [low, high] with no key, read in growing pages from ``low``.
@@ -410,7 +414,6 @@ class ClusterTransaction:
         while expected <= high:
             if reply is None:
                 reply = self._etcd.range(
-                    self._operation,
                     address_key(pool_id, expected),
                     range_end=_b64(address_key(pool_id, high + 1)),
                     limit=page,
@@ -429,7 +432,6 @@ class ClusterTransaction:
 
     def count_addresses(self, pool_id: str, low: int, high: int) -> int:
         reply = self._etcd.range(
-            self._operation,
             address_key(pool_id, low),
             range_end=_b64(address_key(pool_id, high + 1)),
             count_only=True,
@@ -443,8 +445,7 @@ class ClusterTransaction:
         return {**value, "txn": self._token}
 
     def insert_pool(self, pool: PoolRow, request_key: str) -> None:
-        space, cidr, subpool = json.loads(request_key)
-        key = POOLS + f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+        key = requested_pool_key(request_key)
         self._compares[key] = _absent(key)
         value = {
             "id": pool.id,
@@ -484,7 +485,7 @@ class ClusterTransaction:
         self._writes[cursor_key(pool_id)] = _put(cursor_key(pool_id), {"next": str(cursor)})
         self._new_cursors[pool_id] = cursor
 
-    def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
+    def insert_address(self, pool_id: str, addr: int, kind: AddressKind) -> None:
         key = address_key(pool_id, addr)
         self._compares[key] = _absent(key)
         value = {"node": self._node, "kind": kind, "at": int(time.time())}
@@ -508,26 +509,26 @@ class ClusterTransaction:
             return
         failure = [_get(self._marker)] if self._marker else []
         reply = self._etcd.txn(
-            self._operation, list(self._compares.values()), list(self._writes.values()), failure
+            list(self._compares.values()), list(self._writes.values()), failure
         )
         if not reply.get("succeeded"):
             kvs = _key_values(reply["responses"][0]["response_range"]) if self._marker else []
             if not (kvs and kvs[0].value.get("txn") == self._token):
-                raise TransactionConflict(self._operation)
+                raise TransactionConflict
         self._hints.update(self._new_cursors)
 
 
 class ClusterStore:
     """The cluster pools' store, with the SQLite store's ``transaction()`` shape."""
 
-    def __init__(self, etcd: EtcdEndpoints, node: str):
+    def __init__(self, etcd: EtcdEndpoints, node: str) -> None:
         self.etcd = etcd
         self.node = node
         self._cursor_hints: dict[str, int] = {}  # pool id -> the cursor as last seen here
 
     @contextmanager
     def transaction(self) -> Iterator[ClusterTransaction]:
-        tx = ClusterTransaction(self.etcd, self.node, "cluster pool store", self._cursor_hints)
+        tx = ClusterTransaction(self.etcd, self.node, self._cursor_hints)
         yield tx
         tx.commit()
 
@@ -542,7 +543,7 @@ class NodePresence:
     never blocks a request and keeps trying while etcd is unreachable.
     """
 
-    def __init__(self, etcd: EtcdEndpoints, node: str):
+    def __init__(self, etcd: EtcdEndpoints, node: str) -> None:
         self._etcd = etcd
         self._node = node
         self._stop = threading.Event()
@@ -560,7 +561,7 @@ class NodePresence:
         if lease is None:
             return
         try:
-            self._etcd.post(f"withdraw node {self._node}", "kv/lease/revoke", {"ID": lease})
+            self._etcd.post("kv/lease/revoke", {"ID": lease})
         except PluginError as exc:
             log.warning("cluster presence of node %s: %s", self._node, exc.message)
 
@@ -579,16 +580,15 @@ class NodePresence:
             self._stop.wait(PRESENCE_REFRESH_S)
 
     def _keep_alive(self) -> None:
-        operation = f"keep node {self._node} present"
         if self._lease is not None:
-            reply = self._etcd.post(operation, "lease/keepalive", {"ID": self._lease})
+            reply = self._etcd.post("lease/keepalive", {"ID": self._lease})
             if int(reply.get("result", {}).get("TTL", -1)) > 0:
                 return
-        granted = self._etcd.post(operation, "lease/grant", {"TTL": PRESENCE_TTL_S})
+        granted = self._etcd.post("lease/grant", {"TTL": PRESENCE_TTL_S})
         self._lease = int(granted["ID"])
         put = _put(node_key(self._node), {"node": self._node, "since": int(time.time())})
         put["request_put"]["lease"] = str(self._lease)
-        self._etcd.txn(operation, [], [put], [])
+        self._etcd.txn([], [put], [])
 
 
 @dataclass(frozen=True)
@@ -610,22 +610,22 @@ def release_node(etcd: EtcdEndpoints, node: str) -> ReleasedNode:
     aux addresses stay: they belong to the pool, which other nodes may still
     hold; they go with it.
     """
-    operation = f"release node {node}"
-    if etcd.range(operation, node_key(node)).get("kvs"):
+    if etcd.range(node_key(node)).get("kvs"):
         raise NodeStillPresent(
-            f"{operation}: its plugin is running and connected to etcd ({node_key(node)} is "
-            f"alive); stop it, or wait {PRESENCE_TTL_S} s after it lost etcd, and try again"
+            f"node {node} still has its plugin running and connected to etcd "
+            f"({node_key(node)} is alive); stop it, or wait {PRESENCE_TTL_S} s after it "
+            "lost etcd, and try again"
         )
-    addresses = _release_node_addresses(etcd, operation, node)
-    dropped, freed = _release_node_pools(etcd, operation, node)
+    addresses = _release_node_addresses(etcd, node)
+    dropped, freed = _release_node_pools(etcd, node)
     return ReleasedNode(node, addresses, dropped, freed)
 
 
-def scan_prefix(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[KeyValue]:
+def scan_prefix(etcd: EtcdEndpoints, prefix: str) -> Iterator[KeyValue]:
     start = prefix
     end = _prefix_end(prefix)
     while True:
-        reply = etcd.range(operation, start, range_end=end, limit=SCAN_PAGE)
+        reply = etcd.range(start, range_end=end, limit=SCAN_PAGE)
         kvs = _key_values(reply)
         yield from kvs
         if not reply.get("more") or not kvs:
@@ -633,23 +633,23 @@ def scan_prefix(etcd: EtcdEndpoints, operation: str, prefix: str) -> Iterator[Ke
         start = kvs[-1].key + "\0"
 
 
-def _release_node_addresses(etcd: EtcdEndpoints, operation: str, node: str) -> int:
+def _release_node_addresses(etcd: EtcdEndpoints, node: str) -> int:
     held = [
         kv
-        for kv in scan_prefix(etcd, operation, ADDRS)
+        for kv in scan_prefix(etcd, ADDRS)
         if kv.value.get("node") == node and kv.value.get("kind") not in SHARED_KINDS
     ]
     released = 0
     for kv in held:
         # a guarded delete each: an address released and taken again meanwhile is not ours
-        reply = etcd.txn(operation, [_unchanged(kv.key, kv.mod_revision)], [_delete(kv.key)], [])
+        reply = etcd.txn([_unchanged(kv.key, kv.mod_revision)], [_delete(kv.key)], [])
         released += 1 if reply.get("succeeded") else 0
     return released
 
 
-def _release_node_pools(etcd: EtcdEndpoints, operation: str, node: str) -> tuple[int, int]:
+def _release_node_pools(etcd: EtcdEndpoints, node: str) -> tuple[int, int]:
     dropped = freed = 0
-    for kv in scan_prefix(etcd, operation, POOLS):
+    for kv in scan_prefix(etcd, POOLS):
         while node in kv.value.get("holders", {}):
             holders = {n: c for n, c in kv.value["holders"].items() if n != node}
             pool_id = kv.value["id"]
@@ -661,12 +661,12 @@ def _release_node_pools(etcd: EtcdEndpoints, operation: str, node: str) -> tuple
                     _delete_prefix(addresses_prefix(pool_id)),
                     _delete(cursor_key(pool_id)),
                 ]
-            reply = etcd.txn(operation, [_unchanged(kv.key, kv.mod_revision)], writes, [])
+            reply = etcd.txn([_unchanged(kv.key, kv.mod_revision)], writes, [])
             if reply.get("succeeded"):
                 dropped += 1
                 freed += 0 if holders else 1
                 break
-            fresh = _key_values(etcd.range(operation, kv.key))
+            fresh = _key_values(etcd.range(kv.key))
             if not fresh:
                 break
             kv = fresh[0]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 DEFAULT_POOLS = "10.128.0.0/9:24,fd00:5e::/48:64"
 NIC_KINDS = ("kernel", "sim")
@@ -16,9 +17,16 @@ DEFAULT_CLUSTER_TLS_DIR = "/etc/sriov/etcd-tls"
 CLUSTER_TLS_FILES = ("ca.crt", "client.crt", "client.key")
 CLUSTER_URL_SCHEMES = ("http", "https")
 
+T = TypeVar("T")
+
 
 class ConfigError(Exception):
     """A configuration value is wrong; the message names the variable, value and what is allowed."""
+
+
+def _not_allowed(name: str, value: str, reason: str) -> ConfigError:
+    """Every refused setting reads the same: the variable, its value as given, what to do."""
+    return ConfigError(f"{name}={value!r} is not allowed: {reason}")
 
 
 @dataclass(frozen=True)
@@ -120,9 +128,10 @@ def _node_name(env: Mapping[str, str]) -> str:
     given = env.get("SRIOV_NODE_NAME", "").strip()
     name = given or socket.gethostname()
     if not name or len(name) > 253 or any(c.isspace() or c == "/" for c in name):
-        raise ConfigError(
-            f"SRIOV_NODE_NAME={name!r} is not allowed: use 1-253 characters "
-            "without whitespace or '/' (the default is the host name)"
+        raise _not_allowed(
+            "SRIOV_NODE_NAME",
+            name,
+            "use 1-253 characters without whitespace or '/' (the default is the host name)",
         )
     return name
 
@@ -150,10 +159,12 @@ def _require_tls_files(tls_dir: Path) -> None:
     """An https endpoint needs the CA and this node's client certificate and key."""
     missing = [name for name in CLUSTER_TLS_FILES if not (tls_dir / name).is_file()]
     if missing:
-        raise ConfigError(
-            f"SRIOV_CLUSTER_TLS_DIR={str(tls_dir)!r} is not allowed: SRIOV_CLUSTER_STORE "
-            f"uses https and {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-            f"missing there (it needs {', '.join(CLUSTER_TLS_FILES)})"
+        raise _not_allowed(
+            "SRIOV_CLUSTER_TLS_DIR",
+            str(tls_dir),
+            f"SRIOV_CLUSTER_STORE uses https and {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing there "
+            f"(it needs {', '.join(CLUSTER_TLS_FILES)})",
         )
 
 
@@ -161,23 +172,25 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     given = env.get(name, default)
     value = given.strip().lower()
     if value not in allowed:
-        raise ConfigError(f"{name}={given!r} is not allowed: use one of {', '.join(allowed)}")
+        raise _not_allowed(name, given, f"use one of {', '.join(allowed)}")
     return value
 
 
-def _parsed(env: Mapping[str, str], name: str, default: str, parse, hint: str):
+def _parsed(
+    env: Mapping[str, str], name: str, default: str, parse: Callable[[str], T], hint: str
+) -> T:
     """``parse(value of name)``; its ValueError becomes a ConfigError naming the variable."""
     text = env.get(name, default)
     try:
         return parse(text)
     except ValueError as exc:
-        raise ConfigError(f"{name}={text!r} is not allowed: {exc}; {hint}") from None
+        raise _not_allowed(name, text, f"{exc}; {hint}") from None
 
 
 def _absolute_path(env: Mapping[str, str], name: str, default: str) -> Path:
     value = env.get(name, default)
     if not value.startswith("/"):
-        raise ConfigError(f"{name}={value!r} is not allowed: use an absolute path")
+        raise _not_allowed(name, value, "use an absolute path")
     return Path(value)
 
 

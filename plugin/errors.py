@@ -2,7 +2,8 @@
 
 Every failure that leaves the plugin is one of these, mapped to an HTTP status
 and answered as ``{"Err": message}``. Messages name the operation, the thing and
-the value, and where it helps, the fix.
+the value, and where it helps, the fix. They start with what went wrong, never
+with the protocol method: Docker puts that in front of every error it shows.
 """
 
 
@@ -11,7 +12,7 @@ class PluginError(Exception):
 
     status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 

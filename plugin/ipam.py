@@ -33,18 +33,16 @@ from typing import Protocol, TypeVar
 
 from plugin.config import DefaultPool
 from plugin.errors import Conflict, InvalidRequest, StoreError
-from plugin.store import PoolRow
+from plugin.store import AddressKind, AddressSpace, Family, PoolRow
 
-LOCAL_SPACE = "local"
-GLOBAL_SPACE = "global"
-ADDRESS_SPACES = (LOCAL_SPACE, GLOBAL_SPACE)
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
 DOCKER_OPTION_PREFIX = "com.docker."
 CLUSTER_OPTION = "cluster"
 CLUSTER_POOL_PREFIX = "cluster:"
 MAX_ATTEMPTS = 64
-SHARED_KINDS = ("gateway", "aux")  # reservations every network on the pool holds together
+# Reservations every network on the pool holds together.
+SHARED_KINDS = (AddressKind.GATEWAY, AddressKind.AUX)
 
 T = TypeVar("T")
 
@@ -61,14 +59,14 @@ class Transaction(Protocol):
     def pool(self, pool_id: str) -> PoolRow | None: ...
     def pool_by_request(self, request_key: str) -> PoolRow | None: ...
     def overlapping_pool(
-        self, space: str, family: int, first: int, last: int
+        self, space: AddressSpace, family: Family, first: int, last: int
     ) -> PoolRow | None: ...
     def insert_pool(self, pool: PoolRow, request_key: str) -> None: ...
     def set_pool_holders(self, pool_id: str, holders: int) -> None: ...
     def delete_pool(self, pool_id: str) -> None: ...
     def set_pool_cursor(self, pool_id: str, cursor: int) -> None: ...
-    def address_kind(self, pool_id: str, addr: int) -> str | None: ...
-    def insert_address(self, pool_id: str, addr: int, kind: str) -> None: ...
+    def address_kind(self, pool_id: str, addr: int) -> AddressKind | None: ...
+    def insert_address(self, pool_id: str, addr: int, kind: AddressKind) -> None: ...
     def delete_address(self, pool_id: str, addr: int) -> bool: ...
     def first_free_address(self, pool_id: str, low: int, high: int) -> int | None: ...
     def count_addresses(self, pool_id: str, low: int, high: int) -> int: ...
@@ -117,6 +115,14 @@ def parse_network(value: str, what: str) -> Network:
     return network
 
 
+def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as Docker sends it (``10.0.0.5`` or ``10.0.0.5/24``), or InvalidRequest."""
+    try:
+        return ipaddress.ip_interface(value).ip
+    except ValueError:
+        raise InvalidRequest(f"{value!r} is not an IP address") from None
+
+
 @functools.lru_cache(maxsize=1024)
 def stored_network(cidr: str) -> Network:
     """A pool's or SubPool's network as the store keeps it, parsed once per process."""
@@ -152,7 +158,7 @@ class IpamService:
         store: PoolStore,
         default_pools: tuple[DefaultPool, ...],
         cluster: PoolStore | None = None,
-    ):
+    ) -> None:
         self._store = store
         self._default_pools = default_pools
         self._cluster = cluster
@@ -176,8 +182,8 @@ class IpamService:
     @staticmethod
     def default_address_spaces() -> dict:
         return {
-            "LocalDefaultAddressSpace": LOCAL_SPACE,
-            "GlobalDefaultAddressSpace": GLOBAL_SPACE,
+            "LocalDefaultAddressSpace": AddressSpace.LOCAL,
+            "GlobalDefaultAddressSpace": AddressSpace.GLOBAL,
         }
 
     # --- pools -----------------------------------------------------------
@@ -186,21 +192,18 @@ class IpamService:
         self, space: str, pool: str, subpool: str, options: dict | None, v6: bool
     ) -> PoolReply:
         """Hand out ``pool`` (or the next free default subnet), with ``subpool`` as its range."""
-        if space not in ADDRESS_SPACES:
-            raise InvalidRequest(
-                f"unknown address space {space!r} (use {' or '.join(ADDRESS_SPACES)})"
-            )
+        address_space = _address_space(space)
         cluster = self._wants_cluster(options, pool)
         network, sub = self._check_pool_request(pool, subpool, v6)
         if cluster:
-            return self._request_cluster_pool(space, network, sub)
+            return self._request_cluster_pool(address_space, network, sub)
         with self._store.transaction() as tx:
             if network is None:
-                network = self._next_default_subnet(tx, space, 6 if v6 else 4)
-                row = _new_pool_row(space, network, None)
+                network = self._next_default_subnet(tx, address_space, 6 if v6 else 4)
+                row = _new_pool_row(address_space, network, None)
                 tx.insert_pool(row, f"auto:{secrets.token_hex(8)}")
                 return PoolReply(row.id, row.cidr)
-            return _take_pool(tx, space, network, sub, "")
+            return _take_pool(tx, address_space, network, sub, "")
 
     def _wants_cluster(self, options: dict | None, pool: str) -> bool:
         """Whether ``--ipam-opt cluster=true`` asks for a cluster pool; refuse other options."""
@@ -218,7 +221,7 @@ class IpamService:
         return cluster
 
     def _request_cluster_pool(
-        self, space: str, network: Network, sub: Network | None
+        self, space: AddressSpace, network: Network, sub: Network | None
     ) -> PoolReply:
         """Take the cluster pool, after checking it overlaps no local pool of this node."""
         with self._store.transaction() as tx:
@@ -252,7 +255,9 @@ class IpamService:
             raise InvalidRequest(f"SubPool {subpool} is not inside pool {pool}")
         return network, sub
 
-    def _next_default_subnet(self, tx: Transaction, space: str, family: int) -> Network:
+    def _next_default_subnet(
+        self, tx: Transaction, space: AddressSpace, family: Family
+    ) -> Network:
         candidates = [p for p in self._default_pools if p.base.version == family]
         for default in candidates:
             subnet = _first_free_subnet(tx, space, default)
@@ -310,10 +315,7 @@ class IpamService:
         several networks share stays held until the last of them goes: Docker
         releases it when any one network is removed.
         """
-        try:
-            value = int(ipaddress.ip_interface(address).ip)
-        except ValueError:
-            raise InvalidRequest(f"{address!r} is not an IP address") from None
+        value = int(parse_address(address))
 
         def work(tx: Transaction) -> None:
             pool = tx.pool(pool_id)
@@ -324,6 +326,14 @@ class IpamService:
             tx.delete_address(pool_id, value)
 
         run_atomically(self._store_of(pool_id), "ReleaseAddress", work)
+
+
+def _address_space(space: str) -> AddressSpace:
+    try:
+        return AddressSpace(space)
+    except ValueError:
+        allowed = " or ".join(AddressSpace)
+        raise InvalidRequest(f"unknown address space {space!r} (use {allowed})") from None
 
 
 def _cluster_option(options: dict | None) -> bool:
@@ -346,7 +356,7 @@ def _cluster_option(options: dict | None) -> bool:
 
 
 def _take_pool(
-    tx: Transaction, space: str, network: Network, sub: Network | None, id_prefix: str
+    tx: Transaction, space: AddressSpace, network: Network, sub: Network | None, id_prefix: str
 ) -> PoolReply:
     """Hold the pool for exactly this subnet and range: a new one, or one more holder."""
     key = json.dumps([space, str(network), str(sub or "")])
@@ -360,7 +370,7 @@ def _take_pool(
     return PoolReply(row.id, row.cidr)
 
 
-def _refuse_overlap(tx: Transaction, space: str, network: Network) -> None:
+def _refuse_overlap(tx: Transaction, space: AddressSpace, network: Network) -> None:
     held = tx.overlapping_pool(
         space, network.version, int(network.network_address), int(network.broadcast_address)
     )
@@ -368,7 +378,9 @@ def _refuse_overlap(tx: Transaction, space: str, network: Network) -> None:
         raise Conflict(f"{network} overlaps pool {held.cidr} in address space {space}")
 
 
-def _first_free_subnet(tx: Transaction, space: str, default: DefaultPool) -> Network | None:
+def _first_free_subnet(
+    tx: Transaction, space: AddressSpace, default: DefaultPool
+) -> Network | None:
     """The lowest subnet of ``default.size`` in ``default.base`` that overlaps no held pool.
 
     Jumps past each overlapping pool instead of stepping one subnet at a time.
@@ -387,12 +399,11 @@ def _first_free_subnet(tx: Transaction, space: str, default: DefaultPool) -> Net
 
 
 def _new_pool_row(
-    space: str, network: Network, sub: Network | None, id_prefix: str = ""
+    space: AddressSpace, network: Network, sub: Network | None, id_prefix: str = ""
 ) -> PoolRow:
     subpool = str(sub) if sub else ""
-    pool_id = f"{id_prefix}{space}/{network}" + (f"/{subpool}" if subpool else "")
     return PoolRow(
-        id=f"{pool_id}#{secrets.token_hex(4)}",
+        id=f"{id_prefix}{pool_name(space, str(network), subpool)}#{secrets.token_hex(4)}",
         address_space=space,
         family=network.version,
         cidr=str(network),
@@ -404,6 +415,11 @@ def _new_pool_row(
     )
 
 
+def pool_name(space: str, cidr: str, subpool: str) -> str:
+    """``space/cidr[/subpool]``: the readable part of a pool's id, and its cluster key."""
+    return f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
+
+
 def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
     pool = tx.pool(pool_id)
     if pool is None:
@@ -412,10 +428,7 @@ def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
 
 
 def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
-    try:
-        ip = ipaddress.ip_interface(address).ip
-    except ValueError:
-        raise InvalidRequest(f"{address!r} is not an IP address") from None
+    ip = parse_address(address)
     if ip not in network:
         raise InvalidRequest(f"{ip} is not in pool {pool.cidr}")
     first, last = usable_range(network)
@@ -427,7 +440,7 @@ def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
     return int(ip)
 
 
-def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> str:
+def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> AddressKind:
     """What a request for one given address reserves: gateway, aux or static.
 
     In a cluster pool every host's network reserves the same --aux-address, so
@@ -438,13 +451,15 @@ def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> str:
     Local pools keep treating both as static, as they always did.
     """
     if is_gateway:
-        return "gateway"
+        return AddressKind.GATEWAY
     if pool_id.startswith(CLUSTER_POOL_PREFIX) and not options:
-        return "aux"
-    return "static"
+        return AddressKind.AUX
+    return AddressKind.STATIC
 
 
-def _lease_specific(tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: str) -> int:
+def _lease_specific(
+    tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: AddressKind
+) -> int:
     held_as = tx.address_kind(pool.id, addr)
     if held_as is None:
         tx.insert_address(pool.id, addr, kind)
@@ -482,6 +497,6 @@ def _lease_next_free(tx: Transaction, pool: PoolRow, network: Network) -> int:
         raise Conflict(
             f"no free address in {where} ({in_use} of {high - low + 1} in use)"
         )
-    tx.insert_address(pool.id, found, "dynamic")
+    tx.insert_address(pool.id, found, AddressKind.DYNAMIC)
     tx.set_pool_cursor(pool.id, found + 1 if found < high else low)
     return found

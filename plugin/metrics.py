@@ -38,7 +38,7 @@ def outcome_of(status: int) -> str:
 class Metrics:
     """The plugin's registry; also the NetworkService's VfEvents (VF failures)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "sriov_requests",
@@ -97,7 +97,7 @@ class Metrics:
 class HeldStateCollector:
     """Gauges of what the plugin holds, read from the status view at each scrape."""
 
-    def __init__(self, status: StatusService):
+    def __init__(self, status: StatusService) -> None:
         self._status = status
 
     def describe(self) -> list:

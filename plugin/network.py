@@ -21,6 +21,7 @@ from plugin.errors import Conflict, DeviceError, InvalidRequest
 from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, LINK_UP
+from plugin.nic.sysfs import LinkState as PfLinkState
 from plugin.options import (
     ANY_VF,
     EndpointOptions,
@@ -92,7 +93,7 @@ class EndpointInfo:
     netdev: str
     vlan: int
     mac: str
-    pf_link: str
+    pf_link: PfLinkState
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class PfSlice:
 
     name: str
     vfs: VfSpans | None  # the network's VF spans on this PF (None: every VF)
-    link: str  # LINK_UP, LINK_DOWN or LINK_UNKNOWN
+    link: PfLinkState
     enabled: list[VfInfo]  # enabled VFs within the spans
     leased: frozenset[int]  # VF indexes of this PF leased by any network
     free: list[VfInfo]
@@ -381,10 +382,12 @@ class NetworkService:
             raise
 
     def _mark_ready(
-        self, new: NewEndpoint, lease: Lease, original: VfSettings, pf_link: str
+        self, new: NewEndpoint, lease: Lease, original: VfSettings, pf_link: PfLinkState
     ) -> None:
         """Keep the originals of exactly what programming changed, and hand the lease out."""
-        with self._store.transaction() as tx:
+        # Not synced: only an OS crash can lose it, and that reboot resets the VF;
+        # at start the lease, still "programming", is undone (recover).
+        with self._store.transaction(durable=False) as tx:
             tx.finish_endpoint(new.id, original)
         log.info(
             "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
@@ -545,7 +548,7 @@ class NetworkService:
 
     def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> JoinInfo:
         """Name the VF netdev Docker moves into the container, and the gateways."""
-        with self._store.transaction() as tx:
+        with self._store.transaction(durable=False) as tx:  # the sandbox is only for status
             network = _known_network(tx, network_id)
             ep = tx.endpoint(endpoint_id)
             if ep is not None and sandbox:
@@ -605,7 +608,12 @@ class NetworkService:
         )
 
     def recover(self) -> None:
-        """Undo endpoints whose programming a crash interrupted (Docker never saw them)."""
+        """Undo endpoints whose programming a crash interrupted.
+
+        Docker never saw those, except after an OS crash that lost a lease's
+        unsynced "ready" mark: that reboot reset the VF and ended the container,
+        and Docker's DeleteEndpoint for it then finds nothing to release.
+        """
         with self._store.transaction() as tx:
             unfinished = tx.endpoints_in_state(EndpointState.PROGRAMMING)
         for ep in unfinished:

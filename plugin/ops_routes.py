@@ -17,7 +17,7 @@ from plugin.status import StatusService
 
 
 class StatusResource:
-    def __init__(self, status: StatusService):
+    def __init__(self, status: StatusService) -> None:
         self._status = status
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -26,7 +26,7 @@ class StatusResource:
 
 
 class MetricsResource:
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -37,13 +37,15 @@ class MetricsResource:
 class RequestMetrics:
     """Middleware: count each protocol request by method and outcome, and time it."""
 
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.metrics_started = time.perf_counter()
 
-    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         if req.method != "POST":
             return  # status and metrics scrapes are not protocol requests
         # An unknown path is one label value, not one per path a client tried.

@@ -7,9 +7,11 @@ One schema per protocol method lives in ``plugin/schemas/<Interface>.<Method>.js
 validator is built once, when the ``RequestValidator`` is made.
 """
 
+from __future__ import annotations
+
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 
 from jsonschema import Draft202012Validator
@@ -52,7 +54,7 @@ def _path_step(part: object, first: bool) -> str:
     return f"[{json.dumps(part)}]"
 
 
-def json_path(path) -> str:
+def json_path(path: Iterable[str | int]) -> str:
     """Render an error path like ``IPv4Data[0].Pool`` or ``Options["com.docker.x"]``.
 
     The top of the body is ``body``.
@@ -102,7 +104,7 @@ def inline_refs(node: object, definitions: dict) -> object:
 class RequestValidator:
     """Checks request bodies against the schema of their method."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         common, schemas = load_schemas()
         Draft202012Validator.check_schema(common)
         definitions = common["$defs"]
@@ -110,10 +112,6 @@ class RequestValidator:
         for method, schema in schemas.items():
             Draft202012Validator.check_schema(schema)
             self._validators[method] = Draft202012Validator(inline_refs(schema, definitions))
-
-    def methods(self) -> set[str]:
-        """The ``<Interface>.<Method>`` names that have a schema."""
-        return set(self._validators)
 
     def validate(self, method: str, body: object) -> None:
         """Raise InvalidRequest naming the field and the problem if ``body`` is wrong."""

@@ -15,7 +15,7 @@ SETTING_ORDER += ("min_tx_rate", "max_tx_rate", "mtu")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
+    def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self._path = path
 

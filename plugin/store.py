@@ -14,10 +14,11 @@ import enum
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from plugin.errors import StoreError
 from plugin.migrations import migrate, refuse_newer
@@ -88,11 +89,30 @@ def decode_address(blob: bytes) -> int:
     return int.from_bytes(blob, "big")
 
 
+class AddressSpace(enum.StrEnum):
+    """Docker's two IPAM address spaces; a pool belongs to one."""
+
+    LOCAL = "local"
+    GLOBAL = "global"
+
+
+class AddressKind(enum.StrEnum):
+    """Why an address is held, as stored with it."""
+
+    GATEWAY = "gateway"  # the network's gateway (RequestAddressType gateway)
+    AUX = "aux"  # an --aux-address of a cluster pool
+    STATIC = "static"  # a given address: a container's --ip, or a local pool's --aux-address
+    DYNAMIC = "dynamic"  # the next free address
+
+
+Family = Literal[4, 6]  # the IP version, as ipaddress says it
+
+
 @dataclass(frozen=True)
 class PoolRow:
     id: str
-    address_space: str
-    family: int
+    address_space: AddressSpace
+    family: Family
     cidr: str
     subpool: str
     first: int
@@ -162,30 +182,26 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def _one(self, sql: str, *args: object) -> tuple | None:
+    def _one(self, sql: str, *args: object) -> sqlite3.Row | None:
         return self._conn.execute(sql, args).fetchone()
-
-    def _named(self, sql: str, *args: object) -> sqlite3.Cursor:
-        """The rows of a query, each read by column name."""
-        cursor = self._conn.cursor()
-        cursor.row_factory = sqlite3.Row
-        return cursor.execute(sql, args)
 
     # --- pools -----------------------------------------------------------
 
     def pool(self, pool_id: str) -> PoolRow | None:
-        row = self._one("SELECT * FROM pools WHERE id = ?", pool_id)
+        row = self._one(f"SELECT {POOL_COLUMNS} FROM pools WHERE id = ?", pool_id)
         return _pool_row(row) if row else None
 
     def pool_by_request(self, request_key: str) -> PoolRow | None:
-        row = self._one("SELECT * FROM pools WHERE request_key = ?", request_key)
+        row = self._one(f"SELECT {POOL_COLUMNS} FROM pools WHERE request_key = ?", request_key)
         return _pool_row(row) if row else None
 
-    def overlapping_pool(self, space: str, family: int, first: int, last: int) -> PoolRow | None:
+    def overlapping_pool(
+        self, space: AddressSpace, family: Family, first: int, last: int
+    ) -> PoolRow | None:
         """The held pool in ``space`` that overlaps [first, last] and ends last, if any."""
         row = self._one(
-            "SELECT * FROM pools WHERE address_space = ? AND family = ? AND first <= ? "
-            "AND last >= ? ORDER BY last DESC LIMIT 1",
+            f"SELECT {POOL_COLUMNS} FROM pools WHERE address_space = ? AND family = ? "
+            "AND first <= ? AND last >= ? ORDER BY last DESC LIMIT 1",
             space,
             family,
             encode_address(last),
@@ -223,15 +239,15 @@ class Transaction:
 
     # --- addresses -------------------------------------------------------
 
-    def address_kind(self, pool_id: str, addr: int) -> str | None:
+    def address_kind(self, pool_id: str, addr: int) -> AddressKind | None:
         row = self._one(
             "SELECT kind FROM addresses WHERE pool_id = ? AND addr = ?",
             pool_id,
             encode_address(addr),
         )
-        return row[0] if row else None
+        return AddressKind(row["kind"]) if row else None
 
-    def insert_address(self, pool_id: str, addr: int, kind: str) -> None:
+    def insert_address(self, pool_id: str, addr: int, kind: AddressKind) -> None:
         self._conn.execute(
             "INSERT INTO addresses (pool_id, addr, kind) VALUES (?, ?, ?)",
             (pool_id, encode_address(addr), kind),
@@ -257,8 +273,8 @@ class Transaction:
             "ORDER BY addr",
             (pool_id, encode_address(low), encode_address(high)),
         )
-        for (blob,) in rows:
-            held = decode_address(blob)
+        for row in rows:
+            held = decode_address(row["addr"])
             if held != expected:
                 break
             expected = held + 1
@@ -266,17 +282,17 @@ class Transaction:
 
     def count_addresses(self, pool_id: str, low: int, high: int) -> int:
         row = self._one(
-            "SELECT COUNT(*) FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ?",
+            "SELECT COUNT(*) AS held FROM addresses WHERE pool_id = ? AND addr >= ? AND addr <= ?",
             pool_id,
             encode_address(low),
             encode_address(high),
         )
-        return row[0]
+        return row["held"]
 
     # --- networks --------------------------------------------------------
 
     def network(self, network_id: str) -> NetworkRow | None:
-        row = self._named("SELECT * FROM networks WHERE id = ?", network_id).fetchone()
+        row = self._one("SELECT * FROM networks WHERE id = ?", network_id)
         return _network_row(row) if row else None
 
     def network_using_port(self, pf: str, vlan: int) -> str | None:
@@ -300,15 +316,19 @@ class Transaction:
     # --- endpoints (VF leases) -------------------------------------------
 
     def endpoint(self, endpoint_id: str) -> EndpointRow | None:
-        row = self._named("SELECT * FROM endpoints WHERE id = ?", endpoint_id).fetchone()
+        row = self._one("SELECT * FROM endpoints WHERE id = ?", endpoint_id)
         return _endpoint_row(row) if row else None
 
     def endpoints_of_network(self, network_id: str) -> list[EndpointRow]:
-        rows = self._named("SELECT * FROM endpoints WHERE network_id = ? ORDER BY id", network_id)
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE network_id = ? ORDER BY id", (network_id,)
+        )
         return [_endpoint_row(row) for row in rows]
 
     def endpoints_in_state(self, state: EndpointState) -> list[EndpointRow]:
-        rows = self._named("SELECT * FROM endpoints WHERE state = ? ORDER BY id", state.value)
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE state = ? ORDER BY id", (state.value,)
+        )
         return [_endpoint_row(row) for row in rows]
 
     def leased_vfs(self, pf: str) -> set[int]:
@@ -365,33 +385,41 @@ class Transaction:
     # --- everything, for status and metrics ---------------------------------
 
     def networks(self) -> list[NetworkRow]:
-        return [_network_row(row) for row in self._named("SELECT * FROM networks ORDER BY id")]
+        return [
+            _network_row(row) for row in self._conn.execute("SELECT * FROM networks ORDER BY id")
+        ]
 
     def endpoints(self) -> list[EndpointRow]:
-        rows = self._named("SELECT * FROM endpoints ORDER BY pf, vf")
+        rows = self._conn.execute("SELECT * FROM endpoints ORDER BY pf, vf")
         return [_endpoint_row(row) for row in rows]
 
     def endpoints_of_pf(self, pf: str) -> list[EndpointRow]:
-        rows = self._named("SELECT * FROM endpoints WHERE pf = ? ORDER BY vf", pf)
+        rows = self._conn.execute("SELECT * FROM endpoints WHERE pf = ? ORDER BY vf", (pf,))
         return [_endpoint_row(row) for row in rows]
 
     def pools(self) -> list[PoolRow]:
-        rows = self._conn.execute("SELECT * FROM pools ORDER BY address_space, family, first")
+        rows = self._conn.execute(
+            f"SELECT {POOL_COLUMNS} FROM pools ORDER BY address_space, family, first"
+        )
         return [_pool_row(row) for row in rows]
 
 
-def _pool_row(row: tuple) -> PoolRow:
-    (pool_id, space, family, cidr, subpool, first, last, _key, holders, cursor) = row
+# What a PoolRow is read from (the request key is only ever compared, in SQL).
+POOL_COLUMNS = "id, address_space, family, cidr, subpool, first, last, holders, cursor"
+
+
+def _pool_row(row: sqlite3.Row) -> PoolRow:
+    cursor = row["cursor"]
     return PoolRow(
-        id=pool_id,
-        address_space=space,
-        family=family,
-        cidr=cidr,
-        subpool=subpool,
-        first=decode_address(first),
-        last=decode_address(last),
-        holders=holders,
-        cursor=decode_address(cursor) if cursor is not None else None,
+        id=row["id"],
+        address_space=AddressSpace(row["address_space"]),
+        family=row["family"],
+        cidr=row["cidr"],
+        subpool=row["subpool"],
+        first=decode_address(row["first"]),
+        last=decode_address(row["last"]),
+        holders=row["holders"],
+        cursor=None if cursor is None else decode_address(cursor),
     )
 
 
@@ -471,6 +499,9 @@ class Store:
     connection's page cache is only good until another connection commits, and
     waitress hands consecutive requests to different threads, so per-thread
     connections re-read their pages from disk on almost every request.
+
+    ``connect`` opens the connection (``sqlite3.connect``'s arguments): a test
+    can hand SQLite a limit of its own, such as a file that may not grow.
     """
 
     FILENAME = "sriov.db"
@@ -484,8 +515,13 @@ class Store:
     # allocations keep touching.
     WAL_CHECKPOINT_PAGES = 100
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        connect: Callable[..., sqlite3.Connection] = sqlite3.connect,
+    ) -> None:
         self.path = Path(state_dir) / self.FILENAME
+        self._connect = connect
         self._lock = threading.RLock()
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -494,7 +530,7 @@ class Store:
             raise StoreError(f"open state store {self.path}: {exc}") from exc
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
+        conn = self._connect(
             self.path, isolation_level=None, timeout=self.LOCK_TIMEOUT_S, check_same_thread=False
         )
         try:
@@ -504,24 +540,52 @@ class Store:
             conn.execute(f"PRAGMA wal_autocheckpoint = {self.WAL_CHECKPOINT_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, self.path, SCHEMA)
+            conn.row_factory = sqlite3.Row  # rows are read by column name
         except BaseException:
             conn.close()
             raise
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
+    def transaction(self, durable: bool = True) -> Iterator[Transaction]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        A durable commit returns once the WAL is on disk (an fdatasync, about
+        0.25 ms). ``durable=False`` skips that sync for writes whose loss in an
+        operating system crash (never in a crash of this process: the page cache
+        keeps them) the plugin repairs by itself; the next durable commit syncs
+        them along with its own. Order is kept either way: a later commit never
+        survives without an earlier one.
+        """
         if not self._lock.acquire(timeout=self.LOCK_TIMEOUT_S):
             raise StoreError(
                 f"state store {self.path}: begin transaction: still busy after "
                 f"{self.LOCK_TIMEOUT_S} s"
             )
         try:
-            with self._transaction() as tx:
-                yield tx
+            if durable:
+                with self._transaction() as tx:
+                    yield tx
+            else:
+                with self._synchronous("NORMAL"), self._transaction() as tx:
+                    yield tx
         finally:
             self._lock.release()
+
+    @contextmanager
+    def _synchronous(self, level: str) -> Iterator[None]:
+        """Commit at SQLite's ``level`` (WAL: NORMAL syncs only at checkpoints), then FULL again."""
+        try:
+            self._conn.execute(f"PRAGMA synchronous = {level}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"state store {self.path}: set synchronous {level}: {exc}") from exc
+        try:
+            yield
+        finally:
+            try:
+                self._conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"state store {self.path}: set synchronous FULL: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:

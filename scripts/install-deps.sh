@@ -22,6 +22,7 @@ declare -A command_packages=(
     [etcd]=etcd-server
     [openssl]=openssl
     [python3]=python3
+    [strace]=strace
 )
 
 package_installed() {

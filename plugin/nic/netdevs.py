@@ -19,7 +19,7 @@ from plugin.nic.names import check_ifname
 class HostNetdevs:
     """Reads VF netdevs in this namespace over the given per-thread netlink sockets."""
 
-    def __init__(self, sockets: netlink.SocketPerThread):
+    def __init__(self, sockets: netlink.SocketPerThread) -> None:
         self._sockets = sockets
 
     def statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:

@@ -15,11 +15,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
+from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.nic.base import NetdevStatus
+
+if TYPE_CHECKING:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
@@ -34,7 +38,7 @@ class SocketPerThread:
     socket that failed below netlink (OSError) is closed and replaced.
     """
 
-    def __init__(self, factory: Callable[[], IPRoute] = IPRoute):
+    def __init__(self, factory: Callable[[], IPRoute] = IPRoute) -> None:
         self._factory = factory
         self._local = threading.local()
 
@@ -56,25 +60,25 @@ def strerror(err: NetlinkError) -> str:
     return os.strerror(err.code) if err.code else str(err)
 
 
-def link_index(ipr, name: str) -> int | None:
+def link_index(ipr: IPRoute, name: str) -> int | None:
     """The ifindex of ``name`` in this namespace, None if there is none."""
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
 
 
-def require_index(ipr, name: str) -> int:
+def require_index(ipr: IPRoute, name: str) -> int:
     index = link_index(ipr, name)
     if index is None:
         raise NetlinkError(errno.ENODEV, f"no link {name}")
     return index
 
 
-def get_link(ipr, name: str):
+def get_link(ipr: IPRoute, name: str) -> ifinfmsg:
     """The RTM_NEWLINK message of ``name``; NetlinkError(ENODEV) if absent."""
     return ipr.link("get", index=require_index(ipr, name))[0]
 
 
-def netdev_statuses(ipr, names: Iterable[str]) -> dict[str, NetdevStatus]:
+def netdev_statuses(ipr: IPRoute, names: Iterable[str]) -> dict[str, NetdevStatus]:
     """Each name's status from one link dump (and one address dump if any is up).
 
     ABSENT if no such link here; BUSY if up with an IPv4 or global IPv6
@@ -95,7 +99,7 @@ def netdev_statuses(ipr, names: Iterable[str]) -> dict[str, NetdevStatus]:
     return statuses
 
 
-def _indexes_with_used_address(ipr) -> set[int]:
+def _indexes_with_used_address(ipr: IPRoute) -> set[int]:
     """Links with an IPv4 or a global IPv6 address (link-local ones come with any up link)."""
     return {
         addr["index"]
@@ -105,27 +109,28 @@ def _indexes_with_used_address(ipr) -> set[int]:
     }
 
 
-def get_mtu(ipr, name: str) -> int | None:
+def get_mtu(ipr: IPRoute, name: str) -> int | None:
     """The MTU of ``name``, None if it is not in this namespace."""
-    try:
-        return get_link(ipr, name).get_attr("IFLA_MTU")
-    except NetlinkError as err:
-        if err.code == errno.ENODEV:
-            return None
-        raise
+    link = _link_if_present(ipr, name)
+    return None if link is None else link.get_attr("IFLA_MTU")
 
 
-def get_address(ipr, name: str) -> str | None:
+def get_address(ipr: IPRoute, name: str) -> str | None:
     """The MAC address of ``name``, None if it is not in this namespace."""
+    link = _link_if_present(ipr, name)
+    return None if link is None else link.get_attr("IFLA_ADDRESS")
+
+
+def _link_if_present(ipr: IPRoute, name: str) -> ifinfmsg | None:
     try:
-        return get_link(ipr, name).get_attr("IFLA_ADDRESS")
+        return get_link(ipr, name)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return None
         raise
 
 
-def master_of(ipr, name: str) -> str | None:
+def master_of(ipr: IPRoute, name: str) -> str | None:
     """The name of the bridge ``name`` is plugged into, None if none."""
     master = get_link(ipr, name).get_attr("IFLA_MASTER")
     if not master:
@@ -133,36 +138,36 @@ def master_of(ipr, name: str) -> str | None:
     return ipr.link("get", index=master)[0].get_attr("IFLA_IFNAME")
 
 
-def set_mtu(ipr, name: str, mtu: int) -> None:
+def set_mtu(ipr: IPRoute, name: str, mtu: int) -> None:
     ipr.link("set", index=require_index(ipr, name), mtu=mtu)
 
 
-def set_address(ipr, name: str, mac: str) -> None:
+def set_address(ipr: IPRoute, name: str, mac: str) -> None:
     ipr.link("set", index=require_index(ipr, name), address=mac)
 
 
-def set_up(ipr, name: str) -> None:
+def set_up(ipr: IPRoute, name: str) -> None:
     ipr.link("set", index=require_index(ipr, name), state="up")
 
 
-def set_down(ipr, name: str) -> None:
+def set_down(ipr: IPRoute, name: str) -> None:
     ipr.link("set", index=require_index(ipr, name), state="down")
 
 
-def is_up(link) -> bool:
+def is_up(link: ifinfmsg) -> bool:
     """Whether an RTM_NEWLINK message says the link is administratively up."""
     return bool(link["flags"] & IFF_UP)
 
 
-def set_master(ipr, name: str, bridge: str) -> None:
+def set_master(ipr: IPRoute, name: str, bridge: str) -> None:
     ipr.link("set", index=require_index(ipr, name), master=require_index(ipr, bridge))
 
 
-def add_veth(ipr, name: str, peer: str) -> None:
+def add_veth(ipr: IPRoute, name: str, peer: str) -> None:
     ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
 
 
-def add_bridge(ipr, name: str) -> None:
+def add_bridge(ipr: IPRoute, name: str) -> None:
     """Create bridge ``name`` (up) unless it already exists."""
     if link_index(ipr, name) is None:
         try:
@@ -173,7 +178,7 @@ def add_bridge(ipr, name: str) -> None:
     set_up(ipr, name)
 
 
-def delete_link(ipr, name: str) -> bool:
+def delete_link(ipr: IPRoute, name: str) -> bool:
     """Delete ``name`` if it exists; True if it did. Deleting one end of a veth deletes both."""
     index = link_index(ipr, name)
     if index is None:

@@ -55,7 +55,7 @@ import sys
 import time
 from pathlib import Path
 
-from pyroute2 import IPRoute
+from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import Conflict, InvalidRequest, PluginError

@@ -22,9 +22,11 @@ error worth reporting.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic.base import PfInfo, VfInfo
@@ -35,13 +37,16 @@ _VIRTFN = re.compile(r"virtfn(\d+)")
 # operstate values (RFC 2863, include/uapi/linux/if.h) that mean "no link" on their own;
 # "unknown", "dormant" and "testing" leave the answer to carrier.
 _DOWN_OPERSTATES = ("down", "lowerlayerdown", "notpresent")
-LINK_UP, LINK_DOWN, LINK_UNKNOWN = "up", "down", "unknown"
+LinkState = Literal["up", "down", "unknown"]  # what pf_link says of a PF
+LINK_UP: LinkState = "up"
+LINK_DOWN: LinkState = "down"
+LINK_UNKNOWN: LinkState = "unknown"
 
 
 class Sysfs:
     """The SR-IOV view of one sysfs root."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def pf(self, name: str) -> PfInfo:
@@ -78,20 +83,24 @@ class Sysfs:
             )
         return self.pf(names[0])
 
-    def pf_link(self, name: str) -> str:
-        """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from operstate and carrier.
+    def pf_link(self, name: str) -> LinkState:
+        """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from carrier, else operstate.
 
-        The kernel refuses to read ``carrier`` (EINVAL) while the netdev is
-        administratively down; operstate says "down" then, so it is read first.
+        Carrier comes first: the kernel updates operstate a moment after it (the
+        link watch runs deferred), so right after a PF reset operstate can still
+        say "up" for a link that is gone. The kernel refuses to read carrier
+        (EINVAL) while the netdev is administratively down; operstate answers then.
         """
         netdir = self._netdir(check_ifname(name, "pf_iface"))
+        carrier = self._read_optional(netdir / "carrier")
+        if carrier in ("1", "0"):
+            return LINK_UP if carrier == "1" else LINK_DOWN
         state = self._read_optional(netdir / "operstate")
         if state == LINK_UP:
             return LINK_UP
         if state in _DOWN_OPERSTATES:
             return LINK_DOWN
-        carrier = self._read_optional(netdir / "carrier")
-        return {"1": LINK_UP, "0": LINK_DOWN}.get(carrier or "", LINK_UNKNOWN)
+        return LINK_UNKNOWN
 
     def vfs(self, pf_name: str) -> list[VfInfo]:
         """The enabled VFs of ``pf_name`` (virtfn0..virtfn<numvfs-1>), ordered by index."""
@@ -126,20 +135,11 @@ class Sysfs:
         except OSError as err:
             raise DeviceError(f"write {n} to {path}: {err.strerror or err}") from err
 
-    def physfn(self, pci: str) -> str | None:
-        """The PCI address of the PF of device ``pci``, or None if it is not a VF."""
-        pci = check_pci_address(pci)
-        link = self._pci_dir(pci) / "physfn"
-        target = self._link_target(link)
-        return None if target is None else target.name
-
     def _pf_device(self, name: str) -> Path:
         """The PCI directory of PF ``name``, after every check that makes it a PF."""
         check_ifname(name, "pf_iface")
-        netdir = self._netdir(name)
-        if not os.path.lexists(netdir):
-            raise InvalidRequest(f"pf_iface {name} not found (no {netdir})")
-        device = self._link_target(netdir / "device")
+        netdir = self._real_netdir(name)
+        device = self._link_target(netdir / "device", in_real_dir=True)
         if device is None:
             raise InvalidRequest(
                 f"pf_iface {name} has no SR-IOV (no {netdir / 'device'}: not a PCI device)"
@@ -156,6 +156,24 @@ class Sysfs:
 
     def _netdir(self, name: str) -> Path:
         return self.root / "class" / "net" / name
+
+    def _real_netdir(self, name: str) -> Path:
+        """The netdev's own directory, which class/net/<name> links to.
+
+        class/net is a real directory and the link's target is relative, so
+        joining the two needs no walk of every component (realpath cost most of
+        describing a PF). A class/net entry that is a directory itself is
+        resolved the long way.
+        """
+        netdir = self._netdir(name)
+        try:
+            return Path(os.path.normpath(netdir.parent / os.readlink(netdir)))
+        except FileNotFoundError:
+            raise InvalidRequest(f"pf_iface {name} not found (no {netdir})") from None
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # not a symlink
+                return netdir.resolve()
+            raise DeviceError(f"read link {netdir}: {err.strerror or err}") from err
 
     def _pci_dir(self, pci: str) -> Path:
         return self.root / "bus" / "pci" / "devices" / pci

@@ -187,6 +187,21 @@ def test_bad_configuration_fails_fast_with_the_reason(plugin_env):
     assert "SRIOV_DEFAULT_POOLS='10.0.0.0/8' is not allowed" in str(raised.value)
 
 
+def activates_within(socket_path: str, seconds: float) -> bool:
+    """Whether the plugin on ``socket_path`` answers Plugin.Activate within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        client = PluginClient(socket_path)
+        try:
+            client.ok("Plugin.Activate")
+            return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            client.close()
+    return False
+
+
 def test_request_log_goes_to_stdout_and_sigterm_exits_cleanly(plugin_env):
     """Docker files a plugin's stderr lines as errors: info lines belong on stdout."""
     env = {**os.environ, **plugin_env, "PYTHONPATH": str(Path(__file__).parents[2])}
@@ -198,18 +213,11 @@ def test_request_log_goes_to_stdout_and_sigterm_exits_cleanly(plugin_env):
         text=True,
     )
     try:
-        for _ in range(100):
-            client = PluginClient(plugin_env["SRIOV_SOCKET"])
-            try:
-                client.ok("Plugin.Activate")
-                break
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                client.close()
+        answered = activates_within(plugin_env["SRIOV_SOCKET"], seconds=5)
     finally:
         proc.terminate()
     stdout, stderr = proc.communicate(timeout=10)
+    assert answered, f"no answer to Plugin.Activate within 5 s:\n{stdout}{stderr}"
     assert proc.returncode == 0
     assert "Plugin.Activate -> 200" in stdout
     assert stderr == ""

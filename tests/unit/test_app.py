@@ -118,7 +118,7 @@ def test_body_that_is_not_an_object_is_400(client):
         ("IpamDriver.ReleasePool", {}, "PoolID: required property is missing"),
     ],
 )
-def test_schema_violation_is_400_naming_the_field(client, store, method, body, field):
+def test_schema_violation_is_400_naming_the_field(client, method, body, field):
     result = post_json(client, method, body)
     assert result.status_code == 400
     assert result.json["Err"].startswith(field)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import falcon.testing
@@ -39,11 +40,11 @@ TABLES = ("pools", "addresses", "networks", "network_ports", "endpoints")
 class Plugin:
     """The app over a store and a fake NIC, plus what a test needs to look at both."""
 
-    def __init__(self, root: Path, store_class: type[Store] = Store):
+    def __init__(self, root: Path, connect: Callable[..., sqlite3.Connection] = sqlite3.connect):
         tree = {**pf("pf0", PF_PCI, 4, 4)}
         for index in range(4):
             tree.update(vf(PF_PCI, index, f"0000:3b:02.{index}", f"pf0v{index}"))
-        self.store = store_class(root / "state")
+        self.store = Store(root / "state", connect)
         self.nic = FakeNic()
         handlers = plugin_handlers()
         handlers.update(
@@ -181,18 +182,17 @@ def test_messages_do_not_repeat_the_method_docker_already_names(plugin):
         assert not message.startswith((method, short)), message
 
 
-class FullDiskStore(Store):
-    """A store whose file may not grow past its size at open: SQLite's own limit
+def connect_without_growth(*args: object, **kwargs: object) -> sqlite3.Connection:
+    """A connection whose file may not grow past its size at open: SQLite's own limit
     (max_page_count), which fails with SQLITE_FULL exactly as a full disk does."""
-
-    def _open(self) -> sqlite3.Connection:
-        conn = super()._open()
-        conn.execute("PRAGMA max_page_count = 1")  # at least the pages already there
-        return conn
+    conn = sqlite3.connect(*args, **kwargs)
+    conn.execute("PRAGMA max_page_count = 1")  # at least the pages already there
+    return conn
 
 
 def test_a_full_state_disk_is_a_store_error_that_changes_nothing(tmp_path, caplog):
-    plugin = Plugin(tmp_path, FullDiskStore)
+    Store(tmp_path / "state")  # the tables, made while the file may still grow
+    plugin = Plugin(tmp_path, connect_without_growth)
     pool = plugin.ok("IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.0.0.0/16"})
     body = json.dumps({"PoolID": pool["PoolID"]}).encode()
     with caplog.at_level(logging.INFO, logger="sriov"):

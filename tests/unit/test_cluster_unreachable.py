@@ -33,7 +33,8 @@ def test_cluster_request_fails_naming_every_endpoint(ipam, endpoints):
     with pytest.raises(ClusterUnavailable) as raised:
         ipam.request_pool("local", "10.5.0.0/24", "", {"cluster": "true"}, False)
     message = raised.value.message
-    assert "etcd cluster store unreachable, no endpoint answered" in message
+    # Docker prefixes the method: the message starts with what went wrong
+    assert message.startswith("etcd cluster store unreachable, no endpoint answered (")
     for url in endpoints:
         assert url in message
     assert "nothing was allocated or released" in message
@@ -58,7 +59,6 @@ def test_local_pools_work_without_etcd(ipam):
 def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store):
     """Then a container's --ip carries its MAC and an --aux-address does not."""
     assert ipam.capabilities() == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
-    assert IpamService(store, ())._store is store
     assert IpamService(store, ()).capabilities()["RequiresMACAddress"] is False
 
 

@@ -540,3 +540,27 @@ def test_shared_pool_keeps_its_gateway_until_the_last_network_releases_it(tmp_pa
     ipam.release_address(first.pool_id, "10.5.0.1")  # the last one goes
     ipam.release_pool(first.pool_id)
     assert ipam.request_pool("local", "10.5.0.0/16", "", None, False)  # nothing left behind
+
+
+def test_pools_are_read_by_column_name_not_by_position(tmp_path):
+    """A pools table whose columns stand in another order (a rebuilt table, a column added
+    later) still gives every field its own value."""
+    tmp_path.mkdir(exist_ok=True)
+    with closing(sqlite3.connect(tmp_path / Store.FILENAME)) as conn:
+        conn.execute(
+            "CREATE TABLE pools (cursor BLOB, holders INTEGER NOT NULL, last BLOB NOT NULL, "
+            "first BLOB NOT NULL, request_key TEXT NOT NULL UNIQUE, subpool TEXT NOT NULL, "
+            "cidr TEXT NOT NULL, family INTEGER NOT NULL, address_space TEXT NOT NULL, "
+            "id TEXT PRIMARY KEY)"
+        )
+    store = Store(tmp_path)
+    ipam = IpamService(store, ())
+    pool_id = ipam.request_pool("global", "10.6.0.0/24", "10.6.0.128/25", None, False).pool_id
+    assert ipam.request_address(pool_id, "", None) == "10.6.0.128/24"
+    assert ipam.request_address(pool_id, "", None) == "10.6.0.129/24"
+    with store.transaction() as tx:
+        [pool] = tx.pools()
+    assert (pool.id, pool.address_space, pool.family) == (pool_id, "global", 4)
+    assert (pool.cidr, pool.subpool, pool.holders) == ("10.6.0.0/24", "10.6.0.128/25", 1)
+    assert (pool.first, pool.last) == (int(ipaddress.ip_address("10.6.0.0")), 0x0A0600FF)
+    assert pool.cursor == int(ipaddress.ip_address("10.6.0.130"))

@@ -601,6 +601,7 @@ def test_endpoint_info_reports_the_pf_link_as_it_is_now(make, tmp_path):
     svc.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
     svc.create_endpoint(net_id(1), ep_id(1))
     assert svc.endpoint_info(ep_id(1)).pf_link == "up"
+    (tmp_path / "sys/class/net/pf0/carrier").write_text("0\n")
     (tmp_path / "sys/class/net/pf0/operstate").write_text("down\n")
     assert svc.endpoint_info(ep_id(1)).pf_link == "down"
 
@@ -668,27 +669,30 @@ def test_an_admin_mac_cleared_by_the_undo_of_a_failed_endpoint_is_not_taken_for_
 
 
 class ResettingSysfs(Sysfs):
-    """Enabling VFs resets the PF, as igb does: its link goes down and returns later."""
+    """Enabling VFs resets the PF, as igb does: its carrier drops and returns later.
+
+    operstate still says "up" for a moment (the kernel's link watch lags the carrier).
+    """
 
     def set_numvfs(self, pf_name: str, n: int) -> None:
         super().set_numvfs(pf_name, n)
-        (self.root / f"class/net/{pf_name}/operstate").write_text("down\n")
+        (self.root / f"class/net/{pf_name}/carrier").write_text("0\n")
 
 
 def test_create_network_waits_for_the_link_that_enabling_vfs_took_down(tmp_path):
     sysfs = ResettingSysfs(build(tmp_path / "sys", nic_tree(vfs0=2, numvfs0=0)))
-    operstate = sysfs.root / "class/net/pf0/operstate"
+    carrier = sysfs.root / "class/net/pf0/carrier"
     naps = []
 
     def sleep(seconds):  # the link returns after the third wait
         naps.append(seconds)
         if len(naps) == 3:
-            operstate.write_text("up\n")
+            carrier.write_text("1\n")
 
     svc = NetworkService(Store(tmp_path / "state"), sysfs, FakeNic(), sleep=sleep)
     svc.create_network(net_id(1), options(pf_iface="pf0", max_tx_rate=100), GATEWAY)
     assert len(naps) == 3
-    assert operstate.read_text() == "up\n"
+    assert carrier.read_text() == "1\n"
 
 
 def test_create_network_stops_waiting_for_a_link_that_does_not_return(tmp_path, caplog):

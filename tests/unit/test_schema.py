@@ -411,8 +411,9 @@ def validator():
     return RequestValidator()
 
 
-def test_every_protocol_method_has_a_schema(validator):
-    assert validator.methods() == PROTOCOL_METHODS
+def test_every_protocol_method_has_a_schema():
+    _, schemas = load_schemas()
+    assert set(schemas) == PROTOCOL_METHODS
 
 
 @pytest.mark.parametrize(("method", "body"), DOCKER_SAMPLES)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,50 @@ def test_an_sqlite_error_inside_a_transaction_is_a_store_error_naming_the_file(s
     with store.transaction() as tx:  # rolled back whole, and the store is usable
         assert tx.network("second") is None
         assert tx.network_using_port("pf0", 5) == "first"
+
+
+SYNCS_PER_COMMIT = """
+import os, sys
+from plugin.store import Store
+
+store = Store(sys.argv[1])
+for durable in sys.argv[2:]:
+    with store.transaction(durable=durable == "durable") as tx:
+        tx.remember_admin_mac_cleared(f"0000:00:00.{os.urandom(2).hex()}")
+    os.write(1, b"MARK\\n")  # a syscall strace shows between the commits
+"""
+
+
+def syncs_between_commits(tmp_path, *kinds: str) -> list[int]:
+    """fdatasync/fsync calls per commit of ``kinds``, counted by strace in a fresh process."""
+    proc = subprocess.run(
+        ["strace", "-f", "-e", "trace=fsync,fdatasync,write", "-o", str(tmp_path / "trace"),
+         sys.executable, "-c", SYNCS_PER_COMMIT, str(tmp_path / "state"), "durable", *kinds],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=True,
+    )  # fmt: skip
+    assert proc.stdout.count("MARK") == 1 + len(kinds)
+    counts, syncs = [], 0
+    for line in (tmp_path / "trace").read_text().splitlines():
+        if "sync(" in line:
+            syncs += 1
+        elif 'write(1, "MARK' in line:
+            counts.append(syncs)
+            syncs = 0
+    return counts[1:]  # the first commit also creates the WAL
+
+
+def test_a_durable_commit_syncs_the_wal_and_a_lighter_one_waits_for_the_next(tmp_path):
+    durable, light, durable_after = syncs_between_commits(
+        tmp_path, "durable", "light", "durable"
+    )
+    assert durable >= 1
+    assert light == 0
+    assert durable_after == durable
+
+
+def test_a_lighter_commit_is_still_a_commit(store):
+    with store.transaction(durable=False) as tx:
+        tx.remember_admin_mac_cleared("0000:3b:02.1")
+    reopened = Store(store.path.parent)
+    with reopened.transaction() as tx:
+        assert tx.vfs_without_admin_mac() == {"0000:3b:02.1"}

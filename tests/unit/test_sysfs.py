@@ -110,24 +110,18 @@ def test_invalid_pf_name_never_reaches_a_path(sysfs):
         sysfs(two_vfs()).pf("../../etc")
 
 
-def test_physfn_tells_vf_from_non_vf(sysfs):
-    s = sysfs(two_vfs())
-    assert s.physfn("0000:3b:02.1") == PF_PCI
-    assert s.physfn(PF_PCI) is None
-
-
-def test_broken_physfn_link_is_an_error_not_a_non_vf(sysfs, tmp_path):
+@pytest.mark.parametrize(
+    ("physfn", "error"),
+    [
+        (Link("../0000:3b:09.0"), r"physfn: it points to \.\./0000:3b:09.0"),
+        ("oops", r"read link .*physfn: Invalid argument"),  # a file, not a link
+    ],
+)
+def test_broken_physfn_is_an_error_not_a_non_vf(sysfs, physfn, error):
     tree = two_vfs()
-    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = Link("../0000:3b:09.0")
-    with pytest.raises(DeviceError, match=r"physfn: it points to \.\./0000:3b:09.0"):
-        sysfs(tree).physfn("0000:3b:02.1")
-
-
-def test_physfn_that_is_not_a_link_is_an_error(sysfs):
-    tree = two_vfs()
-    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = "oops"
-    with pytest.raises(DeviceError, match=r"read link .*physfn: Invalid argument"):
-        sysfs(tree).physfn("0000:3b:02.1")
+    tree[f"{PCI_ROOT}/0000:3b:02.1/physfn"] = physfn
+    with pytest.raises(DeviceError, match=error):
+        sysfs(tree).pf("enp1s0f0v1")
 
 
 def test_dangling_virtfn_link_is_reported(sysfs):
@@ -247,9 +241,12 @@ def test_pf_by_pci_of_a_vf_names_its_pf(sysfs):
         ("unknown", "0", "down"),
         ("dormant", None, "unknown"),
         (None, None, "unknown"),
+        ("up", "0", "down"),  # just after a PF reset: operstate lags the carrier
+        ("down", "1", "up"),  # and the other way round, as the link returns
+        ("up", None, "up"),  # no carrier file: operstate alone
     ],
 )
-def test_pf_link_from_operstate_then_carrier(sysfs, operstate, carrier, link):
+def test_pf_link_from_carrier_then_operstate(sysfs, operstate, carrier, link):
     tree = pf("p0", PF_PCI, 4, 0, link=None)
     netdir = f"{PCI_ROOT}/{PF_PCI}/net/p0"
     if operstate:
@@ -270,3 +267,20 @@ def test_pf_link_when_the_kernel_refuses_carrier(sysfs):
 def test_pf_link_checks_the_name(sysfs):
     with pytest.raises(InvalidRequest, match="not a valid interface name"):
         sysfs(two_vfs()).pf_link("../x")
+
+
+def test_a_pf_whose_class_net_entry_is_a_directory_is_still_found(sysfs, tmp_path):
+    """class/net/<pf> is a link on every kernel we know; a real directory is read the long way."""
+    tree = two_vfs()
+    del tree["class/net/enp1s0f0"]
+    tree["class/net/enp1s0f0/device"] = Link(f"../../../{PCI_ROOT}/{PF_PCI}")
+    tree["class/net/enp1s0f0/mtu"] = "9000\n"
+    s = sysfs(tree)
+    assert s.pf("enp1s0f0").pci == PF_PCI
+    assert [v.index for v in s.vfs("enp1s0f0")] == [0, 1]
+
+
+def test_a_pf_reached_through_a_root_that_is_itself_a_link(tmp_path):
+    build(tmp_path / "real", two_vfs())
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    assert Sysfs(tmp_path / "alias").pf("enp1s0f0").numvfs == 2

@@ -1,0 +1,43 @@
+"""The NIC layer loads pyroute2's IPRoute without the package's catalogue of netlink families."""
+
+import subprocess
+import sys
+
+from tests.support import REPO_ROOT
+
+
+def run_python(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    )
+    return proc.stdout.strip()
+
+
+def test_the_kernel_backend_loads_no_netlink_family_it_does_not_use():
+    loaded = run_python(
+        "import sys, plugin.nic.kernel, plugin.nic.sim\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', 'pyroute2.ipdb',"
+        " 'pyroute2.nftables', 'pyroute2.wiset', 'pyroute2.netlink.nl80211'))))"
+    )
+    assert loaded == "[]"
+
+
+def test_the_package_catalogue_still_loads_for_code_that_asks_for_it():
+    answer = run_python(
+        "import plugin.nic.kernel\n"
+        "from pyroute2.iproute.linux import IPRoute as lean\n"
+        "from pyroute2 import IPRoute, NDB, NetlinkError\n"
+        "from pyroute2.netlink.exceptions import NetlinkError as direct\n"
+        "print(IPRoute is lean, NetlinkError is direct, NDB.__name__)"
+    )
+    assert answer == "True True NDB"
+
+
+def test_a_submodule_named_on_the_package_loads_alone():
+    answer = run_python(
+        "import sys, plugin.nic\n"
+        "import pyroute2\n"
+        "config = pyroute2.config\n"
+        "print(config.__name__, 'pyroute2.ndb.main' in sys.modules)"
+    )
+    assert answer == "pyroute2.config False"
