@@ -20,8 +20,8 @@ from plugin.nic.base import (
     QOS_RANGE,
     RATE_RANGE,
     VLAN_RANGE,
-    LinkState,
     Range,
+    VfLinkState,
     VfSettings,
     VlanProto,
     is_multicast,
@@ -56,7 +56,7 @@ ENDPOINT_OPTIONS = ("vf",)
 VF_INDEX_MAX = 65535  # TotalVFs is a 16-bit field in the SR-IOV capability
 
 PROTOS = {proto.lower(): proto for proto in VlanProto}  # any case
-LINK_STATES = {state.value: state for state in LinkState}
+LINK_STATES = {state.value: state for state in VfLinkState}
 SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False}
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -66,7 +66,7 @@ RANGE_MARK = "#"  # pf_iface=ens1f0#0-3, the SR-IOV network device plugin's spel
 MAC_PREFIX_OCTETS = (1, 5)
 
 VfSpans = tuple[tuple[int, int], ...]  # sorted, disjoint (first, last) index pairs
-E = TypeVar("E", VlanProto, LinkState)
+E = TypeVar("E", VlanProto, VfLinkState)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class VlanProto(enum.StrEnum):
     DOT1AD = "802.1ad"
 
 
-class LinkState(enum.StrEnum):
+class VfLinkState(enum.StrEnum):
     """A VF's administrative link state; the order is the kernel's (IFLA_VF_LINK_STATE_*)."""
 
     AUTO = "auto"
@@ -131,7 +131,7 @@ class VfSettings:
     proto: VlanProto | None = None
     spoofchk: bool | None = None
     trust: bool | None = None
-    link_state: LinkState | None = None
+    link_state: VfLinkState | None = None
     min_tx_rate: int | None = None  # Mbit/s
     max_tx_rate: int | None = None  # Mbit/s
     mtu: int | None = None
@@ -148,7 +148,7 @@ class VfSettings:
         if self.proto is not None:
             object.__setattr__(self, "proto", _member(VlanProto, "vlan proto", self.proto))
         if self.link_state is not None:
-            state = _member(LinkState, "link_state", self.link_state)
+            state = _member(VfLinkState, "link_state", self.link_state)
             object.__setattr__(self, "link_state", state)
         for name in ("spoofchk", "trust"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):

@@ -22,9 +22,9 @@ from plugin.nic import netlink
 from plugin.nic.base import (
     MTU_RANGE,
     NO_ADMIN_MAC,
-    LinkState,
     NetdevStatus,
     VfInfo,
+    VfLinkState,
     VfRefused,
     VfSettings,
     VlanProto,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 RTEXT_FILTER_VF = 1
 ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q, ETH_P_8021AD
 PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
-LINK_STATES = tuple(LinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
+LINK_STATES = tuple(VfLinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
 VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
 

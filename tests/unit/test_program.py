@@ -4,7 +4,7 @@ import pytest
 from fake_nic import FACTORY, FakeNic
 
 from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import LinkState, VfInfo, VfSettings, VlanProto
+from plugin.nic.base import VfInfo, VfLinkState, VfSettings, VlanProto
 from plugin.nic.program import program_vf, restore_vf
 
 VF = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
@@ -175,7 +175,7 @@ def test_settings_no_device_could_take_cannot_be_built(fields, message):
 def test_settings_normalize_the_mac_and_name_protocol_and_link_state_by_value():
     settings = VfSettings(mac="02:AA:bb:cc:dd:ee", proto="802.1ad", link_state="enable")
     assert settings == VfSettings(
-        mac="02:aa:bb:cc:dd:ee", proto=VlanProto.DOT1AD, link_state=LinkState.ENABLE
+        mac="02:aa:bb:cc:dd:ee", proto=VlanProto.DOT1AD, link_state=VfLinkState.ENABLE
     )
 
 
