@@ -1,15 +1,24 @@
 """Protocol methods to service calls: request fields in, reply fields out.
 
 Each handler takes the (already schema-checked) request body and returns the
-reply body. The shapes are Docker's (libnetwork docs/remote.md and docs/ipam.md).
+reply body. The shapes are Docker's (libnetwork docs/remote.md and docs/ipam.md);
+the handlers turn them into the services' values (options, MACs, addresses) and
+the services' results (a pool, EndpointCreated, JoinInfo) into replies.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from plugin.ipam import IpamService
-from plugin.network import NetworkService
+from plugin.options import parse_endpoint_options, parse_network_options
+
+if TYPE_CHECKING:
+    from plugin.cluster import EtcdEndpoints
+    from plugin.ipam import IpamService
+    from plugin.network import JoinInfo, NetworkService
 
 Handler = Callable[[dict], dict]
 
@@ -59,7 +68,7 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
     }
 
 
-def cluster_handlers(etcd) -> dict[str, Handler]:
+def cluster_handlers(etcd: EtcdEndpoints) -> dict[str, Handler]:
     """The operator's route on the plugin socket (a managed plugin has no exec)."""
     from plugin.cluster import release_node
 
@@ -89,9 +98,9 @@ def network_handlers(
         """{NetworkID, Options, IPv4Data, IPv6Data} -> {}"""
         network.create_network(
             body["NetworkID"],
-            body.get("Options"),
-            body.get("IPv4Data") or [],
-            body.get("IPv6Data") or [],
+            parse_network_options(body.get("Options")),
+            gateway=_gateway(body.get("IPv4Data")),
+            gateway6=_gateway(body.get("IPv6Data")),
         )
         return {}
 
@@ -101,11 +110,24 @@ def network_handlers(
         return {}
 
     def create_endpoint(body: dict) -> dict:
-        """{NetworkID, EndpointID, Interface, Options} -> {Interface: {MacAddress}} or {}"""
+        """{NetworkID, EndpointID, Interface, Options} -> {Interface: {MacAddress}} or {}
+
+        Docker takes back only what it did not give: no MacAddress when it sent one.
+        """
+        interface = body.get("Interface") or {}
+        wanted = parse_endpoint_options(body.get("Options"))
         before_endpoint(body["NetworkID"])
-        return network.create_endpoint(
-            body["NetworkID"], body["EndpointID"], body.get("Interface"), body.get("Options")
+        created = network.create_endpoint(
+            body["NetworkID"],
+            body["EndpointID"],
+            mac=interface.get("MacAddress") or None,
+            address=interface.get("Address") or None,
+            address6=interface.get("AddressIPv6") or None,
+            wanted=wanted,
         )
+        if interface.get("MacAddress"):
+            return {}
+        return {"Interface": {"MacAddress": created.mac}}
 
     def delete_endpoint(body: dict) -> dict:
         """{NetworkID, EndpointID} -> {}"""
@@ -114,17 +136,22 @@ def network_handlers(
 
     def endpoint_info(body: dict) -> dict:
         """{NetworkID, EndpointID} -> {Value: {pf, vf, pci, netdev, vlan, mac, pf_link}}"""
-        return {"Value": network.endpoint_info(body["EndpointID"])}
+        return {"Value": dataclasses.asdict(network.endpoint_info(body["EndpointID"]))}
 
     def join(body: dict) -> dict:
         """{NetworkID, EndpointID, SandboxKey, Options} -> {InterfaceName, Gateway, ...}"""
-        return network.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
+        joined = network.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
+        return _join_reply(joined)
 
     def nothing_to_do(body: dict) -> dict:
         return {}
 
     return {
-        "NetworkDriver.GetCapabilities": lambda body: network.capabilities(),
+        # A VF belongs to one host; the network it reaches spans hosts.
+        "NetworkDriver.GetCapabilities": lambda body: {
+            "Scope": "local",
+            "ConnectivityScope": "global",
+        },
         "NetworkDriver.CreateNetwork": create_network,
         "NetworkDriver.DeleteNetwork": delete_network,
         "NetworkDriver.CreateEndpoint": create_endpoint,
@@ -142,3 +169,26 @@ def network_handlers(
         "NetworkDriver.ProgramExternalConnectivity": nothing_to_do,
         "NetworkDriver.RevokeExternalConnectivity": nothing_to_do,
     }
+
+
+def _gateway(data: list[dict] | None) -> str | None:
+    """The first pool's gateway as a plain IP (Docker sends it as CIDR)."""
+    for entry in data or []:
+        gateway = entry.get("Gateway") or ""
+        if gateway:
+            return str(ipaddress.ip_interface(gateway).ip)
+    return None
+
+
+def _join_reply(joined: JoinInfo) -> dict:
+    """Docker moves SrcName into the container as eth<N>; it must not add its own gateway."""
+    reply: dict = {
+        "InterfaceName": {"SrcName": joined.netdev, "DstPrefix": "eth"},
+        "DisableGatewayService": True,
+        "StaticRoutes": [],
+    }
+    if joined.gateway:
+        reply["Gateway"] = joined.gateway
+    if joined.gateway6:
+        reply["GatewayIPv6"] = joined.gateway6
+    return reply

@@ -10,33 +10,37 @@ start (``recover``) instead of leaving a VF in a state nobody remembers.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, NicBackend, PfInfo, VfInfo, VfSettings
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import LINK_DOWN, LINK_UP, Sysfs
+from plugin.nic.sysfs import LINK_DOWN, LINK_UP
+from plugin.nic.sysfs import LinkState as PfLinkState
 from plugin.options import (
+    ANY_VF,
     EndpointOptions,
     PfChoice,
+    VfSpans,
     format_vf_spans,
     in_vf_spans,
-    parse_endpoint_options,
-    parse_network_options,
 )
-from plugin.store import EndpointRow, NetworkRow, Store, Transaction
+from plugin.store import EndpointRow, EndpointState, NetworkPf, NetworkRow
+
+if TYPE_CHECKING:
+    from plugin.nic.base import NicBackend
+    from plugin.nic.sysfs import Sysfs
+    from plugin.options import NetworkOptions
+    from plugin.store import Store, Transaction
 
 log = logging.getLogger("sriov")
 
 VFIO_DRIVER = "vfio-pci"
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 PF_LINK_WAIT_S = 10  # for a PF's link to return after enabling its VFs reset it
 MAC_TRIES = 16  # generated MACs tried before giving up on finding one unused in the network
 
@@ -49,13 +53,10 @@ def random_mac() -> str:
 
 
 def check_mac(value: str) -> str:
-    mac = value.strip().lower()
-    if not _MAC.match(mac):
-        raise InvalidRequest(f"MAC address {value!r} is not of the form 02:42:ac:11:00:02")
-    if int(mac[:2], 16) & 0x01:
-        raise InvalidRequest(f"MAC address {value} is a multicast address; a VF needs unicast")
-    if mac == "00:00:00:00:00:00":
-        raise InvalidRequest("MAC address 00:00:00:00:00:00 cannot be a VF's address")
+    """An endpoint's MAC: one a VF can be given, and not the "no admin MAC" address."""
+    mac = vf_mac(value, "MAC address")
+    if mac == NO_ADMIN_MAC:
+        raise InvalidRequest(f"MAC address {NO_ADMIN_MAC} cannot be a VF's address")
     return mac
 
 
@@ -67,12 +68,76 @@ def with_prefix(prefix: str | None, mac: str) -> str:
 
 
 @dataclass(frozen=True)
+class EndpointCreated:
+    """What CreateEndpoint gave the endpoint: its admin MAC (Docker's, or one we made)."""
+
+    mac: str
+
+
+@dataclass(frozen=True)
+class JoinInfo:
+    """What Join tells Docker: the VF netdev to move into the container, and the gateways."""
+
+    netdev: str
+    gateway: str | None
+    gateway6: str | None
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """Where an endpoint's VF is and what it was given (EndpointOperInfo, for inspect)."""
+
+    pf: str
+    vf: int
+    pci: str
+    netdev: str
+    vlan: int
+    mac: str
+    pf_link: PfLinkState
+
+
+@dataclass(frozen=True)
+class NewEndpoint:
+    """An endpoint being created: what it asks of a VF, and what its lease records."""
+
+    id: str
+    network_id: str
+    desired: VfSettings  # the network's settings with the endpoint's MAC
+    address: str | None
+    address6: str | None
+
+    def lease_row(self, vf: VfInfo, snapshot: VfSettings) -> EndpointRow:
+        """The lease of ``vf``, with the snapshot's values of the fields to be changed."""
+        return EndpointRow(
+            id=self.id,
+            network_id=self.network_id,
+            pf=vf.pf,
+            vf=vf.index,
+            pci=vf.pci,
+            netdev=vf.netdev or "",
+            mac=self.desired.mac,
+            address=self.address,
+            address6=self.address6,
+            original=snapshot.keep(self.desired.given()),
+            state=EndpointState.PROGRAMMING,
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A VF leased to an endpoint, and its settings read just before the lease was written."""
+
+    vf: VfInfo
+    snapshot: VfSettings
+
+
+@dataclass(frozen=True)
 class PfSlice:
     """What one PF of a network offers an endpoint right now: its VFs in range, and link."""
 
     name: str
-    vfs: tuple | list | None  # the network's VF spans on this PF (None: every VF)
-    link: str  # LINK_UP, LINK_DOWN or LINK_UNKNOWN
+    vfs: VfSpans | None  # the network's VF spans on this PF (None: every VF)
+    link: PfLinkState
     enabled: list[VfInfo]  # enabled VFs within the spans
     leased: frozenset[int]  # VF indexes of this PF leased by any network
     free: list[VfInfo]
@@ -114,7 +179,7 @@ class NetworkService:
         events: VfEvents | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ):
+    ) -> None:
         self._store = store
         self._sysfs = sysfs
         self._backend = backend
@@ -123,58 +188,59 @@ class NetworkService:
         self._clock = clock
         self._sleep = sleep
 
-    @staticmethod
-    def capabilities() -> dict:
-        return {"Scope": "local", "ConnectivityScope": "global"}
-
     # --- networks --------------------------------------------------------
 
     def create_network(
-        self, network_id: str, options: dict | None, ipv4: list[dict], ipv6: list[dict]
+        self,
+        network_id: str,
+        opts: NetworkOptions,
+        gateway: str | None = None,
+        gateway6: str | None = None,
     ) -> None:
         """Check everything, record the network, then enable VFs on PFs that have none.
 
         PFs are recorded by PCI address, which survives renames; the rule "one
         network per PF and VLAN" is kept on that address too, so naming a PF
-        once by name and once by address cannot get around it.
+        once by name and once by address cannot get around it. An internal
+        network has no gateway.
         """
-        opts = parse_network_options(options)
         pfs = [self._resolve_pf(choice) for choice in opts.pfs]
         _check_same_pf_once(opts.pfs, pfs)
         for choice, pf in zip(opts.pfs, pfs, strict=True):
             _check_spans_fit(choice, pf)
-        mtu = opts.mtu
+        mtu = opts.vf.mtu
         smallest = min(pfs, key=lambda pf: pf.mtu)
         if mtu is not None and mtu > smallest.mtu:
             raise InvalidRequest(
                 f"mtu {mtu} is above the MTU {smallest.mtu} of PF {smallest.name}; "
                 f"use at most {smallest.mtu} or raise the PF's MTU first"
             )
-        stored_pfs = [
-            {"pci": pf.pci, "name": pf.name, "vfs": choice.vfs}
-            for choice, pf in zip(opts.pfs, pfs, strict=True)
-        ]
-        settings = dataclasses.asdict(opts) | {"mtu": mtu or smallest.mtu, "pfs": stored_pfs}
         row = NetworkRow(
             id=network_id,
-            options=settings,
-            gateway=None if opts.internal else _gateway(ipv4),
-            gateway6=None if opts.internal else _gateway(ipv6),
+            options=dataclasses.replace(
+                opts, vf=dataclasses.replace(opts.vf, mtu=mtu or smallest.mtu)
+            ),
+            pfs=tuple(
+                NetworkPf(pci=pf.pci, name=pf.name, vfs=choice.vfs)
+                for choice, pf in zip(opts.pfs, pfs, strict=True)
+            ),
+            gateway=None if opts.internal else gateway,
+            gateway6=None if opts.internal else gateway6,
         )
         with self._store.transaction() as tx:
             if tx.network(network_id) is not None:
                 return  # the same request again
             for pf in pfs:
                 # Networks recorded before PFs were keyed by PCI address hold the name.
-                holder = tx.network_using_port(pf.pci, opts.vlan) or tx.network_using_port(
-                    pf.name, opts.vlan
+                holder = tx.network_using_port(pf.pci, opts.vf.vlan) or tx.network_using_port(
+                    pf.name, opts.vf.vlan
                 )
                 if holder is not None:
                     raise Conflict(
-                        f"PF {pf.name} VLAN {opts.vlan} is already used by network "
+                        f"PF {pf.name} VLAN {opts.vf.vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
-            tx.insert_network(row, tuple(pf.pci for pf in pfs), opts.vlan)
+            tx.insert_network(row)
         to_enable = [pf for pf in pfs if pf.numvfs == 0]
         had_link = [pf.name for pf in to_enable if self._sysfs.pf_link(pf.name) == LINK_UP]
         try:
@@ -241,94 +307,99 @@ class NetworkService:
     # --- endpoints -------------------------------------------------------
 
     def create_endpoint(
-        self, network_id: str, endpoint_id: str, interface: dict | None, options: dict | None
-    ) -> dict:
-        """Lease a VF, program it, and answer the Interface fields Docker did not give.
+        self,
+        network_id: str,
+        endpoint_id: str,
+        mac: str | None = None,
+        address: str | None = None,
+        address6: str | None = None,
+        wanted: EndpointOptions = ANY_VF,
+    ) -> EndpointCreated:
+        """Lease a VF, program it with the network's settings and ``mac`` (or a new MAC).
 
         No netlink call runs while a store transaction is open (other requests
         wait on it): the free VFs and each candidate's snapshot are read before
         the lease is written, and the unique (PF, VF) key settles a race between
         two requests that picked the same VF.
         """
-        interface = interface or {}
-        given_mac = interface.get("MacAddress") or ""
-        mac = check_mac(given_mac) if given_mac else ""
-        wanted = parse_endpoint_options(options)
+        mac = check_mac(mac) if mac else None
         with self._store.transaction() as tx:
             network = _known_network(tx, network_id)
             held = tx.endpoint(endpoint_id)
             if held is not None:
-                return self._repeated_create(held, given_mac)
+                return _created_before(held)
             cleared = tx.vfs_without_admin_mac()
             macs_held = {ep.mac for ep in tx.endpoints_of_network(network_id)}
         slices = self._pf_slices(network)
         candidates = self._candidates(network, slices, wanted)
-        mac = mac or self._generated_mac(network, macs_held)
-        desired = _desired_settings(network, mac)
+        desired = network.options.vf_settings(mac or self._generated_mac(network, macs_held))
+        new = NewEndpoint(endpoint_id, network_id, desired, address, address6)
+        lease = self._lease_vf(new, candidates, cleared)
+        if isinstance(lease, EndpointRow):  # the same request, answered while we chose
+            return _created_before(lease)
+        if lease is None:
+            report = "; ".join(pf.report() for pf in self._pf_slices(network))
+            raise Conflict(f"no free VF on {report}")
+        chosen = next(pf for pf in slices if pf.name == lease.vf.pf)
+        if not chosen.has_link:
+            _warn_no_link(network_id, lease.vf, slices)
+        original = self._program(new, lease)
+        self._mark_ready(new, lease, original, chosen.link)
+        return EndpointCreated(mac=desired.mac)
+
+    def _lease_vf(
+        self, new: NewEndpoint, candidates: list[VfInfo], cleared: set[str]
+    ) -> Lease | EndpointRow | None:
+        """Lease the first candidate no other request took, its original settings recorded.
+
+        Returns the endpoint's row instead if the same request leased a VF
+        meanwhile, and None if every candidate was taken.
+        """
         for vf in candidates:
             snapshot = self._snapshot(vf, vf.pci in cleared)
             with self._store.transaction() as tx:
-                held = tx.endpoint(endpoint_id)
+                held = tx.endpoint(new.id)
                 if held is not None:
-                    return self._repeated_create(held, given_mac)
+                    return held
                 if vf.index in tx.leased_vfs(vf.pf):
                     continue  # a concurrent request leased it since we looked
-                tx.insert_endpoint(
-                    EndpointRow(
-                        id=endpoint_id,
-                        network_id=network_id,
-                        pf=vf.pf,
-                        vf=vf.index,
-                        pci=vf.pci,
-                        netdev=vf.netdev or "",
-                        mac=mac,
-                        address=interface.get("Address") or "",
-                        address6=interface.get("AddressIPv6") or "",
-                        original=_changed_fields(snapshot, desired),
-                        state="programming",
-                    )
-                )
+                tx.insert_endpoint(new.lease_row(vf, snapshot))
                 tx.forget_admin_mac_cleared(vf.pci)
-            break
-        else:
-            report = "; ".join(pf.report() for pf in self._pf_slices(network))
-            raise Conflict(f"no free VF on {report}")
-        chosen = next(pf for pf in slices if pf.name == vf.pf)
-        if not chosen.has_link:
-            log.warning(
-                "network %s: leased VF %d of %s although that PF has no link (%s); it passes "
-                "no traffic until the link comes up (require_pf_link=on refuses instead)",
-                network_id[:12],
-                vf.index,
-                vf.pf,
-                "; ".join(pf.report() for pf in slices),
-            )
+            return Lease(vf, snapshot)
+        return None
+
+    def _program(self, new: NewEndpoint, lease: Lease) -> VfSettings:
+        """Program the leased VF; on failure drop the lease (program_vf undid its changes)."""
         try:
-            original = program_vf(self._backend, vf, desired, snapshot)
+            return program_vf(self._backend, lease.vf, new.desired, lease.snapshot)
         except DeviceError:
             if self._events:
-                self._events.program_failed(vf.pf)
+                self._events.program_failed(lease.vf.pf)
             with self._store.transaction() as tx:
-                tx.delete_endpoint(endpoint_id)
-                if snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
-                    tx.remember_admin_mac_cleared(vf.pci)
+                tx.delete_endpoint(new.id)
+                if lease.snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
+                    tx.remember_admin_mac_cleared(lease.vf.pci)
             raise
+
+    def _mark_ready(
+        self, new: NewEndpoint, lease: Lease, original: VfSettings, pf_link: PfLinkState
+    ) -> None:
+        """Keep the originals of exactly what programming changed, and hand the lease out."""
         # Not synced: only an OS crash can lose it, and that reboot resets the VF;
         # at start the lease, still "programming", is undone (recover).
         with self._store.transaction(durable=False) as tx:
-            tx.finish_endpoint(endpoint_id, _settings_dict(original))
+            tx.finish_endpoint(new.id, original)
         log.info(
             "endpoint %s leased VF %d of %s (%s, %s) mac %s vlan %d, PF link %s",
-            endpoint_id[:12],
-            vf.index,
-            vf.pf,
-            vf.pci,
-            vf.netdev,
-            mac,
-            desired.vlan,
-            chosen.link,
+            new.id[:12],
+            lease.vf.index,
+            lease.vf.pf,
+            lease.vf.pci,
+            lease.vf.netdev,
+            new.desired.mac,
+            new.desired.vlan,
+            pf_link,
         )
-        return {} if given_mac else {"Interface": {"MacAddress": mac}}
 
     def _snapshot(self, vf: VfInfo, admin_mac_cleared: bool) -> VfSettings:
         """The VF's settings before we change them.
@@ -347,19 +418,13 @@ class NetworkService:
             return dataclasses.replace(snapshot, mac=NO_ADMIN_MAC)
         return snapshot
 
-    @staticmethod
-    def _repeated_create(held: EndpointRow, given_mac: str) -> dict:
-        if held.state != "ready":
-            raise Conflict(f"endpoint {held.id[:12]} is being created already")
-        return {} if given_mac else {"Interface": {"MacAddress": held.mac}}
-
     def _generated_mac(self, network: NetworkRow, held: set[str]) -> str:
         """A new admin MAC, under the network's mac_prefix, that no endpoint of it holds.
 
         With a long prefix few bits are random (5 octets leave 256 addresses), so
         a repeat within the network is likely enough to check for.
         """
-        prefix = network.options.get("mac_prefix")
+        prefix = network.options.mac_prefix
         for _ in range(MAC_TRIES):
             mac = with_prefix(prefix, self._new_mac())
             if mac not in held and mac != NO_ADMIN_MAC:
@@ -375,7 +440,7 @@ class NetworkService:
         PFs are found by PCI address, so a rename does not lose them; leases are
         read in a transaction of their own, and netlink runs outside it.
         """
-        found = [(self._current_pf(entry), entry["vfs"]) for entry in _stored_pfs(network.options)]
+        found = [(self.resolve_pf(pf), pf.vfs) for pf in network.pfs]
         with self._store.transaction() as tx:
             leased = {pf.name: frozenset(tx.leased_vfs(pf.name)) for pf, _ in found}
         slices = []
@@ -394,17 +459,12 @@ class NetworkService:
             )
         return slices
 
-    def _current_pf(self, entry: dict) -> PfInfo:
-        if entry["pci"]:
-            return self._sysfs.pf_by_pci(entry["pci"])
-        return self._sysfs.pf(entry["name"])
-
     def _candidates(
         self, network: NetworkRow, slices: list[PfSlice], wanted: EndpointOptions
     ) -> list[VfInfo]:
         """The VFs to try in order: the pinned one, or the free ones of PFs with link, then
         of the PF with most free VFs first. With require_pf_link=on, only PFs with link."""
-        required = bool(network.options.get("require_pf_link"))
+        required = network.options.require_pf_link
         if wanted.vf_index is not None or wanted.vf_pci is not None:
             pf, vf = self._pinned_vf(slices, wanted)
             if required and not pf.has_link:
@@ -419,9 +479,7 @@ class NetworkService:
                 pf.free for pf in best_first
             ):
                 report = "; ".join(pf.report() for pf in slices)
-                raise Conflict(
-                    f"no free VF on a PF with link (require_pf_link=on): {report}"
-                )
+                raise Conflict(f"no free VF on a PF with link (require_pf_link=on): {report}")
             best_first = [pf for pf in best_first if pf.has_link]
         return [vf for pf in best_first for vf in pf.free]
 
@@ -478,46 +536,34 @@ class NetworkService:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
 
-    def stored_pfs(self, network: NetworkRow) -> list[dict]:
-        """The network's PFs as recorded ({"pci", "name", "vfs"}), for status and recovery."""
-        return _stored_pfs(network.options)
-
-    def resolve_pf(self, entry: dict) -> PfInfo:
+    def resolve_pf(self, pf: NetworkPf) -> PfInfo:
         """A recorded PF as sysfs shows it now (found by PCI address when it was recorded)."""
-        return self._current_pf(entry)
+        if pf.pci:
+            return self._sysfs.pf_by_pci(pf.pci)
+        return self._sysfs.pf(pf.name)
 
     def unusable_reason(self, vf: VfInfo) -> str | None:
         """Why an unleased VF cannot be handed out, None if it can (for status)."""
         return None if self._usable([vf]) else self._why_unusable(vf)
 
-    def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> dict:
+    def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> JoinInfo:
         """Name the VF netdev Docker moves into the container, and the gateways."""
         with self._store.transaction(durable=False) as tx:  # the sandbox is only for status
             network = _known_network(tx, network_id)
             ep = tx.endpoint(endpoint_id)
             if ep is not None and sandbox:
                 tx.set_sandbox(endpoint_id, sandbox)  # for status: which container holds it
-        if ep is None or ep.state != "ready":
+        if ep is None or ep.state != EndpointState.READY:
             raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]} on this network")
-        vf = self._current_vf(ep)
-        reply = {
-            "InterfaceName": {"SrcName": vf.netdev, "DstPrefix": "eth"},
-            "DisableGatewayService": True,
-            "StaticRoutes": [],
-        }
-        if network.gateway:
-            reply["Gateway"] = network.gateway
-        if network.gateway6:
-            reply["GatewayIPv6"] = network.gateway6
-        return reply
+        netdev = self._current_netdev(ep)
+        return JoinInfo(netdev=netdev, gateway=network.gateway, gateway6=network.gateway6)
 
-    def _current_vf(self, ep: EndpointRow) -> VfInfo:
+    def _current_netdev(self, ep: EndpointRow) -> str:
         vf = self._sysfs.vf(ep.pf, ep.vf)
         if vf is not None and vf.netdev:
-            return vf
+            return vf.netdev
         raise DeviceError(
-            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace "
-            f"(was it unbound or moved?)"
+            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace (was it unbound or moved?)"
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -529,7 +575,7 @@ class NetworkService:
 
     def _release(self, ep: EndpointRow) -> None:
         vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
-        original = VfSettings(**ep.original)
+        original = ep.original
         try:
             restore_vf(self._backend, vf, original)
         except DeviceError as exc:
@@ -545,21 +591,21 @@ class NetworkService:
                 tx.remember_admin_mac_cleared(ep.pci)
         log.info("endpoint %s released VF %d of %s", ep.id[:12], ep.vf, ep.pf)
 
-    def endpoint_info(self, endpoint_id: str) -> dict:
+    def endpoint_info(self, endpoint_id: str) -> EndpointInfo:
         with self._store.transaction() as tx:
             ep = tx.endpoint(endpoint_id)
             network = tx.network(ep.network_id) if ep else None
         if ep is None or network is None:
             raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]}")
-        return {
-            "pf": ep.pf,
-            "vf": ep.vf,
-            "pci": ep.pci,
-            "netdev": ep.netdev,
-            "vlan": network.options["vlan"],
-            "mac": ep.mac,
-            "pf_link": self._sysfs.pf_link(ep.pf),
-        }
+        return EndpointInfo(
+            pf=ep.pf,
+            vf=ep.vf,
+            pci=ep.pci,
+            netdev=ep.netdev,
+            vlan=network.options.vf.vlan,
+            mac=ep.mac,
+            pf_link=self._sysfs.pf_link(ep.pf),
+        )
 
     def recover(self) -> None:
         """Undo endpoints whose programming a crash interrupted.
@@ -569,7 +615,7 @@ class NetworkService:
         and Docker's DeleteEndpoint for it then finds nothing to release.
         """
         with self._store.transaction() as tx:
-            unfinished = tx.endpoints_in_state("programming")
+            unfinished = tx.endpoints_in_state(EndpointState.PROGRAMMING)
         for ep in unfinished:
             log.warning(
                 "endpoint %s was being programmed on VF %d of %s when the plugin stopped; "
@@ -588,68 +634,27 @@ def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
     network = tx.network(network_id)
     if network is None:
         raise InvalidRequest(
-            f"network {network_id[:12]} is not an sriov network "
-            f"(create it with -d sriov:latest)"
+            f"network {network_id[:12]} is not an sriov network (create it with -d sriov:latest)"
         )
     return network
 
 
-def _gateway(data: list[dict]) -> str | None:
-    """The first pool's gateway as a plain IP (Docker sends it as CIDR)."""
-    for entry in data or []:
-        gateway = entry.get("Gateway") or ""
-        if gateway:
-            return str(ipaddress.ip_interface(gateway).ip)
-    return None
+def _created_before(held: EndpointRow) -> EndpointCreated:
+    """The answer to a CreateEndpoint that came before, once its VF is ready."""
+    if held.state != EndpointState.READY:
+        raise Conflict(f"endpoint {held.id[:12]} is being created already")
+    return EndpointCreated(mac=held.mac)
 
 
-def _desired_settings(network: NetworkRow, mac: str) -> VfSettings:
-    """What the network asks of each of its VFs, with the endpoint's MAC."""
-    opts = network.options
-    return VfSettings(
-        mac=mac,
-        vlan=opts["vlan"],
-        qos=opts["qos"],
-        proto=opts["proto"],
-        spoofchk=opts["spoofchk"],
-        trust=opts["trust"],
-        link_state=opts["link_state"],
-        min_tx_rate=_rate(opts["min_tx_rate"], opts["max_tx_rate"], 0),
-        max_tx_rate=_rate(opts["max_tx_rate"], opts["min_tx_rate"], 0),
-        mtu=opts["mtu"],
+def _warn_no_link(network_id: str, vf: VfInfo, slices: list[PfSlice]) -> None:
+    log.warning(
+        "network %s: leased VF %d of %s although that PF has no link (%s); it passes "
+        "no traffic until the link comes up (require_pf_link=on refuses instead)",
+        network_id[:12],
+        vf.index,
+        vf.pf,
+        "; ".join(pf.report() for pf in slices),
     )
-
-
-def _rate(value: int | None, other: int | None, default: int) -> int | None:
-    """Rates go together: when either is given the other defaults to 0 (no limit)."""
-    if value is None and other is None:
-        return None
-    return default if value is None else value
-
-
-def _settings_dict(settings: VfSettings) -> dict:
-    return dataclasses.asdict(settings)
-
-
-def _changed_fields(snapshot: VfSettings, desired: VfSettings) -> dict:
-    """The snapshot's values of the fields ``desired`` will change (others None)."""
-    return {
-        field.name: getattr(snapshot, field.name)
-        if getattr(desired, field.name) is not None
-        else None
-        for field in dataclasses.fields(VfSettings)
-    }
-
-
-def _stored_pfs(options: dict) -> list[dict]:
-    """The network's PFs as recorded: {"pci", "name", "vfs"} each.
-
-    Networks recorded before PCI addresses and ranges were kept hold bare names.
-    """
-    return [
-        {"pci": None, "name": entry, "vfs": None} if isinstance(entry, str) else entry
-        for entry in options["pfs"]
-    ]
 
 
 def _check_same_pf_once(choices: tuple[PfChoice, ...], pfs: list[PfInfo]) -> None:

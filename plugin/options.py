@@ -7,11 +7,25 @@ as strings from the CLI and may be ints or bools from API clients; both are
 accepted where they make sense.
 """
 
+from __future__ import annotations
+
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from plugin.errors import InvalidRequest
+from plugin.nic.base import (
+    MTU_RANGE,
+    QOS_RANGE,
+    RATE_RANGE,
+    VLAN_RANGE,
+    Range,
+    VfLinkState,
+    VfSettings,
+    VlanProto,
+    is_multicast,
+)
 from plugin.nic.names import check_ifname, check_pci_address
 
 GENERIC = "com.docker.network.generic"
@@ -39,15 +53,10 @@ NETWORK_OPTIONS = (
 )
 ENDPOINT_OPTIONS = ("vf",)
 
-VLAN_MAX = 4094
-QOS_MAX = 7
-MTU_MIN = 68
-MTU_MAX = 65535  # ETH_MAX_MTU: no Ethernet netdev goes higher
-RATE_MAX = 2**32 - 1  # IFLA_VF_RATE carries u32 Mbit/s
 VF_INDEX_MAX = 65535  # TotalVFs is a 16-bit field in the SR-IOV capability
 
-PROTOS = {"802.1q": "802.1Q", "802.1ad": "802.1ad"}
-LINK_STATES = {"auto": "auto", "enable": "enable", "disable": "disable"}
+PROTOS = {proto.lower(): proto for proto in VlanProto}  # any case
+LINK_STATES = {state.value: state for state in VfLinkState}
 SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False}
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -57,6 +66,7 @@ RANGE_MARK = "#"  # pf_iface=ens1f0#0-3, the SR-IOV network device plugin's spel
 MAC_PREFIX_OCTETS = (1, 5)
 
 VfSpans = tuple[tuple[int, int], ...]  # sorted, disjoint (first, last) index pairs
+E = TypeVar("E", VlanProto, VfLinkState)
 
 
 @dataclass(frozen=True)
@@ -77,24 +87,27 @@ class PfChoice:
         return ":" in self.ref
 
 
+UNTAGGED = VfSettings(vlan=0, qos=0, proto=VlanProto.DOT1Q)  # a network with no VLAN options
+
+
 @dataclass(frozen=True)
 class NetworkOptions:
-    """What a network asks of its VFs. None means "leave the VF's own setting"."""
+    """What a network asks of its PFs and of every VF it leases.
+
+    ``vf`` holds the VF settings (a field that is None: "leave the VF's own");
+    its ``mac`` is None, as each endpoint has its own.
+    """
 
     pfs: tuple[PfChoice, ...]
-    vlan: int = 0
-    qos: int = 0
-    proto: str = "802.1Q"
-    mtu: int | None = None
-    spoofchk: bool | None = None
-    trust: bool | None = None
-    link_state: str | None = None
-    min_tx_rate: int | None = None
-    max_tx_rate: int | None = None
+    vf: VfSettings = UNTAGGED
     require_pf_link: bool = False
     mac_prefix: str | None = None
     ipv6: bool = False
     internal: bool = False
+
+    def vf_settings(self, mac: str) -> VfSettings:
+        """What the network asks of each of its VFs, with an endpoint's admin MAC."""
+        return replace(self.vf, mac=mac)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class EndpointOptions:
 
     vf_index: int | None = None
     vf_pci: str | None = None
+
+
+ANY_VF = EndpointOptions()  # no ``vf`` option: any free VF of the network
 
 
 def parse_network_options(options: Mapping | None) -> NetworkOptions:
@@ -115,15 +131,11 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     flags = _mapping(top.get(GENERIC), GENERIC)
     _reject_unknown(flags, NETWORK_OPTIONS, "option")
     pfs = _pf_choices(flags)
-    vlan = _optional_integer(flags, "vlanid", 0, VLAN_MAX) or 0
-    qos = _optional_integer(flags, "vlan_qos", 0, QOS_MAX) or 0
-    proto = _optional_choice(flags, "vlan_proto", PROTOS) or PROTOS["802.1q"]
+    vlan = _optional_integer(flags, "vlanid", VLAN_RANGE) or 0
+    qos = _optional_integer(flags, "vlan_qos", QOS_RANGE) or 0
+    proto = _optional_choice(flags, "vlan_proto", PROTOS) or VlanProto.DOT1Q
     _check_vlan_needed(vlan, qos, proto)
-    min_rate = _optional_integer(flags, "min_tx_rate", 0, RATE_MAX)
-    max_rate = _optional_integer(flags, "max_tx_rate", 0, RATE_MAX)
-    _check_rates(min_rate, max_rate)
-    return NetworkOptions(
-        pfs=pfs,
+    vf = VfSettings(  # checks what the messages above do not: min_tx_rate <= max_tx_rate
         vlan=vlan,
         qos=qos,
         proto=proto,
@@ -131,8 +143,12 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         spoofchk=_optional_switch(flags, "spoofchk"),
         trust=_optional_switch(flags, "trust"),
         link_state=_optional_choice(flags, "link_state", LINK_STATES),
-        min_tx_rate=min_rate,
-        max_tx_rate=max_rate,
+        min_tx_rate=_optional_integer(flags, "min_tx_rate", RATE_RANGE),
+        max_tx_rate=_optional_integer(flags, "max_tx_rate", RATE_RANGE),
+    )
+    return NetworkOptions(
+        pfs=pfs,
+        vf=vf,
         require_pf_link=_optional_switch(flags, "require_pf_link") or False,
         mac_prefix=_mac_prefix(flags),
         ipv6=_optional_switch(top, ENABLE_IPV6) or False,
@@ -150,7 +166,7 @@ def parse_endpoint_options(options: Mapping | None) -> EndpointOptions:
     ours = {key: value for key, value in given.items() if not key.startswith(DOCKER_PREFIX)}
     _reject_unknown(ours, ENDPOINT_OPTIONS, "endpoint option")
     if "vf" not in ours:
-        return EndpointOptions()
+        return ANY_VF
     return _vf_choice(ours["vf"])
 
 
@@ -280,12 +296,12 @@ def _merged(spans: list[tuple[int, int]]) -> VfSpans:
     return tuple(merged)
 
 
-def format_vf_spans(spans) -> str:
+def format_vf_spans(spans: VfSpans) -> str:
     """ "0-3,7" for ((0, 3), (7, 7)); the inverse of parse_vf_spans."""
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def in_vf_spans(index: int, spans) -> bool:
+def in_vf_spans(index: int, spans: VfSpans | None) -> bool:
     """Whether VF ``index`` is in ``spans``; None (no range) holds every VF."""
     return spans is None or any(first <= index <= last for first, last in spans)
 
@@ -302,7 +318,7 @@ def _mac_prefix(flags: Mapping) -> str | None:
             f"mac_prefix {value!r} is not {low} to {high} hex octets separated by ':' "
             "(e.g. 02:a0:00)"
         )
-    if int(octets[0], 16) & 0x01:
+    if is_multicast(octets[0]):
         raise InvalidRequest(
             f"mac_prefix {value} makes multicast addresses (the low bit of the first octet "
             f"is set); a VF needs a unicast MAC, e.g. {int(octets[0], 16) & 0xFE:02x}"
@@ -313,38 +329,30 @@ def _mac_prefix(flags: Mapping) -> str | None:
 
 def _mtu(flags: Mapping) -> int | None:
     """The MTU from ``mtu`` or Docker's ``com.docker.network.driver.mtu``; they must agree."""
-    ours = _optional_integer(flags, "mtu", MTU_MIN, MTU_MAX)
-    dockers = _optional_integer(flags, DOCKER_MTU, MTU_MIN, MTU_MAX)
+    ours = _optional_integer(flags, "mtu", MTU_RANGE)
+    dockers = _optional_integer(flags, DOCKER_MTU, MTU_RANGE)
     if ours is not None and dockers is not None and ours != dockers:
         raise InvalidRequest(f"mtu {ours} and {DOCKER_MTU} {dockers} disagree; give one of them")
     return ours if ours is not None else dockers
 
 
-def _check_vlan_needed(vlan: int, qos: int, proto: str) -> None:
+def _check_vlan_needed(vlan: int, qos: int, proto: VlanProto) -> None:
     """QoS bits and the 802.1ad tag only exist on a tagged VF."""
     if vlan > 0:
         return
     if qos:
         raise InvalidRequest(
-            f"vlan_qos {qos} needs a vlanid from 1 to {VLAN_MAX} (the priority travels in the tag)"
+            f"vlan_qos {qos} needs a vlanid from 1 to {VLAN_RANGE.high} "
+            "(the priority travels in the tag)"
         )
-    if proto != PROTOS["802.1q"]:
-        raise InvalidRequest(f"vlan_proto {proto} needs a vlanid from 1 to {VLAN_MAX}")
+    if proto != VlanProto.DOT1Q:
+        raise InvalidRequest(f"vlan_proto {proto} needs a vlanid from 1 to {VLAN_RANGE.high}")
 
 
-def _check_rates(min_rate: int | None, max_rate: int | None) -> None:
-    """A guaranteed rate above the cap makes no sense; max 0 means "no cap"."""
-    if min_rate is not None and max_rate and min_rate > max_rate:
-        raise InvalidRequest(
-            f"min_tx_rate {min_rate} is above max_tx_rate {max_rate} "
-            "(Mbit/s; use max_tx_rate 0 for no cap)"
-        )
-
-
-def _optional_integer(flags: Mapping, name: str, low: int, high: int) -> int | None:
+def _optional_integer(flags: Mapping, name: str, allowed: Range) -> int | None:
     if name not in flags:
         return None
-    return _integer(name, flags[name], low, high)
+    return _integer(name, flags[name], allowed.low, allowed.high)
 
 
 def _integer(name: str, value: object, low: int, high: int) -> int:
@@ -372,7 +380,7 @@ def _optional_switch(flags: Mapping, name: str) -> bool | None:
     raise InvalidRequest(f"{name} {value!r} is not one of {', '.join(SWITCH_WORDS)}")
 
 
-def _optional_choice(flags: Mapping, name: str, choices: dict[str, str]) -> str | None:
+def _optional_choice(flags: Mapping, name: str, choices: Mapping[str, E]) -> E | None:
     """One of ``choices`` (matched without regard to case), normalized; None if absent."""
     if name not in flags:
         return None

@@ -20,11 +20,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from plugin.errors import DeviceError, PluginError
-from plugin.network import VFIO_DRIVER, NetworkService
-from plugin.nic.sysfs import Sysfs
-from plugin.store import Store
+from plugin.network import VFIO_DRIVER
+
+if TYPE_CHECKING:
+    from plugin.network import NetworkService
+    from plugin.nic.sysfs import Sysfs
+    from plugin.store import Store
 
 log = logging.getLogger("sriov")
 
@@ -45,7 +49,7 @@ class HostRecovery:
         network: NetworkService,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ):
+    ) -> None:
         self._store = store
         self._sysfs = sysfs
         self._network = network
@@ -57,11 +61,11 @@ class HostRecovery:
     def at_start(self, wait_s: float = START_WAIT_S) -> None:
         """Enable VFs on every stored PF that has none; log (not raise) what fails."""
         with self._store.transaction() as tx:
-            entries = [entry for net in tx.networks() for entry in self._network.stored_pfs(net)]
+            pfs = [pf for network in tx.networks() for pf in network.pfs]
         deadline = self._clock() + wait_s
-        for entry in entries:
+        for pf in pfs:
             try:
-                self._ensure(self._network.resolve_pf(entry).name, deadline, final=False)
+                self._ensure(self._network.resolve_pf(pf).name, deadline, final=False)
             except PluginError as exc:
                 log.error("start: %s (retried at the next CreateEndpoint)", exc.message)
 
@@ -72,8 +76,8 @@ class HostRecovery:
         if network is None:
             return  # CreateEndpoint itself answers for an unknown network
         deadline = self._clock() + wait_s
-        for entry in self._network.stored_pfs(network):
-            self._ensure(self._network.resolve_pf(entry).name, deadline, final=True)
+        for pf in network.pfs:
+            self._ensure(self._network.resolve_pf(pf).name, deadline, final=True)
 
     def _ensure(self, pf: str, deadline: float, final: bool) -> None:
         with self._lock:

@@ -42,7 +42,7 @@ def build_backend(config: Config, sysfs: Sysfs):
         return SimBackend(sysfs.root)
     from plugin.nic.kernel import KernelBackend
 
-    return KernelBackend(sysfs)
+    return KernelBackend()
 
 
 def build_app(config: Config):

@@ -8,17 +8,19 @@ status is what an operator reaches for when something is wrong.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
+from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
 from plugin.ipam import usable_range
-from plugin.network import NetworkService
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
-from plugin.nic.sysfs import Sysfs
-from plugin.store import EndpointRow, NetworkRow, PoolRow, Store, Transaction
+from plugin.store import network_settings
 
-SETTING_NAMES = tuple(field.name for field in dataclasses.fields(VfSettings))
+if TYPE_CHECKING:
+    from plugin.network import NetworkService
+    from plugin.nic.base import NicBackend
+    from plugin.nic.sysfs import Sysfs
+    from plugin.store import EndpointRow, NetworkPf, NetworkRow, PoolRow, Store, Transaction
 
 # Where a VF netdev is, as status shows it.
 WHERE = {
@@ -31,7 +33,9 @@ WHERE = {
 class StatusService:
     """Builds the status view; knows nothing of HTTP."""
 
-    def __init__(self, store: Store, sysfs: Sysfs, backend, network: NetworkService):
+    def __init__(
+        self, store: Store, sysfs: Sysfs, backend: NicBackend, network: NetworkService
+    ) -> None:
         self._store = store
         self._sysfs = sysfs
         self._backend = backend
@@ -47,7 +51,7 @@ class StatusService:
         pf_networks: dict[str, list[str]] = {}  # PF netdev (as it is now) -> network ids
         pf_names = {}  # network id -> its PFs' names
         for network in networks:
-            names = [self._pf_name(entry) for entry in self._network.stored_pfs(network)]
+            names = [self._pf_name(pf) for pf in network.pfs]
             pf_names[network.id] = names
             for name in names:
                 pf_networks.setdefault(name, []).append(network.id)
@@ -61,12 +65,12 @@ class StatusService:
             "pools": pools,
         }
 
-    def _pf_name(self, entry: dict) -> str:
+    def _pf_name(self, pf: NetworkPf) -> str:
         """A recorded PF's netdev now; as recorded if it cannot be found (its view says why)."""
         try:
-            return self._network.resolve_pf(entry).name
+            return self._network.resolve_pf(pf).name
         except PluginError:
-            return entry["name"] or entry["pci"]
+            return pf.name or pf.pci
 
     def _pf_view(
         self,
@@ -134,22 +138,25 @@ class StatusService:
 
 
 def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
-    options = network.options if network else {}
-    programmed = {name: options.get(name) for name in SETTING_NAMES if name != "mac"}
-    programmed["mac"] = ep.mac
+    programmed = network.options.vf_settings(ep.mac) if network else VfSettings(mac=ep.mac)
     view = {
         "network": ep.network_id,
         "endpoint": ep.id,
         "sandbox": ep.sandbox,
         "state": ep.state,  # "programming" only while CreateEndpoint runs (or a crash cut it)
-        "address": ep.address or None,
-        "address6": ep.address6 or None,
-        "programmed": {k: v for k, v in programmed.items() if v is not None},
-        "original": {k: v for k, v in ep.original.items() if v is not None},
+        "address": ep.address,
+        "address6": ep.address6,
+        "programmed": _given(programmed),
+        "original": _given(ep.original),
     }
     if ep.restore_error:
         view["restore_error"] = ep.restore_error
     return view
+
+
+def _given(settings: VfSettings) -> dict:
+    """The fields of ``settings`` that are set, by name."""
+    return {name: getattr(settings, name) for name in settings.given()}
 
 
 def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
@@ -165,11 +172,11 @@ def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
 
 
 def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointRow]) -> dict:
-    options = network.options
+    options = network_settings(network)
     return {
         "id": network.id,
         "pfs": pfs,
-        "vlan": options["vlan"],
+        "vlan": network.options.vf.vlan,
         "gateway": network.gateway,
         "gateway6": network.gateway6,
         "endpoints": sum(1 for ep in endpoints if ep.network_id == network.id),

@@ -9,6 +9,7 @@ and IPv6 sort and compare the same way inside one index.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import sqlite3
@@ -21,6 +22,8 @@ from typing import Literal
 
 from plugin.errors import StoreError
 from plugin.migrations import migrate, refuse_newer
+from plugin.nic.base import VfSettings
+from plugin.options import UNTAGGED, NetworkOptions, PfChoice, VfSpans
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pools (
@@ -118,8 +121,17 @@ class PoolRow:
     cursor: int | None
 
 
+class EndpointState(enum.StrEnum):
+    """A lease's VF is being programmed (or a crash cut that short), or handed out."""
+
+    PROGRAMMING = "programming"
+    READY = "ready"
+
+
 @dataclass(frozen=True)
 class EndpointRow:
+    """A VF lease: which VF, the MAC and addresses it was given, and what to restore."""
+
     id: str
     network_id: str
     pf: str
@@ -127,18 +139,39 @@ class EndpointRow:
     pci: str
     netdev: str
     mac: str
-    address: str
-    address6: str
-    original: dict
-    state: str
+    address: str | None  # the endpoint's IPv4 address (CIDR) as Docker gave it, for status
+    address6: str | None
+    original: VfSettings  # the VF's values of the fields programming changes (others None)
+    state: EndpointState
     restore_error: str | None = None  # why the VF could not be restored; the lease is kept
     sandbox: str | None = None  # the SandboxKey of the Join
 
 
 @dataclass(frozen=True)
+class NetworkPf:
+    """A PF of a network as recorded: by PCI address, named as it was then, and its VF range.
+
+    ``pci`` is None in networks recorded before PFs were kept by address; they
+    are found by ``name``. ``vfs`` None means every VF.
+    """
+
+    pci: str | None
+    name: str
+    vfs: VfSpans | None = None
+
+    @property
+    def key(self) -> str:
+        """How the network's ports (PF, VLAN) name this PF."""
+        return self.pci or self.name
+
+
+@dataclass(frozen=True)
 class NetworkRow:
+    """A network: its settings, its PFs, and the gateways Join answers."""
+
     id: str
-    options: dict
+    options: NetworkOptions
+    pfs: tuple[NetworkPf, ...]
     gateway: str | None
     gateway6: str | None
 
@@ -260,22 +293,21 @@ class Transaction:
 
     def network(self, network_id: str) -> NetworkRow | None:
         row = self._one("SELECT * FROM networks WHERE id = ?", network_id)
-        if row is None:
-            return None
-        return NetworkRow(row[0], json.loads(row[1]), row[2], row[3])
+        return _network_row(row) if row else None
 
     def network_using_port(self, pf: str, vlan: int) -> str | None:
         row = self._one("SELECT network_id FROM network_ports WHERE pf = ? AND vlan = ?", pf, vlan)
         return row[0] if row else None
 
-    def insert_network(self, network: NetworkRow, pfs: tuple[str, ...], vlan: int) -> None:
+    def insert_network(self, network: NetworkRow) -> None:
+        """Record the network and claim its ports: each of its PFs on its VLAN, once."""
         self._conn.execute(
             "INSERT INTO networks (id, options, gateway, gateway6) VALUES (?, ?, ?, ?)",
-            (network.id, json.dumps(network.options), network.gateway, network.gateway6),
+            (network.id, network_to_json(network), network.gateway, network.gateway6),
         )
         self._conn.executemany(
             "INSERT INTO network_ports (network_id, pf, vlan) VALUES (?, ?, ?)",
-            [(network.id, pf, vlan) for pf in pfs],
+            [(network.id, pf.key, network.options.vf.vlan) for pf in network.pfs],
         )
 
     def delete_network(self, network_id: str) -> None:
@@ -293,8 +325,10 @@ class Transaction:
         )
         return [_endpoint_row(row) for row in rows]
 
-    def endpoints_in_state(self, state: str) -> list[EndpointRow]:
-        rows = self._conn.execute("SELECT * FROM endpoints WHERE state = ? ORDER BY id", (state,))
+    def endpoints_in_state(self, state: EndpointState) -> list[EndpointRow]:
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE state = ? ORDER BY id", (state.value,)
+        )
         return [_endpoint_row(row) for row in rows]
 
     def leased_vfs(self, pf: str) -> set[int]:
@@ -313,18 +347,18 @@ class Transaction:
                 ep.pci,
                 ep.netdev,
                 ep.mac,
-                ep.address,
-                ep.address6,
-                json.dumps(ep.original),
-                ep.state,
+                ep.address or "",
+                ep.address6 or "",
+                _settings_to_json(ep.original),
+                ep.state.value,
             ),
         )
 
-    def finish_endpoint(self, endpoint_id: str, original: dict) -> None:
+    def finish_endpoint(self, endpoint_id: str, original: VfSettings) -> None:
         """Mark the lease ready, with the original values of exactly what was changed."""
         self._conn.execute(
-            "UPDATE endpoints SET state = 'ready', original = ? WHERE id = ?",
-            (json.dumps(original), endpoint_id),
+            "UPDATE endpoints SET state = ?, original = ? WHERE id = ?",
+            (EndpointState.READY.value, _settings_to_json(original), endpoint_id),
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -351,8 +385,9 @@ class Transaction:
     # --- everything, for status and metrics ---------------------------------
 
     def networks(self) -> list[NetworkRow]:
-        rows = self._conn.execute("SELECT * FROM networks ORDER BY id")
-        return [NetworkRow(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
+        return [
+            _network_row(row) for row in self._conn.execute("SELECT * FROM networks ORDER BY id")
+        ]
 
     def endpoints(self) -> list[EndpointRow]:
         rows = self._conn.execute("SELECT * FROM endpoints ORDER BY pf, vf")
@@ -388,10 +423,72 @@ def _pool_row(row: sqlite3.Row) -> PoolRow:
     )
 
 
-def _endpoint_row(row: tuple) -> EndpointRow:
-    fields = list(row)
-    fields[9] = json.loads(fields[9])
-    return EndpointRow(*fields)
+def _endpoint_row(row: sqlite3.Row) -> EndpointRow:
+    return EndpointRow(
+        id=row["id"],
+        network_id=row["network_id"],
+        pf=row["pf"],
+        vf=row["vf"],
+        pci=row["pci"],
+        netdev=row["netdev"],
+        mac=row["mac"],
+        address=row["address"] or None,
+        address6=row["address6"] or None,
+        original=VfSettings(**json.loads(row["original"])),
+        state=EndpointState(row["state"]),
+        restore_error=row["restore_error"],
+        sandbox=row["sandbox"],
+    )
+
+
+def _settings_to_json(settings: VfSettings) -> str:
+    return json.dumps(dataclasses.asdict(settings))
+
+
+def _network_row(row: sqlite3.Row) -> NetworkRow:
+    options, pfs = network_from_json(row["options"])
+    return NetworkRow(row["id"], options, pfs, row["gateway"], row["gateway6"])
+
+
+def network_settings(network: NetworkRow) -> dict:
+    """The network's options and PFs as the ``options`` column holds them (and status shows).
+
+    One flat object: the VF settings (but the MAC, which is each endpoint's)
+    beside the other options, as networks were always stored.
+    """
+    flat = dataclasses.asdict(network.options)
+    vf = flat.pop("vf")
+    del vf["mac"]
+    return {**vf, **flat, "pfs": [dataclasses.asdict(pf) for pf in network.pfs]}
+
+
+def network_to_json(network: NetworkRow) -> str:
+    return json.dumps(network_settings(network))
+
+
+def network_from_json(text: str) -> tuple[NetworkOptions, tuple[NetworkPf, ...]]:
+    """The options and PFs of a stored network.
+
+    Networks recorded before PFs were kept by PCI address with their VF ranges
+    hold bare PF names, and older ones lack the options added since (their
+    defaults apply).
+    """
+    stored = json.loads(text)
+    pfs = tuple(_network_pf(entry) for entry in stored.pop("pfs"))
+    vf_fields = {field.name for field in dataclasses.fields(VfSettings)} - {"mac"}
+    vf = dataclasses.replace(UNTAGGED, **{k: v for k, v in stored.items() if k in vf_fields})
+    known = {field.name for field in dataclasses.fields(NetworkOptions)}
+    given = {name: value for name, value in stored.items() if name in known}
+    choices = tuple(PfChoice(pf.key, pf.vfs) for pf in pfs)
+    return NetworkOptions(pfs=choices, vf=vf, **given), pfs
+
+
+def _network_pf(entry: str | dict) -> NetworkPf:
+    if isinstance(entry, str):
+        return NetworkPf(pci=None, name=entry)
+    spans = entry["vfs"]
+    vfs = None if spans is None else tuple((first, last) for first, last in spans)
+    return NetworkPf(pci=entry["pci"], name=entry["name"], vfs=vfs)
 
 
 class Store:

@@ -1,18 +1,25 @@
-"""Types shared by the sysfs reader and the NIC backends.
+"""Types shared by the sysfs reader and the NIC backends, and the rules of VF settings.
 
 A backend is the narrow port through which VFs are programmed: the kernel
 backend speaks netlink through the PF (IFLA_VF_*), the simulated backend applies
 the same settings to the simulated NIC. Everything above it is shared.
+
+What a VF can be given (VLAN, QoS and rate ranges, the VLAN protocols and link
+states, MAC rules) is written here once: ``VfSettings`` checks itself when built,
+and the option parser builds its messages from the same constants.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields, replace
+from typing import Protocol, TypeVar
 
-from plugin.errors import DeviceError
+from plugin.errors import DeviceError, InvalidRequest
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 @dataclass(frozen=True)
@@ -45,30 +52,155 @@ class NetdevStatus(enum.Enum):
     BUSY = "busy"  # present, up and addressed: somebody else uses it
 
 
-VLAN_PROTOS = ("802.1Q", "802.1ad")
+class VlanProto(enum.StrEnum):
+    """The VLAN tag protocols a VF can be given, spelled as ``ip link`` and users spell them."""
+
+    DOT1Q = "802.1Q"
+    DOT1AD = "802.1ad"
+
+
+class VfLinkState(enum.StrEnum):
+    """A VF's administrative link state; the order is the kernel's (IFLA_VF_LINK_STATE_*)."""
+
+    AUTO = "auto"
+    ENABLE = "enable"
+    DISABLE = "disable"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The whole numbers a VF setting can take, both ends included."""
+
+    low: int
+    high: int
+
+    def check(self, name: str, value: object) -> None:
+        """InvalidRequest "vlan 4095 out of range 0-4094" for anything else."""
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not self.low <= value <= self.high
+        ):
+            raise InvalidRequest(f"{name} {value!r} out of range {self}")
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
+
+
+VLAN_RANGE = Range(0, 4094)  # 0 is untagged; 4095 is reserved
+QOS_RANGE = Range(0, 7)  # the 3-bit priority (PCP) of the tag
+RATE_RANGE = Range(0, 2**32 - 1)  # IFLA_VF_RATE carries u32 Mbit/s; max 0 means no cap
+MTU_RANGE = Range(68, 65535)  # ETH_MIN_MTU to ETH_MAX_MTU: no Ethernet netdev goes beyond
+RANGES = {
+    "vlan": VLAN_RANGE,
+    "qos": QOS_RANGE,
+    "min_tx_rate": RATE_RANGE,
+    "max_tx_rate": RATE_RANGE,
+    "mtu": MTU_RANGE,
+}
+
 NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
-LINK_STATES = ("auto", "enable", "disable")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def is_mac(text: str) -> bool:
+    """Whether ``text`` (lower case) is a MAC address written as six ':'-separated octets."""
+    return _MAC.fullmatch(text) is not None
+
+
+def is_multicast(octet: str) -> bool:
+    """Whether a MAC address starting with the hex ``octet`` is multicast (its low bit set)."""
+    return bool(int(octet[:2], 16) & 0x01)
 
 
 @dataclass(frozen=True)
 class VfSettings:
     """The settings of one VF that the plugin programs and restores.
 
-    ``mac`` is the admin MAC set through the PF (00:00:00:00:00:00 when unset),
+    ``mac`` is the admin MAC set through the PF (NO_ADMIN_MAC when unset),
     ``mtu`` is the MTU of the VF's netdev. A field that the device does not
-    report is None and is never changed nor restored.
+    report is None and is never changed nor restored. Both rates are given, or
+    neither (the one not given is 0). The value checks itself
+    when built: a VfSettings holds only what some device could accept, so
+    nothing built from it needs checking again.
     """
 
     mac: str | None = None
     vlan: int | None = None
     qos: int | None = None
-    proto: str | None = None  # one of VLAN_PROTOS
+    proto: VlanProto | None = None
     spoofchk: bool | None = None
     trust: bool | None = None
-    link_state: str | None = None  # one of LINK_STATES
+    link_state: VfLinkState | None = None
     min_tx_rate: int | None = None  # Mbit/s
     max_tx_rate: int | None = None  # Mbit/s
     mtu: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min_tx_rate is None) != (self.max_tx_rate is None):
+            # The device takes both rates in one attribute (IFLA_VF_RATE): the one not
+            # given is 0 (no guarantee, no cap).
+            object.__setattr__(self, "min_tx_rate", self.min_tx_rate or 0)
+            object.__setattr__(self, "max_tx_rate", self.max_tx_rate or 0)
+        for name, allowed in RANGES.items():
+            if getattr(self, name) is not None:
+                allowed.check(name, getattr(self, name))
+        if self.proto is not None:
+            object.__setattr__(self, "proto", _member(VlanProto, "vlan proto", self.proto))
+        if self.link_state is not None:
+            state = _member(VfLinkState, "link_state", self.link_state)
+            object.__setattr__(self, "link_state", state)
+        for name in ("spoofchk", "trust"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise InvalidRequest(f"{name} {getattr(self, name)!r} is not true or false")
+        if self.mac is not None:
+            object.__setattr__(self, "mac", vf_mac(self.mac))
+        if self.max_tx_rate and self.min_tx_rate and self.min_tx_rate > self.max_tx_rate:
+            raise InvalidRequest(
+                f"min_tx_rate {self.min_tx_rate} is above max_tx_rate {self.max_tx_rate} "
+                "(Mbit/s; use max_tx_rate 0 for no cap)"
+            )
+
+    def given(self) -> tuple[str, ...]:
+        """The names of the fields that are set (not None), in field order."""
+        return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
+
+    def keep(self, names: Iterable[str]) -> VfSettings:
+        """Only the fields named in ``names``; the others None."""
+        return VfSettings(**{name: getattr(self, name) for name in names})
+
+    def over(self, base: VfSettings) -> VfSettings:
+        """``base`` with this value's set fields written over it."""
+        return replace(base, **{name: getattr(self, name) for name in self.given()})
+
+
+def combined(parts: Iterable[VfSettings]) -> VfSettings:
+    """One value with every part's set fields, later parts winning."""
+    result = VfSettings()
+    for part in parts:
+        result = part.over(result)
+    return result
+
+
+def _member(kind: type[E], name: str, value: object) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise InvalidRequest(f"{name} {value!r} is not one of {allowed}") from None
+
+
+def vf_mac(value: object, name: str = "mac") -> str:
+    """``value`` as a MAC a PF can give a VF, in lower case: six octets, unicast.
+
+    NO_ADMIN_MAC passes: in VfSettings it means "no admin MAC".
+    """
+    mac = value.strip().lower() if isinstance(value, str) else ""
+    if not is_mac(mac):
+        raise InvalidRequest(f"{name} {value!r} is not of the form 02:42:ac:11:00:02")
+    if is_multicast(mac):
+        raise InvalidRequest(f"{name} {value} is a multicast address; a VF needs a unicast one")
+    return mac
 
 
 class VfRefused(DeviceError):
@@ -78,7 +210,7 @@ class VfRefused(DeviceError):
     caller, which knows what it asked, names the setting.
     """
 
-    def __init__(self, vf: VfInfo, why: str):
+    def __init__(self, vf: VfInfo, why: str) -> None:
         super().__init__(f"set VF {vf.index} of {vf.pf}: {why}")
         self.why = why
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -18,19 +19,28 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError
 from plugin.nic import netlink
-from plugin.nic.base import LINK_STATES, NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import (
+    MTU_RANGE,
+    NO_ADMIN_MAC,
+    NetdevStatus,
+    VfInfo,
+    VfLinkState,
+    VfRefused,
+    VfSettings,
+    VlanProto,
+)
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import check_settings, vf_error, vf_label
-from plugin.nic.sysfs import Sysfs
+from plugin.nic.program import vf_error, vf_label
+
+if TYPE_CHECKING:
+    from pyroute2.netlink import nla_base
 
 RTEXT_FILTER_VF = 1
-ETH_P_8021Q = 0x8100
-ETH_P_8021AD = 0x88A8
-PROTO_BY_NAME = {"802.1Q": ETH_P_8021Q, "802.1ad": ETH_P_8021AD}
-PROTO_NAMES = {v: k for k, v in PROTO_BY_NAME.items()}
+ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q, ETH_P_8021AD
+PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
+LINK_STATES = tuple(VfLinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
-NO_ADMIN_MAC = "00:00:00:00:00:00"
 VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
 
 
@@ -55,8 +65,7 @@ pad_vlan_info_to_kernel_size()
 class KernelBackend:
     """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 IPRoute objects."""
 
-    def __init__(self, sysfs: Sysfs, iproute_factory: Callable[[], IPRoute] = IPRoute):
-        self.sysfs = sysfs
+    def __init__(self, iproute_factory: Callable[[], IPRoute] = IPRoute) -> None:
         self._iproute = netlink.SocketPerThread(iproute_factory)
         self._netdevs = HostNetdevs(self._iproute)
 
@@ -80,21 +89,22 @@ class KernelBackend:
         (``_adopt_admin_mac``); if the netdev does not take it, the admin MAC is
         put back as it was and the VF refused.
         """
-        check_settings(settings)
         spec = _vf_spec(vf.index, settings)
-        adopt = "mac" in spec and spec["mac"] != NO_ADMIN_MAC and vf.netdev is not None
+        adopt = settings.mac not in (None, NO_ADMIN_MAC) and vf.netdev is not None
         previous = self.read_vf(vf).mac if adopt else None
         try:
             with self._iproute() as ipr:
                 pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
                 ipr.link("set", index=pf_index, vf=spec)
                 if adopt:
-                    self._adopt_admin_mac(ipr, vf, spec["mac"], pf_index, previous)
+                    self._adopt_admin_mac(ipr, vf, settings.mac, pf_index, previous)
         except NetlinkError as err:
             raise VfRefused(vf, netlink.strerror(err)) from err
 
     @staticmethod
-    def _adopt_admin_mac(ipr, vf: VfInfo, mac: str, pf_index: int, previous: str) -> None:
+    def _adopt_admin_mac(
+        ipr: IPRoute, vf: VfInfo, mac: str, pf_index: int, previous: str | None
+    ) -> None:
         """Leave the VF netdev with address ``mac``, the admin MAC just set, or undo that.
 
         Docker sets the endpoint's MAC (the admin MAC we answered) on the netdev
@@ -131,16 +141,15 @@ class KernelBackend:
             raise VfRefused(vf, why) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
-        check_settings(VfSettings(mtu=mtu))
+        MTU_RANGE.check("mtu", mtu)
         if vf.netdev is None:
-            raise vf_error(vf, "mtu", {"mtu": mtu}, "the VF has no netdev")
+            raise vf_error(vf, "mtu", VfSettings(mtu=mtu), "the VF has no netdev")
         try:
             with self._iproute() as ipr:
                 netlink.set_mtu(ipr, check_ifname(vf.netdev), mtu)
         except NetlinkError as err:
-            raise vf_error(
-                vf, "mtu", {"mtu": mtu}, f"{vf.netdev}: {netlink.strerror(err)}"
-            ) from err
+            why = f"{vf.netdev}: {netlink.strerror(err)}"
+            raise vf_error(vf, "mtu", VfSettings(mtu=mtu), why) from err
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
         return self._netdevs.statuses(names)
@@ -153,10 +162,10 @@ def _vf_spec(index: int, s: VfSettings) -> dict:
     """pyroute2's ``vf=`` argument for the non-None VF fields of ``s`` (the MTU is not one)."""
     spec: dict = {"vf": index}
     if s.mac is not None:
-        spec["mac"] = s.mac.lower()
+        spec["mac"] = s.mac
     if s.vlan is not None:
-        if s.proto == "802.1ad":  # only IFLA_VF_VLAN_LIST carries the protocol
-            spec["vlan"] = [{"vlan": s.vlan, "qos": s.qos, "proto": PROTO_BY_NAME[s.proto]}]
+        if s.proto == VlanProto.DOT1AD:  # only IFLA_VF_VLAN_LIST carries the protocol
+            spec["vlan"] = [{"vlan": s.vlan, "qos": s.qos, "proto": ETHERTYPES[s.proto]}]
         else:  # the classic attribute, which every driver takes
             spec["vlan"] = {"vlan": s.vlan, "qos": s.qos}
     if s.max_tx_rate is not None:
@@ -164,13 +173,13 @@ def _vf_spec(index: int, s: VfSettings) -> dict:
     if s.spoofchk is not None:
         spec["spoofchk"] = int(s.spoofchk)
     if s.link_state is not None:
-        spec["link_state"] = LINK_STATES.index(s.link_state)  # AUTO=0, ENABLE=1, DISABLE=2
+        spec["link_state"] = LINK_STATES.index(s.link_state)
     if s.trust is not None:
         spec["trust"] = int(s.trust)
     return spec
 
 
-def _vf_info(pf_msg, index: int):
+def _vf_info(pf_msg: ifinfmsg, index: int) -> nla_base | None:
     """The IFLA_VF_INFO of VF ``index`` in an RTM_NEWLINK of the PF, None if absent."""
     vflist = pf_msg.get_attr("IFLA_VFINFO_LIST")
     if vflist is None:
@@ -182,7 +191,7 @@ def _vf_info(pf_msg, index: int):
     return None
 
 
-def _settings(info, mtu: int | None) -> VfSettings:
+def _settings(info: nla_base, mtu: int | None) -> VfSettings:
     vlan = info.get_attr("IFLA_VF_VLAN")
     rate = info.get_attr("IFLA_VF_RATE")
     link_state = _field(info, "IFLA_VF_LINK_STATE", "link_state")
@@ -193,27 +202,27 @@ def _settings(info, mtu: int | None) -> VfSettings:
         proto=None if vlan is None else _proto(info),
         spoofchk=_flag(info, "IFLA_VF_SPOOFCHK", "spoofchk"),
         trust=_flag(info, "IFLA_VF_TRUST", "trust"),
-        link_state=LINK_STATES[link_state] if link_state in (0, 1, 2) else None,
+        link_state=LINK_STATES[link_state] if link_state in range(len(LINK_STATES)) else None,
         min_tx_rate=None if rate is None else rate["min_tx_rate"],
         max_tx_rate=None if rate is None else rate["max_tx_rate"],
         mtu=mtu,
     )
 
 
-def _proto(info) -> str | None:
+def _proto(info: nla_base) -> VlanProto | None:
     """The VLAN protocol from IFLA_VF_VLAN_LIST; 802.1Q when the kernel sends no list."""
     vlist = info.get_attr("IFLA_VF_VLAN_LIST")
     entries = [] if vlist is None else vlist.get_attrs("IFLA_VF_VLAN_INFO")
     if not entries:
-        return "802.1Q"
-    return PROTO_NAMES.get(entries[0]["proto"])
+        return VlanProto.DOT1Q
+    return PROTOS.get(entries[0]["proto"])
 
 
-def _field(info, attr: str, key: str) -> int | None:
+def _field(info: nla_base, attr: str, key: str) -> int | None:
     value = info.get_attr(attr)
     return None if value is None else value[key]
 
 
-def _flag(info, attr: str, key: str) -> bool | None:
+def _flag(info: nla_base, attr: str, key: str) -> bool | None:
     value = _field(info, attr, key)
     return None if value is None or value == NOT_REPORTED else bool(value)

@@ -17,15 +17,11 @@ changed; the caller stores them durably and later hands them to
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
-from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import LINK_STATES, VLAN_PROTOS, NicBackend, VfInfo, VfRefused, VfSettings
-
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-MIN_MTU = 68
-MAX_MTU = 65535
+from plugin.errors import DeviceError
+from plugin.nic.base import NicBackend, VfInfo, VfRefused, VfSettings, VlanProto, combined
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,11 @@ class Step:
 
     name: str
     fields: tuple[str, ...]
-    defaults: tuple[tuple[str, object], ...] = ()  # for restoring a partial group
+    neutral: VfSettings = field(default_factory=VfSettings)  # completes a partial group
+
+    def of(self, settings: VfSettings) -> VfSettings:
+        """This step's fields of ``settings``; the others None."""
+        return settings.keep(self.fields)
 
 
 MTU = Step("mtu", ("mtu",))
@@ -42,73 +42,55 @@ TRUST = Step("trust", ("trust",))
 # The VF settings sent together, in the order rtnetlink applies them (do_setvfinfo).
 VF_STEPS = (
     Step("mac", ("mac",)),
-    Step("vlan", ("vlan", "qos", "proto"), (("qos", 0), ("proto", "802.1Q"))),
-    Step("rate", ("min_tx_rate", "max_tx_rate"), (("min_tx_rate", 0), ("max_tx_rate", 0))),
+    Step("vlan", ("vlan", "qos", "proto"), VfSettings(qos=0, proto=VlanProto.DOT1Q)),
+    Step("rate", ("min_tx_rate", "max_tx_rate")),  # VfSettings has both rates or neither
     Step("spoofchk", ("spoofchk",)),
     Step("link_state", ("link_state",)),
 )
 STEPS = (MTU, *VF_STEPS, TRUST)
 
 
+@dataclass(frozen=True)
+class Change:
+    """A step with values: those it replaced (once done), or those to put back (restoring)."""
+
+    step: Step
+    values: VfSettings
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One step to run: the values it replaces and the values it sets."""
+
+    step: Step
+    before: VfSettings
+    target: VfSettings
+
+
 def vf_label(vf: VfInfo) -> str:
     return f"VF {vf.index} of {vf.pf}"
 
 
-def setting_text(step: str, values: dict) -> str:
+def setting_text(step: str, values: VfSettings) -> str:
     """How error messages show a step's values: "vlan to 100", "spoofchk to off"."""
     if step == "vlan":
-        text = str(values["vlan"])
-        if values.get("qos") or values.get("proto", "802.1Q") != "802.1Q":
-            text += f" qos {values.get('qos', 0)} proto {values.get('proto', '802.1Q')}"
+        text = str(values.vlan)
+        proto = values.proto or VlanProto.DOT1Q
+        if values.qos or proto != VlanProto.DOT1Q:
+            text += f" qos {values.qos or 0} proto {proto}"
         return f"vlan to {text}"
     if step == "rate":
-        return (
-            f"rate to min {values['min_tx_rate']} max {values['max_tx_rate']} Mbit/s"
-            if "min_tx_rate" in values
-            else f"rate to {values}"
-        )
-    (value,) = values.values()
+        return f"rate to min {values.min_tx_rate} max {values.max_tx_rate} Mbit/s"
+    (name,) = values.given() or (step,)
+    value = getattr(values, name)
     if isinstance(value, bool):
         value = "on" if value else "off"
     return f"{step} to {value}"
 
 
-def vf_error(vf: VfInfo, step: str, values: dict, why: str) -> DeviceError:
+def vf_error(vf: VfInfo, step: str, values: VfSettings, why: str) -> DeviceError:
     """DeviceError "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"."""
     return DeviceError(f"set {vf_label(vf)} {setting_text(step, values)}: {why}")
-
-
-def check_settings(settings: VfSettings) -> None:
-    """Raise InvalidRequest for the first value no device could accept."""
-    s = settings
-    _check_int("vlan", s.vlan, 0, 4094)
-    _check_int("qos", s.qos, 0, 7)
-    _check_int("min_tx_rate", s.min_tx_rate, 0, 2**32 - 1)
-    _check_int("max_tx_rate", s.max_tx_rate, 0, 2**32 - 1)
-    _check_int("mtu", s.mtu, MIN_MTU, MAX_MTU)
-    if s.proto is not None and s.proto not in VLAN_PROTOS:
-        raise InvalidRequest(f"vlan proto {s.proto!r} is not one of {', '.join(VLAN_PROTOS)}")
-    if s.link_state is not None and s.link_state not in LINK_STATES:
-        raise InvalidRequest(f"link_state {s.link_state!r} is not one of {', '.join(LINK_STATES)}")
-    for name in ("spoofchk", "trust"):
-        if getattr(s, name) is not None and not isinstance(getattr(s, name), bool):
-            raise InvalidRequest(f"{name} {getattr(s, name)!r} is not true or false")
-    if s.mac is not None:
-        if not isinstance(s.mac, str) or not _MAC.fullmatch(s.mac.lower()):
-            raise InvalidRequest(f"mac {s.mac!r} is not a MAC address like 02:00:00:aa:bb:cc")
-        if int(s.mac[:2], 16) & 1:
-            raise InvalidRequest(f"mac {s.mac} is a multicast address; a VF needs a unicast one")
-    if s.max_tx_rate and s.min_tx_rate and s.min_tx_rate > s.max_tx_rate:
-        raise InvalidRequest(
-            f"min_tx_rate {s.min_tx_rate} is above max_tx_rate {s.max_tx_rate} (Mbit/s)"
-        )
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidRequest(f"{name} {value!r} out of range {low}-{high}")
 
 
 def program_vf(
@@ -123,30 +105,25 @@ def program_vf(
     step fails, the completed steps are undone in reverse order and DeviceError
     names the failed step (and any undo that failed too).
     """
-    check_settings(desired)
     original = backend.read_vf(vf) if snapshot is None else snapshot
     plan = _plan(vf, original, desired)
-    done: list[tuple[Step, dict]] = []
-    if plan and plan[0][0] is MTU:
-        step, before, target = plan.pop(0)
+    done: list[Change] = []
+    if plan and plan[0].step is MTU:
+        first = plan.pop(0)
         try:
-            _apply(backend, vf, step, target)
+            _apply(backend, vf, first.step, first.target)
         except DeviceError as err:
             raise DeviceError(err.message + _undo(backend, vf, done)) from err
-        done.append((step, before))
+        done.append(Change(first.step, first.before))
     for request in _vf_requests(plan):
         _apply_vf_steps(backend, vf, request, done)
     if done:
         _check_read_back(backend, vf, desired, done)
-    changed = {field: value for _step, before in done for field, value in before.items()}
-    return VfSettings(**changed)
+    return combined(change.values for change in done)
 
 
 def _apply_vf_steps(
-    backend: NicBackend,
-    vf: VfInfo,
-    plan: list[tuple[Step, dict, dict]],
-    done: list[tuple[Step, dict]],
+    backend: NicBackend, vf: VfInfo, plan: list[Planned], done: list[Change]
 ) -> None:
     """Send every planned VF setting in one request; on a refusal, find and name the step.
 
@@ -154,45 +131,46 @@ def _apply_vf_steps(
     driver refuses, without saying which: the VF read back shows which steps
     took effect (those are undone) and the first that did not is the one named.
     """
-    targets = {field: value for _step, _before, target in plan for field, value in target.items()}
     try:
-        backend.set_vf(vf, VfSettings(**targets))
+        backend.set_vf(vf, combined(entry.target for entry in plan))
     except VfRefused as err:
         try:
             now = backend.read_vf(vf)
         except DeviceError:
             now = None
-        applied = [(s, b) for s, b, t in plan if now and _holds(now, t)]
-        failed = next(((s, t) for s, _b, t in plan if not (now and _holds(now, t))), None)
-        step, target = failed or (plan[-1][0], plan[-1][2])
-        message = vf_error(vf, step.name, target, err.why).message
+        applied = [Change(e.step, e.before) for e in plan if now and _holds(now, e.target)]
+        failed = next((e for e in plan if not (now and _holds(now, e.target))), plan[-1])
+        message = vf_error(vf, failed.step.name, failed.target, err.why).message
         raise DeviceError(message + _undo(backend, vf, done + applied)) from err
-    done.extend((step, before) for step, before, _target in plan)
+    done.extend(Change(entry.step, entry.before) for entry in plan)
 
 
-def _vf_requests(entries: list) -> list[list]:
+Entry = TypeVar("Entry", Planned, Change)
+
+
+def _vf_requests(entries: list[Entry]) -> list[list[Entry]]:
     """Plan (or restore) entries as PF requests: the VF settings together, trust after them."""
-    together = [entry for entry in entries if entry[0] is not TRUST]
-    trust = [entry for entry in entries if entry[0] is TRUST]
+    together = [entry for entry in entries if entry.step is not TRUST]
+    trust = [entry for entry in entries if entry.step is TRUST]
     return [request for request in (together, trust) if request]
 
 
-def _holds(now: VfSettings, values: dict) -> bool:
-    return all(getattr(now, field) == value for field, value in values.items())
+def _holds(now: VfSettings, values: VfSettings) -> bool:
+    return now.keep(values.given()) == values
 
 
-def _apply(backend: NicBackend, vf: VfInfo, step: Step, values: dict) -> None:
+def _apply(backend: NicBackend, vf: VfInfo, step: Step, values: VfSettings) -> None:
     if step is MTU:
-        backend.set_mtu(vf, values["mtu"])
+        backend.set_mtu(vf, values.mtu)
     else:
         try:
-            backend.set_vf(vf, VfSettings(**values))
+            backend.set_vf(vf, values)
         except VfRefused as err:
             raise vf_error(vf, step.name, values, err.why) from err
 
 
 def _check_read_back(
-    backend: NicBackend, vf: VfInfo, desired: VfSettings, done: list[tuple[Step, dict]]
+    backend: NicBackend, vf: VfInfo, desired: VfSettings, done: list[Change]
 ) -> None:
     """Read the VF back; undo everything and fail if a field differs from what was asked.
 
@@ -220,35 +198,35 @@ def _asked_fields(desired: VfSettings) -> list[str]:
     return [f for step in STEPS for f in step.fields if getattr(desired, f) is not None]
 
 
-def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings):
-    """The steps to run as (step, original values, target values), checked before any change."""
+def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings) -> list[Planned]:
+    """The steps to run, checked before any change: each step that changes something."""
     plan = []
     for step in STEPS:
-        asked = {f: getattr(desired, f) for f in step.fields if getattr(desired, f) is not None}
-        if not asked:
+        asked = step.of(desired)
+        if not asked.given():
             continue
-        before = {f: getattr(original, f) for f in step.fields}
-        unreported = [f for f, v in before.items() if v is None]
+        before = step.of(original)
+        unreported = [f for f in step.fields if getattr(before, f) is None]
         if unreported:
             raise vf_error(
                 vf,
                 step.name,
-                {**dict(step.defaults), **before, **asked},
+                asked.over(before),
                 f"the device does not report {', '.join(unreported)}, so the original could "
                 "not be restored; nothing was changed",
             )
-        target = {**before, **asked}
+        target = asked.over(before)
         if target != before:
-            plan.append((step, before, target))
+            plan.append(Planned(step, before, target))
     return plan
 
 
-def _undo(backend: NicBackend, vf: VfInfo, done: list[tuple[Step, dict]]) -> str:
+def _undo(backend: NicBackend, vf: VfInfo, done: list[Change]) -> str:
     """Put back what the completed steps changed, as a restore does; a note for the error."""
     if not done:
         return " (nothing else had been changed)"
     failed = _put_back(backend, vf, done)
-    changed = {step for step, _before in done}
+    changed = {change.step for change in done}
     undone = [step.name for step in STEPS if step in changed and step.name not in failed]
     note = f" (undone: {', '.join(undone)})" if undone else ""
     if failed:
@@ -261,20 +239,23 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
 
     If the device refuses the VF settings, each is tried on its own so that all
     that can be restored are; DeviceError then lists the failures. A partial
-    group is completed with neutral values (qos 0, proto 802.1Q, rate 0)
+    VLAN group is completed with neutral values (qos 0, proto 802.1Q)
     because the device takes the group in one call.
     """
     failed, steps = [], []
     for step in STEPS:
-        given = {f: getattr(original, f) for f in step.fields if getattr(original, f) is not None}
-        if not given:
+        given = step.of(original)
+        if not given.given():
             continue
-        values = {**dict(step.defaults), **given}
-        if len(values) != len(step.fields):
-            missing = ", ".join(f for f in step.fields if f not in values)
-            failed.append(f"cannot restore {', '.join(given)} of {vf_label(vf)} without {missing}")
+        values = given.over(step.neutral)
+        missing = [f for f in step.fields if getattr(values, f) is None]
+        if missing:
+            failed.append(
+                f"cannot restore {', '.join(given.given())} of {vf_label(vf)} "
+                f"without {', '.join(missing)}"
+            )
             continue
-        steps.append((step, values))
+        steps.append(Change(step, values))
     attempted = len(failed) + len(steps)
     failed.extend(_put_back(backend, vf, steps).values())
     if failed:
@@ -284,8 +265,8 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
         )
 
 
-def _put_back(backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]) -> dict[str, str]:
-    """Apply ``steps`` (step, values) the way a restore must; the failed ones' messages by name.
+def _put_back(backend: NicBackend, vf: VfInfo, steps: list[Change]) -> dict[str, str]:
+    """Apply ``steps`` the way a restore must; the failed ones' messages by name.
 
     The MTU goes first: an MTU change can reset the VF, and on igb a reset VF
     registers its netdev's MAC again, which must not happen after the admin MAC
@@ -293,27 +274,24 @@ def _put_back(backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]) -
     VF settings follow in one request (each on its own if that is refused), and
     trust last.
     """
-    ordered = sorted(steps, key=lambda entry: STEPS.index(entry[0]))
+    ordered = sorted(steps, key=lambda change: STEPS.index(change.step))
     failed = {}
-    if ordered and ordered[0][0] is MTU:
+    if ordered and ordered[0].step is MTU:
         failed.update(_restore_each(backend, vf, [ordered.pop(0)]))
     for request in _vf_requests(ordered):
-        targets = {field: value for _step, values in request for field, value in values.items()}
         try:
-            backend.set_vf(vf, VfSettings(**targets))
+            backend.set_vf(vf, combined(change.values for change in request))
         except VfRefused:
             failed.update(_restore_each(backend, vf, request))
     return failed
 
 
-def _restore_each(
-    backend: NicBackend, vf: VfInfo, steps: list[tuple[Step, dict]]
-) -> dict[str, str]:
+def _restore_each(backend: NicBackend, vf: VfInfo, steps: list[Change]) -> dict[str, str]:
     """Apply each step on its own; the messages of those that failed, by step name."""
     failed = {}
-    for step, values in steps:
+    for change in steps:
         try:
-            _apply(backend, vf, step, values)
+            _apply(backend, vf, change.step, change.values)
         except DeviceError as err:
-            failed[step.name] = err.message
+            failed[change.step.name] = err.message
     return failed

@@ -9,6 +9,7 @@ from sysfs_trees import build, pf, vf
 
 from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
+from plugin.options import NetworkOptions, PfChoice
 from plugin.store import Store
 
 PF0 = "0000:3b:00.0"
@@ -33,10 +34,10 @@ def test_only_the_ready_mark_and_the_sandbox_note_skip_the_sync(tmp_path):
     tree = {**pf("pf0", PF0, 2, 2, 1500), **vf(PF0, 0, "0000:3b:02.0", "pf0v0")}
     store = RecordingStore(tmp_path / "state")
     svc = NetworkService(store, Sysfs(build(tmp_path / "sys", tree)), FakeNic())
-    svc.create_network(NETWORK, {"com.docker.network.generic": {"pf_iface": "pf0"}}, [], [])
+    svc.create_network(NETWORK, NetworkOptions(pfs=(PfChoice("pf0"),)))
     steps = {}
     for name, step in (
-        ("create", lambda: svc.create_endpoint(NETWORK, ENDPOINT, {}, {})),
+        ("create", lambda: svc.create_endpoint(NETWORK, ENDPOINT)),
         ("join", lambda: svc.join(NETWORK, ENDPOINT, "/var/run/docker/netns/abc")),
         ("delete", lambda: svc.delete_endpoint(ENDPOINT)),
     ):

@@ -29,7 +29,6 @@ from plugin.nic import netlink
 from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import Sysfs
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
@@ -239,12 +238,12 @@ def opened():
 
 
 @pytest.fixture
-def backend(fake, opened, tmp_path):
+def backend(fake, opened):
     def open_fake():
         opened.append(fake)
         return fake
 
-    return KernelBackend(Sysfs(tmp_path), iproute_factory=open_fake)
+    return KernelBackend(iproute_factory=open_fake)
 
 
 def docker_sets_mac(fake, mac):

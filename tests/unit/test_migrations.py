@@ -70,8 +70,8 @@ def test_a_version_1_store_keeps_every_lease_and_address_after_migrating(tmp_pat
             "02:00:00:00:00:02",
             "ready",
         )
-        assert ep.original["vlan"] == 0 and ep.restore_error is None and ep.sandbox is None
-        assert network.options["vlan"] == 100
+        assert ep.original.vlan == 0 and ep.restore_error is None and ep.sandbox is None
+        assert network.options.vf.vlan == 100
         assert tx.leased_vfs("pf0") == {2}
         assert tx.network_using_port("pf0", 100) == "net-v1"
     ipam = IpamService(store, ())

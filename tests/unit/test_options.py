@@ -5,6 +5,7 @@ import re
 import pytest
 
 from plugin.errors import InvalidRequest
+from plugin.nic.base import VfSettings
 from plugin.options import (
     EndpointOptions,
     NetworkOptions,
@@ -51,15 +52,18 @@ def rejected(options) -> str:
 def test_only_pf_iface_gives_all_defaults():
     assert parsed() == NetworkOptions(
         pfs=(PfChoice("enp1s0f0"),),
-        vlan=0,
-        qos=0,
-        proto="802.1Q",
-        mtu=None,
-        spoofchk=None,
-        trust=None,
-        link_state=None,
-        min_tx_rate=None,
-        max_tx_rate=None,
+        vf=VfSettings(
+            mac=None,
+            vlan=0,
+            qos=0,
+            proto="802.1Q",
+            mtu=None,
+            spoofchk=None,
+            trust=None,
+            link_state=None,
+            min_tx_rate=None,
+            max_tx_rate=None,
+        ),
         require_pf_link=False,
         mac_prefix=None,
         ipv6=False,
@@ -83,15 +87,17 @@ def test_every_option_from_cli_strings():
     options["com.docker.network.internal"] = True
     assert parse_network_options(options) == NetworkOptions(
         pfs=(PfChoice("enp1s0f0"),),
-        vlan=100,
-        qos=5,
-        proto="802.1ad",
-        mtu=9000,
-        spoofchk=False,
-        trust=True,
-        link_state="enable",
-        min_tx_rate=100,
-        max_tx_rate=1000,
+        vf=VfSettings(
+            vlan=100,
+            qos=5,
+            proto="802.1ad",
+            mtu=9000,
+            spoofchk=False,
+            trust=True,
+            link_state="enable",
+            min_tx_rate=100,
+            max_tx_rate=1000,
+        ),
         ipv6=True,
         internal=True,
     )
@@ -99,7 +105,14 @@ def test_every_option_from_cli_strings():
 
 def test_api_clients_may_send_ints_and_bools():
     got = parsed(vlanid=7, vlan_qos=1, mtu=1500, spoofchk=True, trust=False, max_tx_rate=0)
-    assert (got.vlan, got.qos, got.mtu, got.spoofchk, got.trust, got.max_tx_rate) == (
+    assert (
+        got.vf.vlan,
+        got.vf.qos,
+        got.vf.mtu,
+        got.vf.spoofchk,
+        got.vf.trust,
+        got.vf.max_tx_rate,
+    ) == (
         7,
         1,
         1500,
@@ -111,7 +124,7 @@ def test_api_clients_may_send_ints_and_bools():
 
 def test_result_is_frozen():
     with pytest.raises(AttributeError):
-        parsed().vlan = 5  # type: ignore[misc]
+        parsed().vf = VfSettings()  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("options", [None, {}, {"com.docker.network.generic": None}])
@@ -203,7 +216,7 @@ def test_options_must_be_a_map():
 
 @pytest.mark.parametrize("value", ["0", "1", "4094", 4094])
 def test_vlanid_range_is_accepted(value):
-    assert parsed(vlanid=value).vlan == int(value)
+    assert parsed(vlanid=value).vf.vlan == int(value)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +239,7 @@ def test_bad_vlanid(value, message):
 
 
 def test_qos_with_vlan():
-    assert parsed(vlanid="10", vlan_qos="7").qos == 7
+    assert parsed(vlanid="10", vlan_qos="7").vf.qos == 7
 
 
 @pytest.mark.parametrize(
@@ -248,7 +261,7 @@ def test_qos_without_vlan_is_rejected():
 
 
 def test_qos_zero_without_vlan_is_fine():
-    assert parsed(vlan_qos="0").qos == 0
+    assert parsed(vlan_qos="0").vf.qos == 0
 
 
 @pytest.mark.parametrize(
@@ -256,11 +269,11 @@ def test_qos_zero_without_vlan_is_fine():
     [("802.1Q", "802.1Q"), ("802.1q", "802.1Q"), ("802.1ad", "802.1ad"), ("802.1AD", "802.1ad")],
 )
 def test_proto_is_case_insensitive_and_normalized(value, normal):
-    assert parsed(vlanid="100", vlan_proto=value).proto == normal
+    assert parsed(vlanid="100", vlan_proto=value).vf.proto == normal
 
 
 def test_802_1q_without_vlan_is_fine():
-    assert parsed(vlan_proto="802.1q").proto == "802.1Q"
+    assert parsed(vlan_proto="802.1q").vf.proto == "802.1Q"
 
 
 def test_802_1ad_without_vlan_is_rejected():
@@ -280,15 +293,15 @@ def test_bad_proto_lists_allowed_values(value):
 
 
 def test_mtu_from_our_option():
-    assert parsed(mtu="9000").mtu == 9000
+    assert parsed(mtu="9000").vf.mtu == 9000
 
 
 def test_mtu_from_dockers_generic_option():
-    assert parsed(**{"com.docker.network.driver.mtu": "1400"}).mtu == 1400
+    assert parsed(**{"com.docker.network.driver.mtu": "1400"}).vf.mtu == 1400
 
 
 def test_both_mtu_options_may_agree():
-    assert parsed(mtu="1400", **{"com.docker.network.driver.mtu": 1400}).mtu == 1400
+    assert parsed(mtu="1400", **{"com.docker.network.driver.mtu": 1400}).vf.mtu == 1400
 
 
 def test_both_mtu_options_must_agree():
@@ -313,7 +326,7 @@ def test_both_mtu_options_must_agree():
 )
 def test_mtu_bounds(option, value, message):
     if message is None:
-        assert parsed(**{option: value}).mtu == int(value)
+        assert parsed(**{option: value}).vf.mtu == int(value)
     else:
         assert rejected(network(**{option: value})) == message
 
@@ -327,7 +340,7 @@ def test_mtu_bounds(option, value, message):
     [("on", True), ("ON", True), ("true", True), ("off", False), ("False", False), (True, True)],
 )
 def test_switches(option, value, expected):
-    assert getattr(parsed(**{option: value}), option) is expected
+    assert getattr(parsed(**{option: value}).vf, option) is expected
 
 
 @pytest.mark.parametrize("option", ["spoofchk", "trust"])
@@ -340,7 +353,7 @@ def test_bad_switch_lists_allowed_values(option, value):
 
 @pytest.mark.parametrize("value", ["auto", "enable", "disable", "AUTO"])
 def test_link_state(value):
-    assert parsed(link_state=value).link_state == value.lower()
+    assert parsed(link_state=value).vf.link_state == value.lower()
 
 
 def test_bad_link_state_lists_allowed_values():
@@ -354,21 +367,21 @@ def test_bad_link_state_lists_allowed_values():
 
 def test_rates_default_to_none():
     got = parsed()
-    assert (got.min_tx_rate, got.max_tx_rate) == (None, None)
+    assert (got.vf.min_tx_rate, got.vf.max_tx_rate) == (None, None)
 
 
 def test_min_rate_alone_is_fine():
-    assert parsed(min_tx_rate="500").min_tx_rate == 500
+    assert parsed(min_tx_rate="500").vf.min_tx_rate == 500
 
 
 def test_min_above_uncapped_max_is_fine():
     got = parsed(min_tx_rate="500", max_tx_rate="0")
-    assert (got.min_tx_rate, got.max_tx_rate) == (500, 0)
+    assert (got.vf.min_tx_rate, got.vf.max_tx_rate) == (500, 0)
 
 
 def test_min_equal_max_is_fine():
     got = parsed(min_tx_rate="100", max_tx_rate="100")
-    assert (got.min_tx_rate, got.max_tx_rate) == (100, 100)
+    assert (got.vf.min_tx_rate, got.vf.max_tx_rate) == (100, 100)
 
 
 def test_min_above_max_is_rejected():

@@ -4,8 +4,8 @@ import pytest
 from fake_nic import FACTORY, FakeNic
 
 from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import VfInfo, VfSettings
-from plugin.nic.program import check_settings, program_vf, restore_vf
+from plugin.nic.base import VfInfo, VfLinkState, VfSettings, VlanProto
+from plugin.nic.program import program_vf, restore_vf
 
 VF = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
 
@@ -153,28 +153,36 @@ def test_field_the_device_does_not_report_is_refused_before_any_change():
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("fields", "message"),
     [
-        (VfSettings(vlan=4095), "vlan 4095 out of range 0-4094"),
-        (VfSettings(qos=8), "qos 8 out of range 0-7"),
-        (VfSettings(proto="802.1x"), "vlan proto '802.1x' is not one of 802.1Q, 802.1ad"),
-        (VfSettings(link_state="up"), "link_state 'up' is not one of auto, enable, disable"),
-        (VfSettings(mac="02:00:00:00:00"), "mac '02:00:00:00:00' is not a MAC address"),
-        (VfSettings(mac="01:00:5e:00:00:01"), "multicast"),
-        (VfSettings(min_tx_rate=200, max_tx_rate=100), "min_tx_rate 200 is above max_tx_rate"),
-        (VfSettings(mtu=67), "mtu 67 out of range 68-65535"),
-        (VfSettings(spoofchk="yes"), "spoofchk 'yes' is not true or false"),
+        (dict(vlan=4095), "vlan 4095 out of range 0-4094"),
+        (dict(qos=8), "qos 8 out of range 0-7"),
+        (dict(proto="802.1x"), "vlan proto '802.1x' is not one of 802.1Q, 802.1ad"),
+        (dict(link_state="up"), "link_state 'up' is not one of auto, enable, disable"),
+        (dict(mac="02:00:00:00:00"), "mac '02:00:00:00:00' is not of the form 02:42:ac:11:00:02"),
+        (dict(mac="01:00:5e:00:00:01"), "multicast"),
+        (dict(min_tx_rate=200, max_tx_rate=100), "min_tx_rate 200 is above max_tx_rate"),
+        (dict(mtu=67), "mtu 67 out of range 68-65535"),
+        (dict(spoofchk="yes"), "spoofchk 'yes' is not true or false"),
     ],
 )
-def test_invalid_settings_are_refused_before_the_snapshot(settings, message):
-    backend = FakeNic()
+def test_settings_no_device_could_take_cannot_be_built(fields, message):
+    """So no backend, and no program_vf, ever sees them."""
     with pytest.raises(InvalidRequest, match=message):
-        program_vf(backend, VF, settings)
-    assert backend.calls == []
+        VfSettings(**fields)
 
 
-def test_check_settings_accepts_a_full_valid_set():
-    check_settings(EVERYTHING)
+def test_settings_normalize_the_mac_and_name_protocol_and_link_state_by_value():
+    settings = VfSettings(mac="02:AA:bb:cc:dd:ee", proto="802.1ad", link_state="enable")
+    assert settings == VfSettings(
+        mac="02:aa:bb:cc:dd:ee", proto=VlanProto.DOT1AD, link_state=VfLinkState.ENABLE
+    )
+
+
+def test_settings_carry_both_rates_or_neither_as_the_device_takes_them():
+    assert VfSettings(max_tx_rate=100) == VfSettings(min_tx_rate=0, max_tx_rate=100)
+    assert VfSettings(min_tx_rate=10) == VfSettings(min_tx_rate=10, max_tx_rate=0)
+    assert (VfSettings().min_tx_rate, VfSettings().max_tx_rate) == (None, None)
 
 
 def test_restore_puts_back_exactly_the_given_fields_in_order():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from fake_nic import FakeNic
 from sysfs_trees import build
-from test_network import IPV4, ep_id, net_id, nic_tree, options
+from test_network import GATEWAY, ep_id, net_id, nic_tree, options
 
 from plugin.errors import DeviceError
 from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
 from plugin.reconcile import HostRecovery
-from plugin.store import NetworkRow, Store
+from plugin.store import NetworkPf, NetworkRow, Store
 
 NUMVFS = "devices/pci0000:00/0000:3b:00.0/sriov_numvfs"
 
@@ -48,9 +48,9 @@ def make(tmp_path, tree):
 def test_after_a_reboot_start_enables_vfs_and_drops_leases_of_destroyed_vfs(tmp_path):
     root, sysfs, store, recovery, _ = make(tmp_path, nic_tree(vfs0=4))
     network = NetworkService(store, sysfs, FakeNic())
-    network.create_network(net_id(1), options(pf_iface="pf0", vlanid=5), IPV4, [])
-    network.create_endpoint(net_id(1), ep_id(1), {}, {})
-    network.create_endpoint(net_id(1), ep_id(2), {}, {})
+    network.create_network(net_id(1), options(pf_iface="pf0", vlanid=5), GATEWAY)
+    network.create_endpoint(net_id(1), ep_id(1))
+    network.create_endpoint(net_id(1), ep_id(2))
     (root / NUMVFS).write_text("0\n")  # the reboot, as the plugin sees it
 
     recovery.at_start()
@@ -59,15 +59,15 @@ def test_after_a_reboot_start_enables_vfs_and_drops_leases_of_destroyed_vfs(tmp_
     with store.transaction() as tx:
         assert tx.leased_vfs("pf0") == set()
     network.delete_endpoint(ep_id(1))  # Docker's clean-up of the old endpoint: nothing to do
-    network.create_endpoint(net_id(1), ep_id(3), {}, {})
-    assert network.endpoint_info(ep_id(3))["vf"] == 0
+    network.create_endpoint(net_id(1), ep_id(3))
+    assert network.endpoint_info(ep_id(3)).vf == 0
 
 
 def test_leases_on_a_pf_with_its_vfs_stay_when_nothing_was_lost(tmp_path):
     _, sysfs, store, recovery, _ = make(tmp_path, nic_tree(vfs0=2))
     network = NetworkService(store, sysfs, FakeNic())
-    network.create_network(net_id(1), options(pf_iface="pf0"), IPV4, [])
-    network.create_endpoint(net_id(1), ep_id(1), {}, {})
+    network.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
+    network.create_endpoint(net_id(1), ep_id(1))
 
     recovery.at_start()
     recovery.before_endpoint(net_id(1))
@@ -79,7 +79,7 @@ def test_leases_on_a_pf_with_its_vfs_stay_when_nothing_was_lost(tmp_path):
 def test_create_endpoint_enables_vfs_that_went_away_after_start(tmp_path):
     root, sysfs, store, recovery, _ = make(tmp_path, nic_tree(vfs0=2))
     NetworkService(store, sysfs, FakeNic()).create_network(
-        net_id(1), options(pf_iface="pf0"), IPV4, []
+        net_id(1), options(pf_iface="pf0"), GATEWAY
     )
     recovery.at_start()
     (root / NUMVFS).write_text("0\n")
@@ -96,9 +96,8 @@ def test_vf_netdevs_that_never_appear_fail_create_endpoint_naming_pf_and_time(tm
         del tree[name]  # VF 1's driver never makes its netdev
     _, sysfs, store, recovery, clock = make(tmp_path, tree)
     with store.transaction() as tx:
-        tx.insert_network(
-            NetworkRow(net_id(1), {"pfs": ["pf0"], "vlan": 0}, None, None), ("pf0",), 0
-        )
+        pfs = (NetworkPf(pci=None, name="pf0"),)  # recorded before PFs were kept by address
+        tx.insert_network(NetworkRow(net_id(1), options(pf_iface="pf0"), pfs, None, None))
     started = clock.now
 
     recovery.at_start(wait_s=5)  # logs, does not raise: the plugin must come up

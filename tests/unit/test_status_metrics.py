@@ -13,7 +13,7 @@ import pytest
 from fake_nic import FakeNic
 from prometheus_client.parser import text_string_to_metric_families
 from sysfs_trees import build
-from test_network import IPV4, PF0, ep_id, net_id, nic_tree, options
+from test_network import IPV4, PF0, ep_id, net_id, nic_tree, wire_options
 
 from plugin.config import parse_default_pools
 from plugin.metrics import Metrics
@@ -64,7 +64,7 @@ class Plugin:
             "PoolID"
         ]
         self.ok("IpamDriver.RequestAddress", {"PoolID": pool, "Address": "", "Options": {}})
-        body = {"NetworkID": net_id(n), "Options": options(**flags), "IPv4Data": IPV4}
+        body = {"NetworkID": net_id(n), "Options": wire_options(**flags), "IPv4Data": IPV4}
         self.ok("NetworkDriver.CreateNetwork", body)
         return pool
 

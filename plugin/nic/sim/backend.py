@@ -17,10 +17,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
 from plugin.nic import netlink, sockios
-from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import MTU_RANGE, NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import check_settings, vf_error, vf_label
+from plugin.nic.program import vf_error, vf_label
 from plugin.nic.sim import device
 from plugin.nic.sim.state import SETTING_NAMES
 
@@ -47,14 +47,11 @@ class SimBackend:
 
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Apply the given fields in the kernel's order, stopping at the first that fails."""
-        check_settings(settings)
         given = {
             name: getattr(settings, name)
             for name in SETTING_NAMES
             if getattr(settings, name) is not None
         }
-        if "mac" in given:
-            given["mac"] = given["mac"].lower()
         if not given:
             return
         try:
@@ -63,11 +60,11 @@ class SimBackend:
             raise VfRefused(vf, _why(err)) from err
 
     def set_mtu(self, vf: VfInfo, mtu: int) -> None:
-        check_settings(VfSettings(mtu=mtu))
+        MTU_RANGE.check("mtu", mtu)
         try:
             device.set_mtu(self.root, vf.pf, vf.index, mtu)
         except SIM_FAILURES as err:
-            raise vf_error(vf, "mtu", {"mtu": mtu}, _why(err)) from err
+            raise vf_error(vf, "mtu", VfSettings(mtu=mtu), _why(err)) from err
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
         """One ioctl per VF netdev for presence and the up flag; netlink only for those up.
