@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import NotRequired, TypedDict
 
 from plugin.errors import Conflict, InvalidRequest
+from plugin.nic.base import NO_ADMIN_MAC, VfLinkState, VlanProto
 from plugin.nic.names import check_ifname
 
 STATE_DIR = "sriov-sim"
 FACTORY_SETTINGS = {
-    "mac": "00:00:00:00:00:00",
+    "mac": NO_ADMIN_MAC,
     "vlan": 0,
     "qos": 0,
-    "proto": "802.1Q",
+    "proto": VlanProto.DOT1Q.value,
     "spoofchk": True,
     "trust": False,
-    "link_state": "auto",
+    "link_state": VfLinkState.AUTO.value,
     "min_tx_rate": 0,
     "max_tx_rate": 0,
 }
