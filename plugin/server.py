@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import waitress
 
-from plugin.app import create_app
+from plugin.app import LogAfterReply, create_app
 from plugin.config import Config, DefaultPool
 from plugin.handlers import cluster_handlers, ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
@@ -34,7 +35,7 @@ log = logging.getLogger("sriov")
 SERVER_THREADS = 8
 
 
-def build_backend(config: Config, sysfs: Sysfs):
+def build_backend(config: Config, sysfs: Sysfs) -> NicBackend:
     """The NIC backend SRIOV_NIC names: never guessed from what the machine looks like."""
     if config.nic == "sim":
         from plugin.nic.sim.backend import SimBackend
@@ -45,7 +46,7 @@ def build_backend(config: Config, sysfs: Sysfs):
     return KernelBackend()
 
 
-def build_app(config: Config):
+def build_app(config: Config) -> LogAfterReply:
     """The app with its real services: the store under SRIOV_STATE_DIR, the NIC backend.
 
     At start: VFs enabled again on stored networks' PFs that lost them (a reboot),
@@ -69,7 +70,7 @@ def assemble_app(
     default_pools: tuple[DefaultPool, ...],
     metrics: Metrics,
     cluster: ClusterStore | None = None,
-):
+) -> LogAfterReply:
     """The services on these collaborators, recovered, and the app serving them."""
     network = NetworkService(store, sysfs, backend, events=metrics)
     recovery = HostRecovery(store, sysfs, network)
@@ -90,7 +91,7 @@ def assemble_app(
     )
 
 
-def build_cluster(config: Config):
+def build_cluster(config: Config) -> ClusterStore | None:
     """The etcd cluster store when SRIOV_CLUSTER_STORE names one, with this node's presence.
 
     Nothing here waits for etcd: the plugin must answer Docker within seconds
@@ -140,7 +141,7 @@ def serve(config: Config) -> None:
     )
 
 
-def _exit_on_sigterm(signum, frame) -> None:
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Docker stops a plugin with SIGTERM: leave through SystemExit so the exit is clean."""
     log.info("SIGTERM: stopping")
     raise SystemExit(0)

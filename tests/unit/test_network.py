@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sqlite3
 import threading
 
 import pytest
@@ -46,6 +47,23 @@ def nic_tree(vfs0=4, vfs1=0, numvfs0=None, mtu=1500):
         for i in range(vfs1):
             tree.update(vf(PF1, i, f"0000:3c:02.{i}", f"pf1v{i}"))
     return tree
+
+
+def numvfs_of_pf0(tmp_path) -> int:
+    """sriov_numvfs of pf0, read from the tree as the kernel would show it."""
+    return int((tmp_path / "sys/class/net/pf0/device/sriov_numvfs").read_text())
+
+
+def write_behind_the_plugin(store: Store, *statements) -> None:
+    """Change the state file with a connection of our own, as another version or a crash would."""
+    db = sqlite3.connect(store.path)
+    try:
+        with db:
+            for statement in statements:
+                sql, args = statement if isinstance(statement, tuple) else (statement, ())
+                db.execute(sql, args)
+    finally:
+        db.close()
 
 
 def net_id(n: int) -> str:
@@ -227,21 +245,21 @@ def test_same_pf_and_vlan_in_two_networks_conflicts_and_changes_nothing(make):
     svc.create_network(net_id(3), options(pf_iface="pf0", vlanid=11), GATEWAY)
 
 
-def test_create_network_rejects_bad_pf_and_mtu_before_any_change(make):
+def test_create_network_rejects_bad_pf_and_mtu_before_any_change(make, tmp_path):
     svc, _, store = make(nic_tree(numvfs0=0))
     with pytest.raises(InvalidRequest, match="pf9"):
         svc.create_network(net_id(1), options(pf_iface="pf0,pf9"), GATEWAY)
     with pytest.raises(InvalidRequest, match="mtu 9000 is above the MTU 1500 of PF pf0"):
         svc.create_network(net_id(1), options(pf_iface="pf0", mtu=9000), GATEWAY)
-    assert svc._sysfs.pf("pf0").numvfs == 0
+    assert numvfs_of_pf0(tmp_path) == 0
     with store.transaction() as tx:
         assert tx.network(net_id(1)) is None
 
 
-def test_create_network_enables_vfs_when_numvfs_is_zero(make):
+def test_create_network_enables_vfs_when_numvfs_is_zero(make, tmp_path):
     svc, _, _ = make(nic_tree(numvfs0=0))
     svc.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
-    assert svc._sysfs.pf("pf0").numvfs == 4
+    assert numvfs_of_pf0(tmp_path) == 4
 
 
 def test_unknown_network_and_unknown_endpoint(make):
@@ -266,8 +284,8 @@ def test_recover_undoes_an_endpoint_interrupted_while_programming(make):
     svc, nic, store = make()
     svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=3), GATEWAY)
     svc.create_endpoint(net_id(1), ep_id(1))
-    with store.transaction() as tx:  # as if the plugin died between lease and finish
-        tx._conn.execute("UPDATE endpoints SET state = 'programming'")
+    # as if the plugin died between lease and finish
+    write_behind_the_plugin(store, "UPDATE endpoints SET state = 'programming'")
     svc.recover()
     assert nic.by_vf[("pf0", 0)] == FACTORY
     with store.transaction() as tx:
@@ -459,7 +477,7 @@ def test_pinned_vf_must_be_in_the_range(make):
     assert leased_vf(svc, 1) == ("pf0", 2)
 
 
-def test_range_beyond_the_pfs_vfs_is_refused_at_create_and_changes_nothing(make):
+def test_range_beyond_the_pfs_vfs_is_refused_at_create_and_changes_nothing(make, tmp_path):
     svc, _, store = make(nic_tree(vfs0=4, numvfs0=0))
     with pytest.raises(InvalidRequest) as err:
         svc.create_network(net_id(1), options(pf_iface="pf0", vfs="2-4"), GATEWAY)
@@ -468,7 +486,7 @@ def test_range_beyond_the_pfs_vfs_is_refused_at_create_and_changes_nothing(make)
     )
     with pytest.raises(InvalidRequest, match=r"pf_iface 'pf0#7' reaches VF 7, but PF pf0"):
         svc.create_network(net_id(1), options(pf_iface="pf0#7"), GATEWAY)
-    assert svc._sysfs.pf("pf0").numvfs == 0
+    assert numvfs_of_pf0(tmp_path) == 0
     with store.transaction() as tx:
         assert tx.network(net_id(1)) is None
 
@@ -520,8 +538,11 @@ def test_network_recorded_with_bare_pf_names_still_leases(make):
         row = tx.network(net_id(1))
         old = network_settings(row) | {"pfs": ["pf0"]}
         del old["mac_prefix"], old["require_pf_link"]
-        tx._conn.execute("UPDATE networks SET options = ?", (json.dumps(old),))
-        tx._conn.execute("UPDATE network_ports SET pf = 'pf0'")
+    write_behind_the_plugin(  # as an earlier version wrote them
+        store,
+        ("UPDATE networks SET options = ?", (json.dumps(old),)),
+        "UPDATE network_ports SET pf = 'pf0'",
+    )
     svc.create_endpoint(net_id(1), ep_id(1))
     assert leased_vf(svc, 1) == ("pf0", 0)
     with pytest.raises(Conflict, match="PF pf0 VLAN 0 is already used by network"):
