@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plugin.options import parse_endpoint_options, parse_network_options
+from plugin.store import AddressSpace
 
 if TYPE_CHECKING:
     from plugin.cluster import EtcdEndpoints
@@ -59,8 +60,14 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
         return {}
 
     return {
-        "IpamDriver.GetCapabilities": lambda body: ipam.capabilities(),
-        "IpamDriver.GetDefaultAddressSpaces": lambda body: ipam.default_address_spaces(),
+        "IpamDriver.GetCapabilities": lambda body: {
+            "RequiresMACAddress": ipam.needs_endpoint_mac,
+            "RequiresRequestReplay": False,  # the store is durable: nothing to replay
+        },
+        "IpamDriver.GetDefaultAddressSpaces": lambda body: {
+            "LocalDefaultAddressSpace": AddressSpace.LOCAL.value,
+            "GlobalDefaultAddressSpace": AddressSpace.GLOBAL.value,
+        },
         "IpamDriver.RequestPool": request_pool,
         "IpamDriver.ReleasePool": release_pool,
         "IpamDriver.RequestAddress": request_address,

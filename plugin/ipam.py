@@ -175,16 +175,10 @@ class IpamService:
 
     # --- capabilities ----------------------------------------------------
 
-    def capabilities(self) -> dict:
-        """With a cluster store, ask Docker for each endpoint's MAC (see ``_specific_kind``)."""
-        return {"RequiresMACAddress": self._cluster is not None, "RequiresRequestReplay": False}
-
-    @staticmethod
-    def default_address_spaces() -> dict:
-        return {
-            "LocalDefaultAddressSpace": AddressSpace.LOCAL,
-            "GlobalDefaultAddressSpace": AddressSpace.GLOBAL,
-        }
+    @property
+    def needs_endpoint_mac(self) -> bool:
+        """With a cluster store, Docker must send each endpoint's MAC (see ``_specific_kind``)."""
+        return self._cluster is not None
 
     # --- pools -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ import pytest
 
 from plugin.cluster import ClusterStore, ClusterUnavailable, EtcdEndpoints
 from plugin.config import ClusterConfig, load_config
+from plugin.handlers import ipam_handlers
 from plugin.ipam import IpamService
 
 
@@ -58,8 +59,10 @@ def test_local_pools_work_without_etcd(ipam):
 
 def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store):
     """Then a container's --ip carries its MAC and an --aux-address does not."""
-    assert ipam.capabilities() == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
-    assert IpamService(store, ()).capabilities()["RequiresMACAddress"] is False
+    assert ipam.needs_endpoint_mac is True
+    assert IpamService(store, ()).needs_endpoint_mac is False
+    capabilities = ipam_handlers(ipam)["IpamDriver.GetCapabilities"]({})
+    assert capabilities == {"RequiresMACAddress": True, "RequiresRequestReplay": False}
 
 
 @pytest.mark.parametrize(

@@ -38,12 +38,8 @@ def pool_count(store: Store) -> int:
 # --- capabilities ------------------------------------------------------------
 
 
-def test_capabilities_say_no_replay_needed(ipam):
-    assert ipam.capabilities() == {"RequiresMACAddress": False, "RequiresRequestReplay": False}
-    assert ipam.default_address_spaces() == {
-        "LocalDefaultAddressSpace": "local",
-        "GlobalDefaultAddressSpace": "global",
-    }
+def test_without_a_cluster_store_docker_is_not_asked_for_endpoint_macs(ipam):
+    assert ipam.needs_endpoint_mac is False
 
 
 # --- explicit pools ----------------------------------------------------------
