@@ -29,6 +29,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE endpoints ADD COLUMN restore_error TEXT",
         "ALTER TABLE endpoints ADD COLUMN sandbox TEXT",
     ),
+    # 3: the host boot the VF leases belong to (see plugin/reconcile.py), in a one-row table.
+    (
+        "CREATE TABLE leases_boot (only INTEGER PRIMARY KEY CHECK (only = 1), "
+        "boot_id TEXT NOT NULL)",
+    ),
 )
 LATEST_VERSION = len(MIGRATIONS) + 1
 

@@ -179,7 +179,14 @@ class NetworkService:
         events: VfEvents | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        sync_leases: bool = True,
     ) -> None:
+        """``sync_leases`` False: a lease's writes do not wait for the disk.
+
+        Only for a store whose leases end with the boot (plugin/reconcile.py): a
+        crash of this process loses no commit (the page cache has it), and what
+        an OS crash loses belongs to a boot whose leases are void at next start.
+        """
         self._store = store
         self._sysfs = sysfs
         self._backend = backend
@@ -187,6 +194,7 @@ class NetworkService:
         self._events = events
         self._clock = clock
         self._sleep = sleep
+        self._sync_leases = sync_leases
 
     # --- networks --------------------------------------------------------
 
@@ -357,7 +365,7 @@ class NetworkService:
         """
         for vf in candidates:
             snapshot = self._snapshot(vf, vf.pci in cleared)
-            with self._store.transaction() as tx:
+            with self._store.transaction(durable=self._sync_leases) as tx:
                 held = tx.endpoint(new.id)
                 if held is not None:
                     return held
@@ -375,7 +383,7 @@ class NetworkService:
         except DeviceError:
             if self._events:
                 self._events.program_failed(lease.vf.pf)
-            with self._store.transaction() as tx:
+            with self._store.transaction(durable=self._sync_leases) as tx:
                 tx.delete_endpoint(new.id)
                 if lease.snapshot.mac == NO_ADMIN_MAC:  # the undo cleared the admin MAC we set
                     tx.remember_admin_mac_cleared(lease.vf.pci)
@@ -582,10 +590,10 @@ class NetworkService:
             # The lease stays (never hand out a half-restored VF); status and metrics show why.
             if self._events:
                 self._events.restore_failed(ep.pf)
-            with self._store.transaction() as tx:
+            with self._store.transaction(durable=self._sync_leases) as tx:
                 tx.set_restore_error(ep.id, exc.message)
             raise
-        with self._store.transaction() as tx:
+        with self._store.transaction(durable=self._sync_leases) as tx:
             tx.delete_endpoint(ep.id)
             if original.mac == NO_ADMIN_MAC:
                 tx.remember_admin_mac_cleared(ep.pci)

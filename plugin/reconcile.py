@@ -6,7 +6,15 @@ does not replay CreateNetwork, so the plugin puts the VFs back itself: at start
 for every PF a stored network uses, and again before each CreateEndpoint (the
 PF's driver may have come up after the plugin did).
 
-The lease rule: a lease on a PF found with ``sriov_numvfs`` 0 is void. Its VF
+The lease rules. A lease lives for one boot of the host: at start, leases
+recorded in another boot (``/proc/sys/kernel/random/boot_id``) are void, as are
+the notes on VFs whose admin MAC a release cleared. The reboot destroyed those
+VFs, or reset them where the host enables VFs at boot, and ended every container;
+Docker's DeleteEndpoint for them then finds nothing and succeeds. Because an OS
+crash is such a reboot, the plugin need not wait for the disk when it writes a
+lease (see NetworkService's ``sync_leases``): what a crash can lose, this voids.
+
+And a lease on a PF found with ``sriov_numvfs`` 0 is void. Its VF
 was destroyed, and with it the netdev in whatever container held it, so no
 endpoint Docker still has can be using it; the VF that comes back has the
 device's defaults, so there is nothing to restore either. The lease is deleted
@@ -20,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin.errors import DeviceError, PluginError
@@ -39,6 +48,18 @@ ENDPOINT_WAIT_S = 20.0
 POLL_S = 0.1
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def read_boot_id(path: Path = BOOT_ID) -> str | None:
+    """This boot's id (the kernel makes a new one at each boot); None where it cannot be read."""
+    try:
+        return path.read_text().strip() or None
+    except OSError as err:
+        log.warning("read %s: %s; leases are synced to disk instead", path, err.strerror or err)
+        return None
+
+
 class HostRecovery:
     """Enables VFs on stored networks' PFs that have none, and waits for their netdevs."""
 
@@ -49,8 +70,10 @@ class HostRecovery:
         network: NetworkService,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        boot_id: str | None = None,
     ) -> None:
         self._store = store
+        self._boot_id = boot_id
         self._sysfs = sysfs
         self._network = network
         self._clock = clock
@@ -59,7 +82,13 @@ class HostRecovery:
         self._waiting: dict[str, float] = {}  # PF -> when we enabled its VFs, until they appear
 
     def at_start(self, wait_s: float = START_WAIT_S) -> None:
-        """Enable VFs on every stored PF that has none; log (not raise) what fails."""
+        """Drop leases of an earlier boot, enable VFs on every stored PF that has none.
+
+        Logs (does not raise) what fails. Without a boot id, only the
+        ``sriov_numvfs`` 0 rule finds leases a reboot ended.
+        """
+        if self._boot_id is not None:
+            self._end_leases_of_earlier_boots(self._boot_id)
         with self._store.transaction() as tx:
             pfs = [pf for network in tx.networks() for pf in network.pfs]
         deadline = self._clock() + wait_s
@@ -89,6 +118,17 @@ class HostRecovery:
                 self._waiting[pf] = self._clock()
             if pf in self._waiting:
                 self._wait_for_netdevs(pf, deadline, final)
+
+    def _end_leases_of_earlier_boots(self, boot_id: str) -> None:
+        with self._store.transaction() as tx:
+            dropped = tx.end_leases_of_earlier_boots(boot_id)
+        for ep in dropped:
+            log.warning(
+                "endpoint %s: VF %d of %s was leased before the host rebooted; lease dropped",
+                ep.id[:12],
+                ep.vf,
+                ep.pf,
+            )
 
     def _void_leases(self, pf: str) -> None:
         with self._store.transaction() as tx:

@@ -22,7 +22,7 @@ from plugin.network import NetworkService
 from plugin.nic.base import NicBackend
 from plugin.nic.sysfs import Sysfs
 from plugin.ops_routes import RequestMetrics, ops_routes
-from plugin.reconcile import HostRecovery
+from plugin.reconcile import HostRecovery, read_boot_id
 from plugin.schema import RequestValidator
 from plugin.status import StatusService
 from plugin.store import Store
@@ -57,7 +57,9 @@ def build_app(config: Config) -> LogAfterReply:
     metrics = Metrics()
     backend = build_backend(config, sysfs)
     cluster = build_cluster(config)
-    app = assemble_app(store, sysfs, backend, config.default_pools, metrics, cluster)
+    app = assemble_app(
+        store, sysfs, backend, config.default_pools, metrics, cluster, read_boot_id()
+    )
     if config.metrics_addr is not None:
         metrics.serve_tcp(*config.metrics_addr)
     return app
@@ -70,10 +72,14 @@ def assemble_app(
     default_pools: tuple[DefaultPool, ...],
     metrics: Metrics,
     cluster: ClusterStore | None = None,
+    boot_id: str | None = None,
 ) -> LogAfterReply:
-    """The services on these collaborators, recovered, and the app serving them."""
-    network = NetworkService(store, sysfs, backend, events=metrics)
-    recovery = HostRecovery(store, sysfs, network)
+    """The services on these collaborators, recovered, and the app serving them.
+
+    With the host's ``boot_id``, leases end with the boot and need no sync.
+    """
+    network = NetworkService(store, sysfs, backend, events=metrics, sync_leases=boot_id is None)
+    recovery = HostRecovery(store, sysfs, network, boot_id=boot_id)
     recovery.at_start()
     network.recover()
     status = StatusService(store, sysfs, backend, network)

@@ -373,6 +373,32 @@ class Transaction:
     def forget_admin_mac_cleared(self, pci: str) -> None:
         self._conn.execute("DELETE FROM vfs_without_admin_mac WHERE pci = ?", (pci,))
 
+    def leases_boot(self) -> str | None:
+        """The boot id of the host boot the VF leases belong to; None if never recorded."""
+        row = self._conn.execute("SELECT boot_id FROM leases_boot").fetchone()
+        return None if row is None else row["boot_id"]
+
+    def end_leases_of_earlier_boots(self, boot_id: str) -> list[EndpointRow]:
+        """Drop every lease and admin-MAC note of another boot; leases now belong to ``boot_id``.
+
+        Returns the leases dropped. A reboot destroyed their VFs and ended the
+        containers that held them, so nothing is left to restore.
+        """
+        recorded = self.leases_boot()
+        if recorded == boot_id:
+            return []
+        dropped = []
+        if recorded is not None:  # else a new store, or one from before boots were recorded
+            dropped = self.endpoints()
+            self._conn.execute("DELETE FROM endpoints")
+            self._conn.execute("DELETE FROM vfs_without_admin_mac")
+        self._conn.execute(
+            "INSERT INTO leases_boot (only, boot_id) VALUES (1, ?) "
+            "ON CONFLICT (only) DO UPDATE SET boot_id = excluded.boot_id",
+            (boot_id,),
+        )
+        return dropped
+
     def set_restore_error(self, endpoint_id: str, error: str) -> None:
         """Record why the VF of a lease kept after a failed restore could not be restored."""
         self._conn.execute(

@@ -49,9 +49,9 @@ def test_a_fresh_store_is_at_the_latest_version_with_the_same_tables_as_a_migrat
     assert user_version(migrated) == 0
     Store(tmp_path / "old")
 
-    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 2
+    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 3
     tables = ("pools", "addresses", "networks", "network_ports", "endpoints")
-    for table in (*tables, "vfs_without_admin_mac"):  # the last is newer than the fixture
+    for table in (*tables, "vfs_without_admin_mac", "leases_boot"):  # newer than the fixture
         assert columns(fresh, table) == columns(migrated, table), table
     assert columns(fresh, "endpoints")[-2:] == ["restore_error", "sandbox"]
 
@@ -81,6 +81,10 @@ def test_a_version_1_store_keeps_every_lease_and_address_after_migrating(tmp_pat
     with store.transaction() as tx:
         tx.set_restore_error("ep-v1", "restore VF 2 of pf0: gone")  # the new column works
         assert tx.endpoint("ep-v1").restore_error == "restore VF 2 of pf0: gone"
+        # no boot was recorded before version 3: the first one recorded keeps the lease
+        assert tx.leases_boot() is None
+        assert tx.end_leases_of_earlier_boots("boot-a") == []
+        assert tx.leased_vfs("pf0") == {2}
 
 
 def test_migrating_twice_changes_nothing(tmp_path):

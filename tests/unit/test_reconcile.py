@@ -10,7 +10,7 @@ from test_network import GATEWAY, ep_id, net_id, nic_tree, options
 from plugin.errors import DeviceError
 from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
-from plugin.reconcile import HostRecovery
+from plugin.reconcile import HostRecovery, read_boot_id
 from plugin.store import NetworkPf, NetworkRow, Store
 
 NUMVFS = "devices/pci0000:00/0000:3b:00.0/sriov_numvfs"
@@ -74,6 +74,62 @@ def test_leases_on_a_pf_with_its_vfs_stay_when_nothing_was_lost(tmp_path):
 
     with store.transaction() as tx:
         assert tx.leased_vfs("pf0") == {0}
+
+
+BOOT_A, BOOT_B = "0a0a0a0a-0000-4000-8000-00000000000a", "0b0b0b0b-0000-4000-8000-00000000000b"
+
+
+def start_in_boot(store, sysfs, boot_id):
+    """The plugin starting in the boot ``boot_id``: a new HostRecovery, at_start."""
+    network = NetworkService(store, sysfs, FakeNic(), sync_leases=False)
+    HostRecovery(store, sysfs, network, boot_id=boot_id).at_start()
+    return network
+
+
+def test_leases_of_an_earlier_boot_end_even_where_the_host_enables_vfs_at_boot(tmp_path, caplog):
+    _, sysfs, store, _, _ = make(tmp_path, nic_tree(vfs0=4))
+    network = start_in_boot(store, sysfs, BOOT_A)
+    network.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
+    network.create_endpoint(net_id(1), ep_id(1))
+    network.create_endpoint(net_id(1), ep_id(2))
+    network.delete_endpoint(ep_id(2))  # its VF's admin MAC cleared: noted by PCI address
+    with store.transaction() as tx:
+        assert tx.vfs_without_admin_mac() == {"0000:3b:02.1"}
+
+    start_in_boot(store, sysfs, BOOT_A)  # a restart of the plugin, or of dockerd
+    with store.transaction() as tx:
+        assert tx.leased_vfs("pf0") == {0}
+
+    network = start_in_boot(store, sysfs, BOOT_B)  # sriov_numvfs is 4 again: no other sign
+    with store.transaction() as tx:
+        assert tx.leased_vfs("pf0") == set()
+        assert tx.vfs_without_admin_mac() == set()
+        assert tx.leases_boot() == BOOT_B
+    assert f"endpoint {ep_id(1)[:12]}: VF 0 of pf0 was leased before the host rebooted" in (
+        caplog.text
+    )
+    network.delete_endpoint(ep_id(1))  # Docker's clean-up of the old endpoint: nothing to do
+    network.create_endpoint(net_id(1), ep_id(3))
+    assert network.endpoint_info(ep_id(3)).vf == 0
+
+
+def test_without_a_boot_id_leases_stay_until_numvfs_says_otherwise(tmp_path):
+    _, sysfs, store, _, _ = make(tmp_path, nic_tree(vfs0=2))
+    network = start_in_boot(store, sysfs, BOOT_A)
+    network.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
+    network.create_endpoint(net_id(1), ep_id(1))
+    start_in_boot(store, sysfs, None)
+    with store.transaction() as tx:
+        assert tx.leased_vfs("pf0") == {0}
+        assert tx.leases_boot() == BOOT_A
+
+
+def test_the_boot_id_is_read_from_procfs_and_missing_is_not_an_error(tmp_path):
+    path = tmp_path / "boot_id"
+    path.write_text(BOOT_A + "\n")
+    assert read_boot_id(path) == BOOT_A
+    assert read_boot_id(tmp_path / "missing") is None
+    assert read_boot_id() not in (None, BOOT_A)  # this host's own
 
 
 def test_create_endpoint_enables_vfs_that_went_away_after_start(tmp_path):
