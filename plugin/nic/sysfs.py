@@ -48,16 +48,19 @@ class Sysfs:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Paths are built as strings: pathlib's parsing cost more than the syscalls.
+        self._class_net = os.path.join(root, "class", "net")
+        self._pci_devices = os.path.join(root, "bus", "pci", "devices")
 
     def pf(self, name: str) -> PfInfo:
         """Describe PF ``name``; InvalidRequest if it is missing, not SR-IOV, or a VF."""
         device = self._pf_device(name)
         return PfInfo(
             name=name,
-            pci=device.name,
-            totalvfs=self._read_int(device / "sriov_totalvfs"),
-            numvfs=self._read_int(device / "sriov_numvfs"),
-            mtu=self._read_int(self._netdir(name) / "mtu"),
+            pci=os.path.basename(device),
+            totalvfs=self._read_int(os.path.join(device, "sriov_totalvfs")),
+            numvfs=self._read_int(os.path.join(device, "sriov_numvfs")),
+            mtu=self._read_int(os.path.join(self._netdir(name), "mtu")),
         )
 
     def pf_by_pci(self, pci: str, what: str = "pf_iface") -> PfInfo:
@@ -73,7 +76,7 @@ class Sysfs:
         names = self._netdevs(device)
         if not names:
             raise InvalidRequest(
-                f"{what} {pci} has no netdev (no {device / 'net'}): no network driver "
+                f"{what} {pci} has no netdev (no {os.path.join(device, 'net')}): no network driver "
                 "is bound, or it is not a network device"
             )
         if len(names) > 1:
@@ -92,10 +95,10 @@ class Sysfs:
         (EINVAL) while the netdev is administratively down; operstate answers then.
         """
         netdir = self._netdir(check_ifname(name, "pf_iface"))
-        carrier = self._read_optional(netdir / "carrier")
+        carrier = self._read_optional(os.path.join(netdir, "carrier"))
         if carrier in ("1", "0"):
             return LINK_UP if carrier == "1" else LINK_DOWN
-        state = self._read_optional(netdir / "operstate")
+        state = self._read_optional(os.path.join(netdir, "operstate"))
         if state == LINK_UP:
             return LINK_UP
         if state in _DOWN_OPERSTATES:
@@ -105,7 +108,7 @@ class Sysfs:
     def vfs(self, pf_name: str) -> list[VfInfo]:
         """The enabled VFs of ``pf_name`` (virtfn0..virtfn<numvfs-1>), ordered by index."""
         device = self._pf_device(pf_name)
-        numvfs = self._read_int(device / "sriov_numvfs")
+        numvfs = self._read_int(os.path.join(device, "sriov_numvfs"))
         return [
             self._vf(pf_name, index, link)
             for index, link in self._virtfn_links(device)
@@ -115,8 +118,10 @@ class Sysfs:
     def vf(self, pf_name: str, index: int) -> VfInfo | None:
         """VF ``index`` of ``pf_name`` if it is enabled, read without listing the others."""
         device = self._pf_device(pf_name)
-        link = device / f"virtfn{index}"
-        if index >= self._read_int(device / "sriov_numvfs") or not os.path.lexists(link):
+        link = os.path.join(device, f"virtfn{index}")
+        if index >= self._read_int(os.path.join(device, "sriov_numvfs")) or not os.path.lexists(
+            link
+        ):
             return None
         return self._vf(pf_name, index, link)
 
@@ -129,35 +134,37 @@ class Sysfs:
         pf = self.pf(pf_name)
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= pf.totalvfs:
             raise InvalidRequest(f"numvfs {n!r} out of range 0-{pf.totalvfs} for {pf_name}")
-        path = self._pf_device(pf_name) / "sriov_numvfs"
+        path = os.path.join(self._pf_device(pf_name), "sriov_numvfs")
         try:
-            path.write_text(f"{n}\n")
+            with open(path, "w") as file:
+                file.write(f"{n}\n")
         except OSError as err:
             raise DeviceError(f"write {n} to {path}: {err.strerror or err}") from err
 
-    def _pf_device(self, name: str) -> Path:
+    def _pf_device(self, name: str) -> str:
         """The PCI directory of PF ``name``, after every check that makes it a PF."""
         check_ifname(name, "pf_iface")
         netdir = self._real_netdir(name)
-        device = self._link_target(netdir / "device", in_real_dir=True)
+        device = self._link_target(os.path.join(netdir, "device"), in_real_dir=True)
         if device is None:
             raise InvalidRequest(
-                f"pf_iface {name} has no SR-IOV (no {netdir / 'device'}: not a PCI device)"
+                f"pf_iface {name} has no SR-IOV "
+                f"(no {os.path.join(netdir, 'device')}: not a PCI device)"
             )
-        parent = self._link_target(device / "physfn")
+        parent = self._link_target(os.path.join(device, "physfn"), in_real_dir=True)
         if parent is not None:
             raise InvalidRequest(
-                f"pf_iface {name} is a VF of the PF at {parent.name}, not a PF: "
+                f"pf_iface {name} is a VF of the PF at {os.path.basename(parent)}, not a PF: "
                 f"give the PF's interface ({', '.join(self._netdevs(parent)) or 'none found'})"
             )
-        if not (device / "sriov_totalvfs").exists():
+        if not os.path.exists(os.path.join(device, "sriov_totalvfs")):
             raise InvalidRequest(f"pf_iface {name} has no SR-IOV (no sriov_totalvfs)")
         return device
 
-    def _netdir(self, name: str) -> Path:
-        return self.root / "class" / "net" / name
+    def _netdir(self, name: str) -> str:
+        return os.path.join(self._class_net, name)
 
-    def _real_netdir(self, name: str) -> Path:
+    def _real_netdir(self, name: str) -> str:
         """The netdev's own directory, which class/net/<name> links to.
 
         class/net is a real directory and the link's target is relative, so
@@ -167,51 +174,56 @@ class Sysfs:
         """
         netdir = self._netdir(name)
         try:
-            return Path(os.path.normpath(netdir.parent / os.readlink(netdir)))
+            return os.path.normpath(os.path.join(self._class_net, os.readlink(netdir)))
         except FileNotFoundError:
             raise InvalidRequest(f"pf_iface {name} not found (no {netdir})") from None
         except OSError as err:
             if err.errno == errno.EINVAL:  # not a symlink
-                return netdir.resolve()
+                return os.path.realpath(netdir)
             raise DeviceError(f"read link {netdir}: {err.strerror or err}") from err
 
-    def _pci_dir(self, pci: str) -> Path:
-        return self.root / "bus" / "pci" / "devices" / pci
+    def _pci_dir(self, pci: str) -> str:
+        return os.path.join(self._pci_devices, pci)
 
-    def _virtfn_links(self, device: Path) -> list[tuple[int, Path]]:
+    def _virtfn_links(self, device: str) -> list[tuple[int, str]]:
         try:
             names = os.listdir(device)
         except OSError as err:
             raise DeviceError(f"list {device}: {err.strerror or err}") from err
-        found = [(int(m.group(1)), device / n) for n in names if (m := _VIRTFN.fullmatch(n))]
+        found = [
+            (int(m.group(1)), os.path.join(device, n))
+            for n in names
+            if (m := _VIRTFN.fullmatch(n))
+        ]
         return sorted(found)
 
-    def _vf(self, pf_name: str, index: int, link: Path) -> VfInfo:
+    def _vf(self, pf_name: str, index: int, link: str) -> VfInfo:
         vf_dir = self._link_target(link, in_real_dir=True)
         if vf_dir is None:
             raise DeviceError(f"read VF {index} of {pf_name}: {link} vanished")
         netdevs = self._netdevs(vf_dir)
-        driver = self._link_target(vf_dir / "driver", in_real_dir=True)
+        driver = self._link_target(os.path.join(vf_dir, "driver"), in_real_dir=True)
         return VfInfo(
             pf=pf_name,
             index=index,
-            pci=vf_dir.name,
+            pci=os.path.basename(vf_dir),
             netdev=netdevs[0] if netdevs else None,
-            driver=None if driver is None else driver.name,
+            driver=None if driver is None else os.path.basename(driver),
         )
 
     @staticmethod
-    def _netdevs(device: Path) -> list[str]:
+    def _netdevs(device: str) -> list[str]:
         """The netdev names under ``device``/net, sorted; none if there is no net/ dir."""
+        net = os.path.join(device, "net")
         try:
-            return sorted(os.listdir(device / "net"))
+            return sorted(os.listdir(net))
         except FileNotFoundError:
             return []
         except OSError as err:
-            raise DeviceError(f"list {device / 'net'}: {err.strerror or err}") from err
+            raise DeviceError(f"list {net}: {err.strerror or err}") from err
 
     @staticmethod
-    def _link_target(link: Path, in_real_dir: bool = False) -> Path | None:
+    def _link_target(link: str, in_real_dir: bool = False) -> str | None:
         """Where symlink ``link`` leads, None if there is no such link.
 
         A link that exists but is not a symlink or points nowhere is broken:
@@ -226,26 +238,26 @@ class Sysfs:
             return None
         except OSError as err:
             raise DeviceError(f"read link {link}: {err.strerror or err}") from err
-        if in_real_dir:
-            resolved = Path(os.path.normpath(link.parent / target))
-        else:
-            resolved = (link.parent / target).resolve()
-        if not resolved.exists():
+        joined = os.path.join(os.path.dirname(link), target)
+        resolved = os.path.normpath(joined) if in_real_dir else os.path.realpath(joined)
+        if not os.path.exists(resolved):
             raise DeviceError(f"read link {link}: it points to {target}, which does not exist")
         return resolved
 
     @staticmethod
-    def _read_optional(path: Path) -> str | None:
+    def _read_optional(path: str) -> str | None:
         """The stripped text of ``path``, None if it is missing or the kernel refuses it."""
         try:
-            return path.read_text().strip()
+            with open(path) as file:
+                return file.read().strip()
         except OSError:
             return None
 
     @staticmethod
-    def _read_int(path: Path) -> int:
+    def _read_int(path: str) -> int:
         try:
-            text = path.read_text()
+            with open(path) as file:
+                text = file.read()
         except OSError as err:
             raise DeviceError(f"read {path}: {err.strerror or err}") from err
         try:
