@@ -448,18 +448,18 @@ class NetworkService:
         PFs are found by PCI address, so a rename does not lose them; leases are
         read in a transaction of their own, and netlink runs outside it.
         """
-        found = [(self.resolve_pf(pf), pf.vfs) for pf in network.pfs]
+        found = [(self.pf_name(pf), pf.vfs) for pf in network.pfs]
         with self._store.transaction() as tx:
-            leased = {pf.name: frozenset(tx.leased_vfs(pf.name)) for pf, _ in found}
+            leased = {name: frozenset(tx.leased_vfs(name)) for name, _ in found}
         slices = []
-        for pf, spans in found:
-            enabled = [vf for vf in self._sysfs.vfs(pf.name) if in_vf_spans(vf.index, spans)]
-            held = leased[pf.name]
+        for name, spans in found:
+            enabled = [vf for vf in self._sysfs.vfs(name) if in_vf_spans(vf.index, spans)]
+            held = leased[name]
             slices.append(
                 PfSlice(
-                    name=pf.name,
+                    name=name,
                     vfs=spans,
-                    link=self._sysfs.pf_link(pf.name),
+                    link=self._sysfs.pf_link(name),
                     enabled=enabled,
                     leased=held,
                     free=self._usable([vf for vf in enabled if vf.index not in held]),
@@ -544,11 +544,14 @@ class NetworkService:
             return f"its netdev {vf.netdev} is not in the host namespace"
         return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
 
-    def resolve_pf(self, pf: NetworkPf) -> PfInfo:
-        """A recorded PF as sysfs shows it now (found by PCI address when it was recorded)."""
+    def pf_name(self, pf: NetworkPf) -> str:
+        """A recorded PF's netdev name now (found by PCI address when it was recorded).
+
+        Only the name: whoever reads the PF next through sysfs checks it is one.
+        """
         if pf.pci:
-            return self._sysfs.pf_by_pci(pf.pci)
-        return self._sysfs.pf(pf.name)
+            return self._sysfs.netdev_by_pci(pf.pci)
+        return pf.name
 
     def unusable_reason(self, vf: VfInfo) -> str | None:
         """Why an unleased VF cannot be handed out, None if it can (for status)."""

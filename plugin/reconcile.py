@@ -94,7 +94,7 @@ class HostRecovery:
         deadline = self._clock() + wait_s
         for pf in pfs:
             try:
-                self._ensure(self._network.resolve_pf(pf).name, deadline, final=False)
+                self._ensure(self._network.pf_name(pf), deadline, final=False)
             except PluginError as exc:
                 log.error("start: %s (retried at the next CreateEndpoint)", exc.message)
 
@@ -106,7 +106,7 @@ class HostRecovery:
             return  # CreateEndpoint itself answers for an unknown network
         deadline = self._clock() + wait_s
         for pf in network.pfs:
-            self._ensure(self._network.resolve_pf(pf).name, deadline, final=True)
+            self._ensure(self._network.pf_name(pf), deadline, final=True)
 
     def _ensure(self, pf: str, deadline: float, final: bool) -> None:
         with self._lock:

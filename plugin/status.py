@@ -68,7 +68,7 @@ class StatusService:
     def _pf_name(self, pf: NetworkPf) -> str:
         """A recorded PF's netdev now; as recorded if it cannot be found (its view says why)."""
         try:
-            return self._network.resolve_pf(pf).name
+            return self._network.pf_name(pf)
         except PluginError:
             return pf.name or pf.pci
 

@@ -66,9 +66,13 @@ class Sysfs:
     def pf_by_pci(self, pci: str, what: str = "pf_iface") -> PfInfo:
         """Describe the PF at PCI address ``pci``, found by its one netdev under net/.
 
-        The address is checked before any path is built from it. A PF renamed
-        (new udev rules, another kernel) is still found: the address is stable.
+        A PF renamed (new udev rules, another kernel) is still found: the
+        address is stable.
         """
+        return self.pf(self.netdev_by_pci(pci, what))
+
+    def netdev_by_pci(self, pci: str, what: str = "pf_iface") -> str:
+        """The name of the one netdev of the PCI function at ``pci`` (checked before use)."""
         pci = check_pci_address(pci, what)
         device = self._pci_dir(pci)
         if not os.path.lexists(device):
@@ -84,7 +88,7 @@ class Sysfs:
                 f"{what} {pci} has several netdevs ({', '.join(names)}); "
                 "give the PF's interface name instead"
             )
-        return self.pf(names[0])
+        return names[0]
 
     def pf_link(self, name: str) -> LinkState:
         """LINK_UP, LINK_DOWN or LINK_UNKNOWN for PF ``name``, from carrier, else operstate.
