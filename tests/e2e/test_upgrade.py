@@ -24,6 +24,8 @@ from test_operate import status_command
 from test_registry import registry  # noqa: F401  (a fixture)
 from vflib import QUICK_STOP, container_mac, interface_of, sim_vfs, vf_with_mac
 
+from plugin.migrations import LATEST_VERSION
+
 pytestmark = pytest.mark.docker
 
 ALIAS = "sriov-up:latest"
@@ -120,7 +122,7 @@ def test_upgrade_keeps_every_lease_and_address_and_running_containers_keep_their
     assert docker("plugin", "inspect", "-f", "{{.Id}} {{.PluginReference}}", ALIAS) == (
         f"{plugin_id} {v2}"
     )
-    assert store_version(state) == 2
+    assert store_version(state) == LATEST_VERSION  # migrated; leases kept (no boot recorded)
     for container in old:
         assert docker("inspect", "-f", "{{.State.Running}}", container) == "true"
         assert interface_of(container).mac == macs[container]
