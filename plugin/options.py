@@ -29,7 +29,6 @@ from plugin.nic.base import (
 from plugin.nic.names import check_ifname, check_pci_address
 
 GENERIC = "com.docker.network.generic"
-ENABLE_IPV6 = "com.docker.network.enable_ipv6"
 INTERNAL = "com.docker.network.internal"
 DOCKER_MTU = "com.docker.network.driver.mtu"
 DOCKER_PREFIX = "com.docker."
@@ -102,7 +101,6 @@ class NetworkOptions:
     vf: VfSettings = UNTAGGED
     require_pf_link: bool = False
     mac_prefix: str | None = None
-    ipv6: bool = False
     internal: bool = False
 
     def vf_settings(self, mac: str) -> VfSettings:
@@ -125,7 +123,8 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     """Check CreateNetwork ``Options`` and return them as NetworkOptions.
 
     The user's ``-o`` flags are under ``com.docker.network.generic``; Docker's
-    own IPv6 and internal flags are top-level booleans.
+    own flags are top-level (of those, only ``internal`` matters here: an internal
+    network has no gateway).
     """
     top = _mapping(options, "network Options")
     flags = _mapping(top.get(GENERIC), GENERIC)
@@ -151,7 +150,6 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         vf=vf,
         require_pf_link=_optional_switch(flags, "require_pf_link") or False,
         mac_prefix=_mac_prefix(flags),
-        ipv6=_optional_switch(top, ENABLE_IPV6) or False,
         internal=_optional_switch(top, INTERNAL) or False,
     )
 

@@ -73,7 +73,8 @@ class KernelBackend:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
         try:
             with self._iproute() as ipr:
-                pf = ipr.link("get", index=netlink.require_index(ipr, vf.pf), ext_mask=1)[0]
+                index = netlink.require_index(ipr, vf.pf)
+                pf = ipr.link("get", index=index, ext_mask=RTEXT_FILTER_VF)[0]
                 mtu = netlink.get_mtu(ipr, vf.netdev) if vf.netdev else None
         except NetlinkError as err:
             raise DeviceError(f"read {vf_label(vf)}: {netlink.strerror(err)}") from err

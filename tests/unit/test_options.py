@@ -66,7 +66,6 @@ def test_only_pf_iface_gives_all_defaults():
         ),
         require_pf_link=False,
         mac_prefix=None,
-        ipv6=False,
         internal=False,
     )
 
@@ -98,7 +97,6 @@ def test_every_option_from_cli_strings():
             min_tx_rate=100,
             max_tx_rate=1000,
         ),
-        ipv6=True,
         internal=True,
     )
 
@@ -135,9 +133,9 @@ def test_no_flags_at_all_asks_for_pf_iface(options):
     )
 
 
-def test_ipv6_and_internal_default_to_false_when_docker_omits_them():
+def test_internal_defaults_to_false_when_docker_omits_it():
     got = parse_network_options({"com.docker.network.generic": {"pf_iface": "eth1"}})
-    assert (got.ipv6, got.internal) == (False, False)
+    assert got.internal is False
 
 
 # --- pf_iface and its alias -----------------------------------------------------------
