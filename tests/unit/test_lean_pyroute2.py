@@ -2,8 +2,9 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.support import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str) -> str:
