@@ -213,46 +213,36 @@ class NetworkService:
         network has no gateway.
         """
         pfs = [self._resolve_pf(choice) for choice in opts.pfs]
-        _check_same_pf_once(opts.pfs, pfs)
-        for choice, pf in zip(opts.pfs, pfs, strict=True):
-            _check_spans_fit(choice, pf)
-        mtu = opts.vf.mtu
-        smallest = min(pfs, key=lambda pf: pf.mtu)
-        if mtu is not None and mtu > smallest.mtu:
-            raise InvalidRequest(
-                f"mtu {mtu} is above the MTU {smallest.mtu} of PF {smallest.name}; "
-                f"use at most {smallest.mtu} or raise the PF's MTU first"
-            )
-        row = NetworkRow(
-            id=network_id,
-            options=dataclasses.replace(
-                opts, vf=dataclasses.replace(opts.vf, mtu=mtu or smallest.mtu)
-            ),
-            pfs=tuple(
-                NetworkPf(pci=pf.pci, name=pf.name, vfs=choice.vfs)
-                for choice, pf in zip(opts.pfs, pfs, strict=True)
-            ),
-            gateway=None if opts.internal else gateway,
-            gateway6=None if opts.internal else gateway6,
-        )
+        row = _network_row(network_id, opts, pfs, gateway, gateway6)
+        if not self._record_network(row, pfs):
+            return  # the same request again
+        self._enable_vfs(network_id, [pf for pf in pfs if pf.numvfs == 0])
+        _warn_if_no_pf_has_link(network_id, {pf.name: self._sysfs.pf_link(pf.name) for pf in pfs})
+
+    def _record_network(self, row: NetworkRow, pfs: list[PfInfo]) -> bool:
+        """Store the network unless it is; Conflict if one of its PFs has its VLAN already."""
+        vlan = row.options.vf.vlan
         with self._store.transaction() as tx:
-            if tx.network(network_id) is not None:
-                return  # the same request again
+            if tx.network(row.id) is not None:
+                return False
             for pf in pfs:
                 # Networks recorded before PFs were keyed by PCI address hold the name.
-                holder = tx.network_using_port(pf.pci, opts.vf.vlan) or tx.network_using_port(
-                    pf.name, opts.vf.vlan
+                holder = tx.network_using_port(pf.pci, vlan) or tx.network_using_port(
+                    pf.name, vlan
                 )
                 if holder is not None:
                     raise Conflict(
-                        f"PF {pf.name} VLAN {opts.vf.vlan} is already used by network "
+                        f"PF {pf.name} VLAN {vlan} is already used by network "
                         f"{holder[:12]}; use another vlanid or remove that network"
                     )
             tx.insert_network(row)
-        to_enable = [pf for pf in pfs if pf.numvfs == 0]
-        had_link = [pf.name for pf in to_enable if self._sysfs.pf_link(pf.name) == LINK_UP]
+        return True
+
+    def _enable_vfs(self, network_id: str, pfs: list[PfInfo]) -> None:
+        """Enable every VF of ``pfs``, or forget the network; then wait for links they had."""
+        had_link = [pf.name for pf in pfs if self._sysfs.pf_link(pf.name) == LINK_UP]
         try:
-            for pf in to_enable:
+            for pf in pfs:
                 log.info("enabling %d VFs on %s", pf.totalvfs, pf.name)
                 self._sysfs.set_numvfs(pf.name, pf.totalvfs)
         except DeviceError:
@@ -260,13 +250,6 @@ class NetworkService:
                 tx.delete_network(network_id)
             raise
         self._wait_for_link(had_link)
-        links = {pf.name: self._sysfs.pf_link(pf.name) for pf in pfs}
-        if all(link == LINK_DOWN for link in links.values()):
-            log.warning(
-                "network %s: no PF has link (%s); its VFs pass no traffic until one comes up",
-                network_id[:12],
-                ", ".join(f"{name} link {link}" for name, link in links.items()),
-            )
 
     def _wait_for_link(self, names: list[str]) -> None:
         """Wait, bounded, until these PFs have link again after their VFs were enabled.
@@ -639,6 +622,45 @@ class NetworkService:
                 self._release(ep)
             except DeviceError as exc:
                 log.error("recover endpoint %s: %s", ep.id[:12], exc.message)
+
+
+def _network_row(
+    network_id: str,
+    opts: NetworkOptions,
+    pfs: list[PfInfo],
+    gateway: str | None,
+    gateway6: str | None,
+) -> NetworkRow:
+    """The row to record, after the checks that need the PFs; the MTU defaults to theirs."""
+    _check_same_pf_once(opts.pfs, pfs)
+    for choice, pf in zip(opts.pfs, pfs, strict=True):
+        _check_spans_fit(choice, pf)
+    mtu = opts.vf.mtu
+    smallest = min(pfs, key=lambda pf: pf.mtu)
+    if mtu is not None and mtu > smallest.mtu:
+        raise InvalidRequest(
+            f"mtu {mtu} is above the MTU {smallest.mtu} of PF {smallest.name}; "
+            f"use at most {smallest.mtu} or raise the PF's MTU first"
+        )
+    return NetworkRow(
+        id=network_id,
+        options=dataclasses.replace(opts, vf=dataclasses.replace(opts.vf, mtu=mtu or smallest.mtu)),
+        pfs=tuple(
+            NetworkPf(pci=pf.pci, name=pf.name, vfs=choice.vfs)
+            for choice, pf in zip(opts.pfs, pfs, strict=True)
+        ),
+        gateway=None if opts.internal else gateway,
+        gateway6=None if opts.internal else gateway6,
+    )
+
+
+def _warn_if_no_pf_has_link(network_id: str, links: dict[str, PfLinkState]) -> None:
+    if all(link == LINK_DOWN for link in links.values()):
+        log.warning(
+            "network %s: no PF has link (%s); its VFs pass no traffic until one comes up",
+            network_id[:12],
+            ", ".join(f"{name} link {link}" for name, link in links.items()),
+        )
 
 
 def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
