@@ -40,15 +40,20 @@ class Lab:
         self.sysfs = tmp_path / "sys"
         self.containers: list[str] = []
         self.tag = tag
-        run("ip", "netns", "add", self.host)
-        self.sim("create", "--pf", PF, "--vfs", str(VFS))
         self.env = {
             "SRIOV_SOCKET": str(socket_dir / "sriov.sock"),
             "SRIOV_STATE_DIR": str(tmp_path / "state"),
             "SRIOV_SYSFS": str(self.sysfs),
             "SRIOV_NIC": "sim",
         }
-        self.plugin = PluginProcess(self.env, netns=self.host).start()
+        self.plugin = PluginProcess(self.env, netns=self.host)
+        run("ip", "netns", "add", self.host)
+        try:
+            self.sim("create", "--pf", PF, "--vfs", str(VFS))
+            self.plugin.start()
+        except BaseException:
+            self.close()  # no namespace left behind by a lab that never started
+            raise
 
     def sim(self, *args: str) -> str:
         command = [sys.executable, "-m", "plugin", "sim", *args, "--sysfs", str(self.sysfs)]
