@@ -9,10 +9,10 @@ the services' results (a pool, EndpointCreated, JoinInfo) into replies.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from plugin.ipam import parse_address
 from plugin.options import parse_endpoint_options, parse_network_options
 from plugin.store import AddressSpace
 
@@ -106,8 +106,8 @@ def network_handlers(
         network.create_network(
             body["NetworkID"],
             parse_network_options(body.get("Options")),
-            gateway=_gateway(body.get("IPv4Data")),
-            gateway6=_gateway(body.get("IPv6Data")),
+            gateway=_gateway(body, "IPv4Data"),
+            gateway6=_gateway(body, "IPv6Data"),
         )
         return {}
 
@@ -178,12 +178,12 @@ def network_handlers(
     }
 
 
-def _gateway(data: list[dict] | None) -> str | None:
+def _gateway(body: dict, field: str) -> str | None:
     """The first pool's gateway as a plain IP (Docker sends it as CIDR)."""
-    for entry in data or []:
+    for index, entry in enumerate(body.get(field) or []):
         gateway = entry.get("Gateway") or ""
         if gateway:
-            return str(ipaddress.ip_interface(gateway).ip)
+            return str(parse_address(gateway, f"{field}[{index}].Gateway"))
     return None
 
 

@@ -115,12 +115,14 @@ def parse_network(value: str, what: str) -> Network:
     return network
 
 
-def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def parse_address(
+    value: str, what: str = "address"
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """An address as Docker sends it (``10.0.0.5`` or ``10.0.0.5/24``), or InvalidRequest."""
     try:
         return ipaddress.ip_interface(value).ip
     except ValueError:
-        raise InvalidRequest(f"{value!r} is not an IP address") from None
+        raise InvalidRequest(f"{what} {value!r} is not an IP address") from None
 
 
 @functools.lru_cache(maxsize=1024)

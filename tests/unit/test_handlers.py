@@ -7,6 +7,7 @@ from fake_nic import FakeNic
 from sysfs_trees import build
 from test_network import IPV4, ep_id, net_id, nic_tree, wire_options
 
+from plugin.errors import InvalidRequest
 from plugin.handlers import network_handlers
 from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
@@ -83,3 +84,14 @@ def test_endpoint_oper_info_shows_the_vf_under_value(call):
             "pf_link": "up",
         }
     }
+
+
+def test_a_gateway_that_matches_the_schema_but_is_no_address_is_refused_naming_it(call):
+    """The schema's CIDR pattern lets '1.2/24' through; it must be a 400, not a 500."""
+    options = wire_options(pf_iface="pf0")
+    bad = [{"AddressSpace": "local", "Pool": "10.1.0.0/24", "Gateway": "1.2/24"}]
+    body = {"NetworkID": net_id(1), "Options": options, "IPv4Data": bad, "IPv6Data": []}
+    with pytest.raises(InvalidRequest, match=r"IPv4Data\[0\]\.Gateway '1\.2/24' is not an IP"):
+        call("CreateNetwork", body)
+    with pytest.raises(InvalidRequest, match="is not an sriov network"):
+        call("CreateEndpoint", endpoint(1))  # nothing was recorded
