@@ -32,18 +32,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_endpoint import run
 from bench_ipam import LeanClient
 from support import REPO_ROOT, PluginProcess
 
 ROOTFS_TARGET_MB = 80
 RSS_TARGET_MB = 40
 START_TARGET_S = 1.0
-
-
-def run(*args: str) -> None:
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.strip()}")
 
 
 def tree_megabytes(root: Path) -> float:
