@@ -589,29 +589,28 @@ class Store:
                 f"{self.LOCK_TIMEOUT_S} s"
             )
         try:
-            if durable:
-                with self._transaction() as tx:
-                    yield tx
-            else:
-                with self._synchronous("NORMAL"), self._transaction() as tx:
-                    yield tx
+            with self._synced(durable), self._transaction() as tx:
+                yield tx
         finally:
             self._lock.release()
 
     @contextmanager
-    def _synchronous(self, level: str) -> Iterator[None]:
-        """Commit at SQLite's ``level`` (WAL: NORMAL syncs only at checkpoints), then FULL again."""
+    def _synced(self, durable: bool) -> Iterator[None]:
+        """Commit at synchronous=FULL, or else NORMAL (in WAL mode: synced at checkpoints only)."""
+        if durable:
+            yield
+            return
+        self._set_synchronous("NORMAL")
+        try:
+            yield
+        finally:
+            self._set_synchronous("FULL")
+
+    def _set_synchronous(self, level: str) -> None:
         try:
             self._conn.execute(f"PRAGMA synchronous = {level}")
         except sqlite3.Error as exc:
             raise StoreError(f"state store {self.path}: set synchronous {level}: {exc}") from exc
-        try:
-            yield
-        finally:
-            try:
-                self._conn.execute("PRAGMA synchronous = FULL")
-            except sqlite3.Error as exc:
-                raise StoreError(f"state store {self.path}: set synchronous FULL: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:
