@@ -37,7 +37,7 @@ from plugin.network import VFIO_DRIVER
 if TYPE_CHECKING:
     from plugin.network import NetworkService
     from plugin.nic.sysfs import Sysfs
-    from plugin.store import Store
+    from plugin.store import EndpointRow, Store
 
 log = logging.getLogger("sriov")
 
@@ -122,26 +122,14 @@ class HostRecovery:
     def _end_leases_of_earlier_boots(self, boot_id: str) -> None:
         with self._store.transaction() as tx:
             dropped = tx.end_leases_of_earlier_boots(boot_id)
-        for ep in dropped:
-            log.warning(
-                "endpoint %s: VF %d of %s was leased before the host rebooted; lease dropped",
-                ep.id[:12],
-                ep.vf,
-                ep.pf,
-            )
+        _log_dropped(dropped, "was leased before the host rebooted")
 
     def _void_leases(self, pf: str) -> None:
         with self._store.transaction() as tx:
             leases = tx.endpoints_of_pf(pf)
             for ep in leases:
                 tx.delete_endpoint(ep.id)
-        for ep in leases:
-            log.warning(
-                "endpoint %s: its VF %d of %s was destroyed (sriov_numvfs was 0); lease dropped",
-                ep.id[:12],
-                ep.vf,
-                pf,
-            )
+        _log_dropped(leases, "was destroyed (sriov_numvfs was 0)")
 
     def _wait_for_netdevs(self, pf: str, deadline: float, final: bool) -> None:
         """Poll until every enabled VF has a netdev (or is vfio-pci's), or the deadline.
@@ -178,3 +166,8 @@ class HostRecovery:
             return 0, 0  # a virtfn link half made: look again
         ready = sum(1 for vf in vfs if vf.netdev or vf.driver == VFIO_DRIVER)
         return (ready, numvfs) if len(vfs) == numvfs else (0, numvfs)
+
+
+def _log_dropped(leases: list[EndpointRow], why: str) -> None:
+    for ep in leases:
+        log.warning("endpoint %s: VF %d of %s %s; lease dropped", ep.id[:12], ep.vf, ep.pf, why)
