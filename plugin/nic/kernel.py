@@ -13,7 +13,6 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -32,6 +31,7 @@ from plugin.nic.base import (
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
 from plugin.nic.program import vf_error, vf_label
+from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:
     from pyroute2.netlink import nla_base
@@ -63,9 +63,9 @@ pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:
-    """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 IPRoute objects."""
+    """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 Rtnl objects."""
 
-    def __init__(self, iproute_factory: Callable[[], IPRoute] = IPRoute) -> None:
+    def __init__(self, iproute_factory: Callable[[], Rtnl] = Rtnl) -> None:
         self._iproute = netlink.SocketPerThread(iproute_factory)
         self._netdevs = HostNetdevs(self._iproute)
 
@@ -104,7 +104,7 @@ class KernelBackend:
 
     @staticmethod
     def _adopt_admin_mac(
-        ipr: IPRoute, vf: VfInfo, mac: str, pf_index: int, previous: str | None
+        ipr: Rtnl, vf: VfInfo, mac: str, pf_index: int, previous: str | None
     ) -> None:
         """Leave the VF netdev with address ``mac``, the admin MAC just set, or undo that.
 

@@ -3,10 +3,11 @@
 pyroute2's ``__init__`` imports every netlink family it supports (conntrack,
 nftables, wireguard, nl80211, IPVS, NDB, IPDB, ...) to offer them as
 ``pyroute2.X``: 160 modules and about 5 MB of resident memory, of which the
-plugin uses ``IPRoute`` and ``NetlinkError``. The NIC layer imports those from
-their own modules (``pyroute2.iproute.linux``, ``pyroute2.netlink.exceptions``);
-this registers the ``pyroute2`` package without running its ``__init__``, so
-only they and what they need load. The first lookup of a name on the package
+plugin uses the link and address messages, the link request filters and
+``NetlinkError`` (see ``plugin.nic.rtnl``). The NIC layer imports those from
+their own modules (``pyroute2.netlink.rtnl.ifinfmsg``, ...); this registers
+the ``pyroute2`` package without running its ``__init__``, so only they and
+what they need load. The first lookup of a name on the package
 itself (``from pyroute2 import IPRoute`` elsewhere in the process) runs the
 real ``__init__`` then, so nothing else sees a difference.
 """

@@ -1,6 +1,6 @@
-"""Small pyroute2 helpers shared by the NIC backends and the simulated NIC.
+"""Small rtnetlink helpers shared by the NIC backends and the simulated NIC.
 
-Each takes an open ``IPRoute`` (the caller owns it: ``with IPRoute() as ipr``,
+Each takes an open ``Rtnl`` (the caller owns it: ``with Rtnl() as ipr``,
 or the backends' ``SocketPerThread``) and link names that have already passed
 names.check_ifname. Failures are pyroute2 ``NetlinkError``s; a link that does
 not exist in this network namespace is ``NetlinkError(ENODEV)``, so callers
@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.nic.base import NetdevStatus
+from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -30,20 +30,20 @@ RT_SCOPE_UNIVERSE = 0
 
 
 class SocketPerThread:
-    """One IPRoute per thread, opened on first use and kept open.
+    """One Rtnl per thread, opened on first use and kept open.
 
-    Opening and closing an IPRoute costs about 1 ms, as much as the rest of a
-    request; waitress serves requests from a fixed pool of threads, so each
-    thread keeps its own socket (an IPRoute is not shared between threads). A
-    socket that failed below netlink (OSError) is closed and replaced.
+    waitress serves requests from a fixed pool of threads, so each thread keeps
+    its own socket (an Rtnl is not shared between threads) instead of paying
+    three system calls per request for a new one. A socket that failed below
+    netlink (OSError) is closed and replaced.
     """
 
-    def __init__(self, factory: Callable[[], IPRoute] = IPRoute) -> None:
+    def __init__(self, factory: Callable[[], Rtnl] = Rtnl) -> None:
         self._factory = factory
         self._local = threading.local()
 
     @contextmanager
-    def __call__(self) -> Iterator[IPRoute]:
+    def __call__(self) -> Iterator[Rtnl]:
         ipr = getattr(self._local, "ipr", None)
         if ipr is None:
             ipr = self._local.ipr = self._factory()
@@ -60,25 +60,25 @@ def strerror(err: NetlinkError) -> str:
     return os.strerror(err.code) if err.code else str(err)
 
 
-def link_index(ipr: IPRoute, name: str) -> int | None:
+def link_index(ipr: Rtnl, name: str) -> int | None:
     """The ifindex of ``name`` in this namespace, None if there is none."""
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
 
 
-def require_index(ipr: IPRoute, name: str) -> int:
+def require_index(ipr: Rtnl, name: str) -> int:
     index = link_index(ipr, name)
     if index is None:
         raise NetlinkError(errno.ENODEV, f"no link {name}")
     return index
 
 
-def get_link(ipr: IPRoute, name: str) -> ifinfmsg:
+def get_link(ipr: Rtnl, name: str) -> ifinfmsg:
     """The RTM_NEWLINK message of ``name``; NetlinkError(ENODEV) if absent."""
     return ipr.link("get", index=require_index(ipr, name))[0]
 
 
-def netdev_statuses(ipr: IPRoute, names: Iterable[str]) -> dict[str, NetdevStatus]:
+def netdev_statuses(ipr: Rtnl, names: Iterable[str]) -> dict[str, NetdevStatus]:
     """Each name's status from one link dump (and one address dump if any is up).
 
     ABSENT if no such link here; BUSY if up with an IPv4 or global IPv6
@@ -99,7 +99,7 @@ def netdev_statuses(ipr: IPRoute, names: Iterable[str]) -> dict[str, NetdevStatu
     return statuses
 
 
-def _indexes_with_used_address(ipr: IPRoute) -> set[int]:
+def _indexes_with_used_address(ipr: Rtnl) -> set[int]:
     """Links with an IPv4 or a global IPv6 address (link-local ones come with any up link)."""
     return {
         addr["index"]
@@ -109,19 +109,19 @@ def _indexes_with_used_address(ipr: IPRoute) -> set[int]:
     }
 
 
-def get_mtu(ipr: IPRoute, name: str) -> int | None:
+def get_mtu(ipr: Rtnl, name: str) -> int | None:
     """The MTU of ``name``, None if it is not in this namespace."""
     link = _link_if_present(ipr, name)
     return None if link is None else link.get_attr("IFLA_MTU")
 
 
-def get_address(ipr: IPRoute, name: str) -> str | None:
+def get_address(ipr: Rtnl, name: str) -> str | None:
     """The MAC address of ``name``, None if it is not in this namespace."""
     link = _link_if_present(ipr, name)
     return None if link is None else link.get_attr("IFLA_ADDRESS")
 
 
-def _link_if_present(ipr: IPRoute, name: str) -> ifinfmsg | None:
+def _link_if_present(ipr: Rtnl, name: str) -> ifinfmsg | None:
     try:
         return get_link(ipr, name)
     except NetlinkError as err:
@@ -130,7 +130,7 @@ def _link_if_present(ipr: IPRoute, name: str) -> ifinfmsg | None:
         raise
 
 
-def master_of(ipr: IPRoute, name: str) -> str | None:
+def master_of(ipr: Rtnl, name: str) -> str | None:
     """The name of the bridge ``name`` is plugged into, None if none."""
     master = get_link(ipr, name).get_attr("IFLA_MASTER")
     if not master:
@@ -138,19 +138,19 @@ def master_of(ipr: IPRoute, name: str) -> str | None:
     return ipr.link("get", index=master)[0].get_attr("IFLA_IFNAME")
 
 
-def set_mtu(ipr: IPRoute, name: str, mtu: int) -> None:
+def set_mtu(ipr: Rtnl, name: str, mtu: int) -> None:
     ipr.link("set", index=require_index(ipr, name), mtu=mtu)
 
 
-def set_address(ipr: IPRoute, name: str, mac: str) -> None:
+def set_address(ipr: Rtnl, name: str, mac: str) -> None:
     ipr.link("set", index=require_index(ipr, name), address=mac)
 
 
-def set_up(ipr: IPRoute, name: str) -> None:
+def set_up(ipr: Rtnl, name: str) -> None:
     ipr.link("set", index=require_index(ipr, name), state="up")
 
 
-def set_down(ipr: IPRoute, name: str) -> None:
+def set_down(ipr: Rtnl, name: str) -> None:
     ipr.link("set", index=require_index(ipr, name), state="down")
 
 
@@ -159,15 +159,15 @@ def is_up(link: ifinfmsg) -> bool:
     return bool(link["flags"] & IFF_UP)
 
 
-def set_master(ipr: IPRoute, name: str, bridge: str) -> None:
+def set_master(ipr: Rtnl, name: str, bridge: str) -> None:
     ipr.link("set", index=require_index(ipr, name), master=require_index(ipr, bridge))
 
 
-def add_veth(ipr: IPRoute, name: str, peer: str) -> None:
+def add_veth(ipr: Rtnl, name: str, peer: str) -> None:
     ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
 
 
-def add_bridge(ipr: IPRoute, name: str) -> None:
+def add_bridge(ipr: Rtnl, name: str) -> None:
     """Create bridge ``name`` (up) unless it already exists."""
     if link_index(ipr, name) is None:
         try:
@@ -178,7 +178,7 @@ def add_bridge(ipr: IPRoute, name: str) -> None:
     set_up(ipr, name)
 
 
-def delete_link(ipr: IPRoute, name: str) -> bool:
+def delete_link(ipr: Rtnl, name: str) -> bool:
     """Delete ``name`` if it exists; True if it did. Deleting one end of a veth deletes both."""
     index = link_index(ipr, name)
     if index is None:

@@ -1,7 +1,8 @@
-"""KernelBackend against a recording fake of pyroute2's IPRoute.
+"""KernelBackend against a recording fake of its netlink socket (``plugin.nic.rtnl.Rtnl``).
 
-The fake turns each recorded ``vf={...}`` through pyroute2's own request
-filter into the IFLA_VF_* attributes that would go to the kernel, encodes them
+The fake turns each recorded ``vf={...}`` through the socket's own request
+building (``rtnl.link_message``, pyroute2's request filter) into the IFLA_VF_*
+attributes that would go to the kernel, encodes them
 and checks the bytes the way the kernel's rtnetlink does (every attribute at
 least the size of its kernel struct, or EINVAL), applies them to a model of the
 PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
@@ -22,13 +23,13 @@ import threading
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.requests.link import LinkIPRouteFilter
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic import netlink
 from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
+from plugin.nic.rtnl import link_message
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
@@ -77,7 +78,7 @@ def message(attrs, index=0, flags=0):
     return decoded
 
 
-class FakeIPRoute:
+class FakeRtnl:
     """Records every call; models VF state for the PF and links by name."""
 
     def __init__(self):
@@ -174,9 +175,10 @@ class FakeIPRoute:
         return [addr for addrs in self.addresses.values() for addr in addrs]
 
     def _set_vf(self, spec):
-        nlas = LinkIPRouteFilter("set").get_vf(copy.deepcopy(spec))
-        (info,) = nlas["attrs"]
-        request = message([("IFLA_VFINFO_LIST", copy.deepcopy(nlas))], PF_INDEX)
+        request = link_message("set", {"index": PF_INDEX, "vf": copy.deepcopy(spec)})
+        (nlas,) = [value for name, value in request["attrs"] if name == "IFLA_VFINFO_LIST"]
+        (info,) = copy.deepcopy(nlas["attrs"])
+        request.encode()
         kernel_checks_vf_lengths(request.data)
         for name, value in sorted(info[1]["attrs"], key=lambda a: KERNEL_ORDER.index(a[0])):
             if name in self.fail_on:  # rtnetlink stops at the first refusal
@@ -229,7 +231,7 @@ def vlan_entry(vlan, qos, proto=0x8100):
 
 @pytest.fixture
 def fake():
-    return FakeIPRoute()
+    return FakeRtnl()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The NIC layer loads pyroute2's IPRoute without the package's catalogue of netlink families."""
+"""The NIC layer loads only the pyroute2 modules it uses: no family catalogue, no IPRoute."""
 
 import subprocess
 import sys
@@ -19,6 +19,17 @@ def test_the_kernel_backend_loads_no_netlink_family_it_does_not_use():
         "import sys, plugin.nic.kernel, plugin.nic.sim.backend, plugin.nic.sim.cli\n"
         "print(sorted(m for m in sys.modules if m.startswith(('pyroute2.ndb', 'pyroute2.ipdb',"
         " 'pyroute2.nftables', 'pyroute2.wiset', 'pyroute2.netlink.nl80211'))))"
+    )
+    assert loaded == "[]"
+
+
+def test_the_nic_layer_loads_no_iproute_asyncio_or_ssl():
+    """plugin.nic.rtnl sends pyroute2's messages itself: IPRoute's event loop, TLS
+    support (pyroute2's probes import ssl) and test helpers cost ~4 MB resident."""
+    loaded = run_python(
+        "import sys, plugin.nic.kernel, plugin.nic.sim.backend, plugin.nic.sim.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ssl', 'asyncio', 'unittest')"
+        " or m.startswith('pyroute2.iproute')))"
     )
     assert loaded == "[]"
 

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pyroute2.iproute.linux import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import PluginError
 from plugin.nic import netlink
+from plugin.nic.rtnl import Rtnl
 from plugin.nic.sim.device import create, destroy, set_link
 from plugin.nic.sim.state import VfState, locked, pf_states
 from plugin.nic.sim.tree import link_of, numvfs
@@ -20,7 +20,7 @@ def show(root: Path) -> str:
     """Every simulated PF of ``root`` and each VF with PCI address, netdev, bridge and settings."""
     root = Path(root)
     lines = []
-    with locked(root), IPRoute() as ipr:
+    with locked(root), Rtnl() as ipr:
         for state in pf_states(root):
             lines.append(
                 f"PF {state['pf']} pci {state['pci']} totalvfs {len(state['vfs'])} "
@@ -30,7 +30,7 @@ def show(root: Path) -> str:
     return "\n".join(lines) + "\n" if lines else f"no simulated PFs under {root}\n"
 
 
-def _show_vf(ipr: IPRoute, vf: VfState) -> str:
+def _show_vf(ipr: Rtnl, vf: VfState) -> str:
     where = "host" if netlink.link_index(ipr, vf["netdev"]) is not None else "absent"
     mtu = netlink.get_mtu(ipr, vf["netdev"])
     try:

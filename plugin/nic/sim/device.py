@@ -24,11 +24,10 @@ import errno
 from collections.abc import Mapping
 from pathlib import Path
 
-from pyroute2.iproute.linux import IPRoute
-
 from plugin.errors import Conflict, InvalidRequest
 from plugin.nic import netlink, sockios
 from plugin.nic.names import check_ifname
+from plugin.nic.rtnl import Rtnl
 from plugin.nic.sim.fabric import (
     FABRIC_NAME,
     add_ports,
@@ -91,7 +90,7 @@ def create(
     numvfs = vfs if numvfs is None else numvfs
     _check_create_args(pf, vfs, mtu, numvfs, fabric)
     netdevs = [vf_netdev_name(pf, n) for n in range(vfs)]
-    with locked(root), IPRoute() as ipr:
+    with locked(root), Rtnl() as ipr:
         if find_pf(root, pf) is not None or has_netdev(root, pf):
             raise Conflict(f"simulated PF {pf} already exists under {root}: destroy it first")
         ids = join_fabric(root, fabric)
@@ -166,11 +165,11 @@ def destroy(root: Path, pf: str) -> None:
         state = find_pf(root, pf)
         if state is None:
             return
-        with IPRoute() as ipr, fabric_locked(pf_fabric(root, state)):
+        with Rtnl() as ipr, fabric_locked(pf_fabric(root, state)):
             _teardown(ipr, root, state)
 
 
-def _teardown(ipr: IPRoute, root: Path, state: PfState) -> None:
+def _teardown(ipr: Rtnl, root: Path, state: PfState) -> None:
     """Undo ``create`` for ``state``, whatever part of it exists; the state file last, so that
     a destroy cut short can be run again."""
     remove_ports(ipr, pf_fabric(root, state), state)

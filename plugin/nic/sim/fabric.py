@@ -25,10 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pyroute2.iproute.linux import IPRoute
-
 from plugin.errors import Conflict
 from plugin.nic import netlink, sockios
+from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:
     from plugin.nic.sim.state import PfState
@@ -76,7 +75,7 @@ def fabric_locked(fabric: str) -> Iterator[None]:
         lock.close()
 
 
-def add_ports(ipr: IPRoute, fabric: str, state: PfState) -> None:
+def add_ports(ipr: Rtnl, fabric: str, state: PfState) -> None:
     """Make each VF's veth pair at the PF's MTU and plug its port into its VLAN's bridge."""
     for vf in state["vfs"]:
         netlink.add_veth(ipr, vf["netdev"], vf["peer"])
@@ -85,7 +84,7 @@ def add_ports(ipr: IPRoute, fabric: str, state: PfState) -> None:
         plug(ipr, fabric, vf["peer"], vf["vlan"])
 
 
-def plug(ipr: IPRoute, fabric: str, peer: str, vlan: int) -> None:
+def plug(ipr: Rtnl, fabric: str, peer: str, vlan: int) -> None:
     """Plug ``peer`` into the bridge of ``vlan`` (made if missing) and bring it up."""
     bridge = bridge_name(fabric, vlan)
     netlink.add_bridge(ipr, bridge)
@@ -93,7 +92,7 @@ def plug(ipr: IPRoute, fabric: str, peer: str, vlan: int) -> None:
     netlink.set_up(ipr, peer)
 
 
-def remove_ports(ipr: IPRoute, fabric: str, state: PfState) -> None:
+def remove_ports(ipr: Rtnl, fabric: str, state: PfState) -> None:
     """Delete each VF's veth pair, then the bridges of ``fabric`` no switch port is plugged into.
 
     Deleting the port takes the VF end along, wherever it is. Every VF's port
@@ -131,5 +130,5 @@ def move_port(fabric: str, peer: str, old_vlan: int, vlan: int) -> None:
             sockios.remove_bridge_port(bridge_name(fabric, old_vlan), peer)
             sockios.add_bridge_port(bridge_name(fabric, vlan), peer)
         except OSError:
-            with IPRoute() as ipr:
+            with Rtnl() as ipr:
                 plug(ipr, fabric, peer, vlan)
