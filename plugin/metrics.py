@@ -16,12 +16,9 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, start_http_server
 
-from plugin.errors import PluginError
 from plugin.status import StatusService
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 VF_STATES = ("free", "leased", "unusable")
 # Request latency buckets: a trivial call takes under a millisecond, CreateEndpoint on a
 # real NIC tens of milliseconds, and enabling VFs after a reboot can take seconds.
@@ -83,15 +80,6 @@ class Metrics:
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
-
-    def serve_tcp(self, host: str, port: int) -> None:
-        """Also serve the metrics over HTTP on host:port (SRIOV_METRICS_ADDR), in a thread."""
-        try:
-            start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise PluginError(
-                f"SRIOV_METRICS_ADDR: listen on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
 
 
 class HeldStateCollector:
