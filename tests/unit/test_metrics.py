@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import socket
+import subprocess
+import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import REPO_ROOT
 
 from plugin.errors import PluginError
 from plugin.metrics import Metrics
@@ -203,3 +206,16 @@ def test_an_address_in_use_is_refused_naming_the_variable_the_address_and_the_ca
     assert refused.value.message == (
         f"SRIOV_METRICS_ADDR: listen on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_every_module_of_the_plugin_imports_without_prometheus_client():
+    """It is a test dependency only: the plugin's root filesystem does not have it."""
+    code = (
+        "import importlib, pkgutil, sys; sys.modules['prometheus_client'] = None; import plugin\n"
+        "for module in pkgutil.walk_packages(plugin.__path__, 'plugin.'):\n"
+        "    importlib.import_module(module.name)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
