@@ -154,14 +154,13 @@ def listener(metrics):
     listener.close()
 
 
-def http_get(port: int, path: str) -> http.client.HTTPResponse:
-    """GET ``path`` on 127.0.0.1:``port``; the reply with its body read."""
+def http_get(port: int, path: str) -> tuple[int, str | None, bytes]:
+    """GET ``path`` on 127.0.0.1:``port``: the reply's status, Content-Type and body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", path)
         reply = conn.getresponse()
-        reply.body = reply.read()
-        return reply
+        return reply.status, reply.getheader("Content-Type"), reply.read()
     finally:
         conn.close()
 
@@ -169,13 +168,13 @@ def http_get(port: int, path: str) -> http.client.HTTPResponse:
 def test_the_listener_answers_get_metrics_with_the_exposition(metrics, listener):
     metrics.program_failed("pf0")
 
-    reply = http_get(listener.port, "/metrics")
+    status, content_type, body = http_get(listener.port, "/metrics")
 
-    assert reply.status == 200, reply.body
-    assert reply.getheader("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
+    assert status == 200, body
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     samples = {
         (s.name, tuple(s.labels.items())): s.value
-        for family in text_string_to_metric_families(reply.body.decode())
+        for family in text_string_to_metric_families(body.decode())
         for s in family.samples
     }
     assert samples[("sriov_vf_program_failures_total", (("pf", "pf0"),))] == 1
@@ -183,7 +182,8 @@ def test_the_listener_answers_get_metrics_with_the_exposition(metrics, listener)
 
 @pytest.mark.parametrize("path", ["/", "/status", "/Plugin.Activate"])
 def test_the_listener_serves_nothing_but_metrics(listener, path):
-    assert http_get(listener.port, path).status == 404
+    status, _, body = http_get(listener.port, path)
+    assert status == 404, body
 
 
 def test_a_closed_listener_refuses_connections(metrics):
