@@ -12,16 +12,9 @@ in step. Counters (requests, failures) count since the plugin started.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, start_http_server
-
-from plugin.errors import PluginError
+from plugin.exposition import Counter, Family, Histogram, gauge, render
 from plugin.status import StatusService
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 VF_STATES = ("free", "leased", "unusable")
 # Request latency buckets: a trivial call takes under a millisecond, CreateEndpoint on a
 # real NIC tens of milliseconds, and enabling VFs after a reboot can take seconds.
@@ -36,129 +29,107 @@ def outcome_of(status: int) -> str:
 
 
 class Metrics:
-    """The plugin's registry; also the NetworkService's VfEvents (VF failures)."""
+    """The plugin's metrics; also the NetworkService's VfEvents (VF failures)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
         self._requests = Counter(
-            "sriov_requests",
+            "sriov_requests_total",
             "Protocol requests answered, by method and outcome",
-            ["method", "outcome"],
-            registry=self.registry,
+            ("method", "outcome"),
         )
         self._latency = Histogram(
             "sriov_request_duration_seconds",
             "Time to answer a protocol request, by method",
-            ["method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("method",),
+            LATENCY_BUCKETS,
         )
         self._program_failures = Counter(
-            "sriov_vf_program_failures",
+            "sriov_vf_program_failures_total",
             "VFs whose programming failed (and was undone), by PF",
-            ["pf"],
-            registry=self.registry,
+            ("pf",),
         )
         self._restore_failures = Counter(
-            "sriov_vf_restore_failures",
+            "sriov_vf_restore_failures_total",
             "Failed attempts to restore a VF's original settings, by PF",
-            ["pf"],
-            registry=self.registry,
+            ("pf",),
         )
+        self._status: StatusService | None = None
 
     def collect_held_state(self, status: StatusService) -> None:
         """Add the gauges of what is held, computed from ``status`` at each scrape."""
-        self.registry.register(HeldStateCollector(status))
+        self._status = status
 
     def observe_request(self, method: str, status: int, seconds: float) -> None:
-        self._requests.labels(method, outcome_of(status)).inc()
-        self._latency.labels(method).observe(seconds)
+        self._requests.inc(method, outcome_of(status))
+        self._latency.observe(seconds, method)
 
     def program_failed(self, pf: str) -> None:
-        self._program_failures.labels(pf).inc()
+        self._program_failures.inc(pf)
 
     def restore_failed(self, pf: str) -> None:
-        self._restore_failures.labels(pf).inc()
+        self._restore_failures.inc(pf)
 
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
-
-    def serve_tcp(self, host: str, port: int) -> None:
-        """Also serve the metrics over HTTP on host:port (SRIOV_METRICS_ADDR), in a thread."""
-        try:
-            start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise PluginError(
-                f"SRIOV_METRICS_ADDR: listen on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
-
-
-class HeldStateCollector:
-    """Gauges of what the plugin holds, read from the status view at each scrape."""
-
-    def __init__(self, status: StatusService) -> None:
-        self._status = status
-
-    def describe(self) -> list:
-        return []  # computed at scrape time; nothing to check at registration
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        view = self._status.status()
-        yield from _pf_families(view["pfs"])
-        yield from _pool_families(view["pools"])
-        networks = GaugeMetricFamily(
-            "sriov_network_endpoints",
-            "Endpoints (VF leases) per network",
-            labels=["network", "vlan"],
-        )
-        for network in view["networks"]:
-            networks.add_metric([network["id"], str(network["vlan"])], network["endpoints"])
-        yield networks
+        families = [
+            self._requests.family(),
+            self._latency.family(),
+            self._program_failures.family(),
+            self._restore_failures.family(),
+        ]
+        if self._status is not None:
+            families.extend(held_state_families(self._status.status()))
+        return render(families)
 
 
-def _pf_families(pfs: list[dict]) -> Iterator[GaugeMetricFamily]:
-    by_state = GaugeMetricFamily(
-        "sriov_pf_vfs", "VFs of a PF by state (free, leased, unusable)", labels=["pf", "state"]
+def held_state_families(view: dict) -> list[Family]:
+    """Gauges of what the plugin holds, from one status view."""
+    networks = gauge(
+        "sriov_network_endpoints", "Endpoints (VF leases) per network", ("network", "vlan")
     )
-    numvfs = GaugeMetricFamily("sriov_pf_numvfs", "sriov_numvfs of a PF", labels=["pf"])
-    totalvfs = GaugeMetricFamily("sriov_pf_totalvfs", "sriov_totalvfs of a PF", labels=["pf"])
-    leased = GaugeMetricFamily(
+    for network in view["networks"]:
+        networks.add((network["id"], str(network["vlan"])), network["endpoints"])
+    return [*_pf_families(view["pfs"]), *_pool_families(view["pools"]), networks]
+
+
+def _pf_families(pfs: list[dict]) -> list[Family]:
+    by_state = gauge(
+        "sriov_pf_vfs", "VFs of a PF by state (free, leased, unusable)", ("pf", "state")
+    )
+    numvfs = gauge("sriov_pf_numvfs", "sriov_numvfs of a PF", ("pf",))
+    totalvfs = gauge("sriov_pf_totalvfs", "sriov_totalvfs of a PF", ("pf",))
+    leased = gauge(
         "sriov_vf_leased",
         "1 for each VF leased to an endpoint, with its network and endpoint",
-        labels=["pf", "vf", "pciAddr", "network", "endpoint"],
+        ("pf", "vf", "pciAddr", "network", "endpoint"),
     )
-    kept = GaugeMetricFamily(
+    kept = gauge(
         "sriov_vf_restore_failed_leases",
         "VFs kept leased because their original settings could not be restored",
-        labels=["pf"],
+        ("pf",),
     )
     for pf in pfs:
         name = pf["name"]
         for state in VF_STATES:
-            by_state.add_metric([name, state], pf["vf_counts"][state])
+            by_state.add((name, state), pf["vf_counts"][state])
         if "numvfs" in pf:
-            numvfs.add_metric([name], pf["numvfs"])
-            totalvfs.add_metric([name], pf["totalvfs"])
+            numvfs.add((name,), pf["numvfs"])
+            totalvfs.add((name,), pf["totalvfs"])
         held = [vf for vf in pf["vfs"] if vf["state"] == "leased"]
         for vf in held:
             lease = vf["lease"]
-            labels = [name, str(vf["index"]), vf["pci"], lease["network"], lease["endpoint"]]
-            leased.add_metric(labels, 1)
-        kept.add_metric([name], sum(1 for vf in held if "restore_error" in vf["lease"]))
-    yield from (by_state, numvfs, totalvfs, leased, kept)
+            labels = (name, str(vf["index"]), vf["pci"], lease["network"], lease["endpoint"])
+            leased.add(labels, 1)
+        kept.add((name,), sum(1 for vf in held if "restore_error" in vf["lease"]))
+    return [by_state, numvfs, totalvfs, leased, kept]
 
 
-def _pool_families(pools: list[dict]) -> Iterator[GaugeMetricFamily]:
-    labels = ["pool", "address_space", "cidr"]
-    in_use = GaugeMetricFamily(
-        "sriov_pool_addresses_in_use", "Addresses held in a pool", labels=labels
-    )
-    total = GaugeMetricFamily(
-        "sriov_pool_addresses", "Addresses a pool can hand out", labels=labels
-    )
+def _pool_families(pools: list[dict]) -> list[Family]:
+    labels = ("pool", "address_space", "cidr")
+    in_use = gauge("sriov_pool_addresses_in_use", "Addresses held in a pool", labels)
+    total = gauge("sriov_pool_addresses", "Addresses a pool can hand out", labels)
     for pool in pools:
-        key = [pool["id"], pool["address_space"], pool["cidr"]]
-        in_use.add_metric(key, pool["in_use"])
-        total.add_metric(key, pool["total"])
-    yield from (in_use, total)
+        key = (pool["id"], pool["address_space"], pool["cidr"])
+        in_use.add(key, pool["in_use"])
+        total.add(key, pool["total"])
+    return [in_use, total]

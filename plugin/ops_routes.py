@@ -1,7 +1,8 @@
 """The plugin's own GET routes next to the protocol: ``/status`` (JSON) and ``/metrics``.
 
 They share the protocol's unix socket, so an operator needs no new port; the
-responders only translate HTTP and call the status service or the metrics registry.
+responders only translate HTTP and call the status service or the metrics.
+``metrics_app`` serves ``/metrics`` alone, for the TCP listener of SRIOV_METRICS_ADDR.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import time
 import falcon
 
 from plugin.app import ProtocolMethod
-from plugin.metrics import CONTENT_TYPE, Metrics
+from plugin.exposition import CONTENT_TYPE
+from plugin.metrics import Metrics
 from plugin.status import StatusService
 
 
@@ -56,3 +58,10 @@ class RequestMetrics:
 
 def ops_routes(status: StatusService, metrics: Metrics) -> dict[str, object]:
     return {"/status": StatusResource(status), "/metrics": MetricsResource(metrics)}
+
+
+def metrics_app(metrics: Metrics) -> falcon.App:
+    """GET /metrics and nothing else: what SRIOV_METRICS_ADDR exposes beyond the host."""
+    app = falcon.App()
+    app.add_route("/metrics", MetricsResource(metrics))
+    return app

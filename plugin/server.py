@@ -7,21 +7,25 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+import falcon
 import waitress
+from waitress import wasyncore
 
 from plugin.app import LogAfterReply, create_app
 from plugin.config import Config, DefaultPool
+from plugin.errors import PluginError
 from plugin.handlers import cluster_handlers, ipam_handlers, network_handlers, plugin_handlers
 from plugin.ipam import IpamService
 from plugin.metrics import Metrics
 from plugin.network import NetworkService
 from plugin.nic.base import NicBackend
 from plugin.nic.sysfs import Sysfs
-from plugin.ops_routes import RequestMetrics, ops_routes
+from plugin.ops_routes import RequestMetrics, metrics_app, ops_routes
 from plugin.reconcile import HostRecovery, read_boot_id
 from plugin.schema import RequestValidator
 from plugin.status import StatusService
@@ -61,7 +65,7 @@ def build_app(config: Config) -> LogAfterReply:
         store, sysfs, backend, config.default_pools, metrics, cluster, read_boot_id()
     )
     if config.metrics_addr is not None:
-        metrics.serve_tcp(*config.metrics_addr)
+        MetricsListener(metrics_app(metrics), *config.metrics_addr)  # serves until exit
     return app
 
 
@@ -95,6 +99,34 @@ def assemble_app(
         routes=ops_routes(status, metrics),
         middleware=[RequestMetrics(metrics)],
     )
+
+
+class MetricsListener:
+    """HTTP on SRIOV_METRICS_ADDR for a Prometheus server, served by waitress in a daemon thread.
+
+    Apart from the socket's server: its own map of connections and one worker
+    thread, which is plenty for scrapes and leaves the protocol's threads alone.
+    """
+
+    def __init__(self, app: falcon.App, host: str, port: int) -> None:
+        self._connections: dict = {}
+        try:
+            self._server = waitress.create_server(
+                app, map=self._connections, host=host, port=port, threads=1, ident="sriov"
+            )
+        except OSError as exc:
+            raise PluginError(
+                f"SRIOV_METRICS_ADDR: listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = self._server.effective_port  # the system's choice when given 0
+        self._thread = threading.Thread(target=self._server.run, name="sriov-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop listening and serving; the connections are closed in the server's own thread."""
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._connections))
+        self._thread.join()
+        self._server.task_dispatcher.shutdown()
 
 
 def build_cluster(config: Config) -> ClusterStore | None:

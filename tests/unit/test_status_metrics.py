@@ -52,7 +52,7 @@ class Plugin:
         """Every sample as {(name, sorted labels): value}, parsed by prometheus_client."""
         result = self.client.simulate_get("/metrics")
         assert result.status_code == 200, result.text
-        assert result.headers["content-type"].startswith("text/plain; version=")
+        assert result.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(result.text)
