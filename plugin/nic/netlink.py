@@ -56,8 +56,11 @@ class SocketPerThread:
 
 
 def strerror(err: NetlinkError) -> str:
-    """The errno text of a netlink failure ("Operation not supported")."""
-    return os.strerror(err.code) if err.code else str(err)
+    """The errno text of a netlink failure ("Operation not supported"); for one
+    without an errno (a dump that never settled) its message."""
+    if err.code > 0:
+        return os.strerror(err.code)
+    return str(err.args[1]) if len(err.args) > 1 and err.args[1] else str(err)
 
 
 def link_index(ipr: Rtnl, name: str) -> int | None:

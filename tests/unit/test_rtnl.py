@@ -18,6 +18,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 import plugin.nic  # noqa: F401  (registers pyroute2 without its catalogue)
+from plugin.nic import netlink
 from plugin.nic.kernel import pad_vlan_info_to_kernel_size
 from plugin.nic.rtnl import Rtnl, link_message
 
@@ -244,9 +245,10 @@ def test_a_dump_that_never_settles_is_an_error(pair):
             k.send(done(header["seq"]))
 
     thread = answer_in_thread(kernel, script)
-    with pytest.raises(NetlinkDumpInterrupted):
+    with pytest.raises(NetlinkDumpInterrupted) as raised:
         rtnl.get_links()
     thread.join()
+    assert netlink.strerror(raised.value) == "dump interrupted"  # not "Unknown error -1"
 
 
 def test_a_datagram_larger_than_any_usual_buffer_is_read_whole(pair):
