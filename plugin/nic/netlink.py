@@ -77,8 +77,9 @@ def require_index(ipr: Rtnl, name: str) -> int:
 
 
 def get_link(ipr: Rtnl, name: str) -> ifinfmsg:
-    """The RTM_NEWLINK message of ``name``; NetlinkError(ENODEV) if absent."""
-    return ipr.link("get", index=require_index(ipr, name))[0]
+    """The RTM_NEWLINK message of ``name`` (the kernel looks it up by name: one
+    round trip); NetlinkError(ENODEV) if absent."""
+    return ipr.link("get", ifname=name)[0]
 
 
 def netdev_statuses(ipr: Rtnl, names: Iterable[str]) -> dict[str, NetdevStatus]:

@@ -118,7 +118,9 @@ class FakeRtnl:
         if command == "get" and kwargs.get("ext_mask") == 1:
             return [self._pf_message()]
         if command == "get":
-            index = kwargs["index"]
+            index = kwargs["index"] if "index" in kwargs else self.links.get(kwargs["ifname"])
+            if index is None:
+                raise NetlinkError(errno.ENODEV)
             attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
             return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
@@ -306,8 +308,9 @@ def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
         backend.read_vf(missing)
 
 
-def test_netdev_address_is_the_vf_netdevs_own_mac(backend):
+def test_netdev_address_is_the_vf_netdevs_own_mac(backend, fake):
     assert backend.netdev_address(VF3) == "02:00:00:00:00:0c"
+    assert fake.calls == [("get", {"ifname": "enp1s0f0v3"})]  # by name: one round trip
     assert backend.netdev_address(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "iavf")) is None
     gone = VfInfo("enp1s0f0", 5, "0000:3b:02.5", "enp1s0f0v5", "iavf")
     assert backend.netdev_address(gone) is None
