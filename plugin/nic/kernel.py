@@ -63,7 +63,7 @@ pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:
-    """NicBackend for real PFs; ``iproute_factory`` makes pyroute2 Rtnl objects."""
+    """NicBackend for real PFs; ``iproute_factory`` opens the netlink sockets (``Rtnl``)."""
 
     def __init__(self, iproute_factory: Callable[[], Rtnl] = Rtnl) -> None:
         self._iproute = netlink.SocketPerThread(iproute_factory)
@@ -73,8 +73,7 @@ class KernelBackend:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
         try:
             with self._iproute() as ipr:
-                index = netlink.require_index(ipr, vf.pf)
-                pf = ipr.link("get", index=index, ext_mask=RTEXT_FILTER_VF)[0]
+                pf = ipr.link("get", ifname=vf.pf, ext_mask=RTEXT_FILTER_VF)[0]
                 mtu = netlink.get_mtu(ipr, vf.netdev) if vf.netdev else None
         except NetlinkError as err:
             raise DeviceError(f"read {vf_label(vf)}: {netlink.strerror(err)}") from err
@@ -95,17 +94,14 @@ class KernelBackend:
         previous = self.read_vf(vf).mac if adopt else None
         try:
             with self._iproute() as ipr:
-                pf_index = netlink.require_index(ipr, check_ifname(vf.pf, "pf_iface"))
-                ipr.link("set", index=pf_index, vf=spec)
+                ipr.link("set", ifname=check_ifname(vf.pf, "pf_iface"), vf=spec)
                 if adopt:
-                    self._adopt_admin_mac(ipr, vf, settings.mac, pf_index, previous)
+                    self._adopt_admin_mac(ipr, vf, settings.mac, previous)
         except NetlinkError as err:
             raise VfRefused(vf, netlink.strerror(err)) from err
 
     @staticmethod
-    def _adopt_admin_mac(
-        ipr: Rtnl, vf: VfInfo, mac: str, pf_index: int, previous: str | None
-    ) -> None:
+    def _adopt_admin_mac(ipr: Rtnl, vf: VfInfo, mac: str, previous: str | None) -> None:
         """Leave the VF netdev with address ``mac``, the admin MAC just set, or undo that.
 
         Docker sets the endpoint's MAC (the admin MAC we answered) on the netdev
@@ -137,7 +133,7 @@ class KernelBackend:
         except NetlinkError as err:
             if err.code == errno.ENODEV:  # not in this namespace: no netdev to carry it
                 return
-            ipr.link("set", index=pf_index, vf={"vf": vf.index, "mac": previous})
+            ipr.link("set", ifname=vf.pf, vf={"vf": vf.index, "mac": previous})
             why = f"{netdev} does not take it: {netlink.strerror(err)}"
             raise VfRefused(vf, why) from err
 

@@ -79,7 +79,10 @@ def message(attrs, index=0, flags=0):
 
 
 class FakeRtnl:
-    """Records every call; models VF state for the PF and links by name."""
+    """Records every call; models VF state for the PF and links by name.
+
+    It has no ``link_lookup``: the backend names the link in each request, as
+    the kernel accepts, so a lookup before a request would fail here."""
 
     def __init__(self):
         self.calls = []
@@ -110,35 +113,38 @@ class FakeRtnl:
     def close(self):
         self.closed = True
 
-    def link_lookup(self, ifname):
-        return [self.links[ifname]] if ifname in self.links else []
-
     def link(self, command, **kwargs):
         self.calls.append((command, copy.deepcopy(kwargs)))
         if command == "get" and kwargs.get("ext_mask") == 1:
+            assert self._index(kwargs) == PF_INDEX  # VF settings are read from the PF
             return [self._pf_message()]
         if command == "get":
-            index = kwargs["index"] if "index" in kwargs else self.links.get(kwargs["ifname"])
-            if index is None:
-                raise NetlinkError(errno.ENODEV)
+            index = self._index(kwargs)
             attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
             return [message(attrs, index, self.flags[index])]
         if command == "set" and "vf" in kwargs:
-            return self._set_vf(kwargs["vf"])
+            return self._set_vf(kwargs)
         if command == "set" and "state" in kwargs:
-            return self._set_state(kwargs["index"], kwargs["state"])
+            return self._set_state(self._index(kwargs), kwargs["state"])
         if command == "set" and "address" in kwargs:
-            return self._set_address(kwargs["index"], kwargs["address"])
+            return self._set_address(self._index(kwargs), kwargs["address"])
         if command == "set" and "mtu" in kwargs:
             if "mtu" in self.fail_on:
                 raise NetlinkError(self.fail_on["mtu"])
-            index = kwargs["index"]
+            index = self._index(kwargs)
             changed = self.mtu.get(index) != kwargs["mtu"]
             self.mtu[index] = kwargs["mtu"]
             if changed and index in self.vf_of_netdev and not self.flags[index] & 1:
                 self._reset_vf(index)  # igbvf_change_mtu on a down VF resets it
             return []
         raise AssertionError(f"unexpected call {command} {kwargs}")
+
+    def _index(self, kwargs):
+        """The link a request names, by index or (as the kernel looks it up) by name."""
+        index = kwargs["index"] if "index" in kwargs else self.links.get(kwargs["ifname"])
+        if index is None:
+            raise NetlinkError(errno.ENODEV)
+        return index
 
     def _set_state(self, index, state):
         if state == "up":
@@ -176,8 +182,9 @@ class FakeRtnl:
     def get_addr(self):
         return [addr for addrs in self.addresses.values() for addr in addrs]
 
-    def _set_vf(self, spec):
-        request = link_message("set", {"index": PF_INDEX, "vf": copy.deepcopy(spec)})
+    def _set_vf(self, kwargs):
+        assert self._index(kwargs) == PF_INDEX  # VF settings go through the PF
+        request = link_message("set", copy.deepcopy(kwargs))
         (nlas,) = [value for name, value in request["attrs"] if name == "IFLA_VFINFO_LIST"]
         (info,) = copy.deepcopy(nlas["attrs"])
         request.encode()
@@ -292,7 +299,7 @@ def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
         max_tx_rate=1000,
         mtu=9000,
     )
-    assert ("get", {"index": PF_INDEX, "ext_mask": 1}) in fake.calls
+    assert ("get", {"ifname": VF3.pf, "ext_mask": 1}) in fake.calls
 
 
 def test_read_vf_reports_unreported_trust_as_none(backend, fake):
@@ -342,7 +349,7 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 )
 def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, settings, vf_attrs):
     backend.set_vf(VF3, settings)
-    assert vf_attribute_sets(fake) == [{"index": PF_INDEX, "vf": {"vf": 3, **vf_attrs}}]
+    assert vf_attribute_sets(fake) == [{"ifname": VF3.pf, "vf": {"vf": 3, **vf_attrs}}]
 
 
 def test_the_vf_settings_go_in_one_request(backend, fake):
@@ -391,7 +398,7 @@ def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
 
 def test_mtu_is_set_on_the_vf_netdev_not_the_pf(backend, fake):
     backend.set_mtu(VF3, 9000)
-    assert vf_sets(fake) == [{"index": 12, "mtu": 9000}]
+    assert vf_sets(fake) == [{"ifname": VF3.netdev, "mtu": 9000}]
 
 
 def test_netlink_refusal_names_the_vf_and_the_errno(backend, fake):
@@ -467,9 +474,9 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
-        {"index": 12, "mtu": 9000},
+        {"ifname": VF3.netdev, "mtu": 9000},
         {
-            "index": PF_INDEX,
+            "ifname": VF3.pf,
             "vf": {
                 "vf": 3,
                 "mac": "02:00:00:00:00:03",
@@ -477,8 +484,9 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
                 "spoofchk": 0,
             },
         },
-        {"index": 12, "state": "up"},  # the netdev takes the admin MAC (igbvf resets when down)
-        {"index": 12, "state": "down"},
+        # the netdev takes the admin MAC (igbvf resets when down)
+        {"ifname": VF3.netdev, "state": "up"},
+        {"ifname": VF3.netdev, "state": "down"},
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -486,9 +494,9 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     fake.calls.clear()
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
-        {"index": 12, "mtu": 1500},
+        {"ifname": VF3.netdev, "mtu": 1500},
         {
-            "index": PF_INDEX,
+            "ifname": VF3.pf,
             "vf": {
                 "vf": 3,
                 "mac": "00:00:00:00:00:00",
@@ -552,7 +560,10 @@ def test_docker_can_set_the_admin_mac_on_the_vf_netdev_again_and_again(backend, 
 def test_admin_mac_adoption_keeps_an_up_vf_up_and_skips_a_netdev_that_has_it(backend, fake):
     fake.flags[12] = 1
     backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
-    assert link_state_sets(fake) == [{"index": 12, "state": "down"}, {"index": 12, "state": "up"}]
+    assert link_state_sets(fake) == [
+        {"ifname": VF3.netdev, "state": "down"},
+        {"ifname": VF3.netdev, "state": "up"},
+    ]
     assert fake.flags[12] == 1
     fake.calls.clear()
     backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
