@@ -1,7 +1,7 @@
 """The NIC backend for real SR-IOV hardware: VF settings through the PF over netlink.
 
 Settings go into IFLA_VFINFO_LIST of an RTM_SETLINK on the PF
-(``ipr.link("set", index=<pf>, vf={...})``); they are read back from an
+(``ipr.link("set", ifname=<pf>, vf={...})``); they are read back from an
 RTM_GETLINK with ext_mask=1 (RTEXT_FILTER_VF). Only the MTU is set on the VF's
 own netdev.
 """

@@ -173,23 +173,20 @@ def add_veth(ipr: Rtnl, name: str, peer: str) -> None:
 
 
 def add_bridge(ipr: Rtnl, name: str) -> None:
-    """Create bridge ``name`` (up) unless it already exists."""
-    if link_index(ipr, name) is None:
-        try:
-            ipr.link("add", ifname=name, kind="bridge")
-        except NetlinkError as err:
-            if err.code != errno.EEXIST:  # a concurrent creator won the race
-                raise
+    """Create bridge ``name`` (up) unless it already exists (EEXIST: made earlier,
+    or by a concurrent creator)."""
+    try:
+        ipr.link("add", ifname=name, kind="bridge")
+    except NetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise
     set_up(ipr, name)
 
 
 def delete_link(ipr: Rtnl, name: str) -> bool:
     """Delete ``name`` if it exists; True if it did. Deleting one end of a veth deletes both."""
-    index = link_index(ipr, name)
-    if index is None:
-        return False
     try:
-        ipr.link("del", index=index)
+        ipr.link("del", ifname=name)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return False
