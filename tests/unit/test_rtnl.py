@@ -53,10 +53,9 @@ def framed(kind, seq, payload=b"", flags=0):
     return HEADER.pack(HEADER.size + len(payload), kind, flags, seq, 0) + payload
 
 
-def link(seq, index, name, flags=NLM_F_MULTI, up=False):
+def link(seq, index, name, flags=NLM_F_MULTI):
     msg = ifinfmsg()
     msg["index"] = index
-    msg["flags"] = IFF_UP if up else 0
     msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_MTU", 1500)]
     msg["header"]["type"] = RTM_NEWLINK
     msg["header"]["flags"] = flags
@@ -188,8 +187,11 @@ def test_add_asks_to_create_exclusively_and_del_names_the_index(pair):
 def test_a_dump_collects_every_datagram_until_done(pair):
     rtnl, kernel = pair
 
+    seen = []
+
     def script(k):
         header, _msg = k.request()
+        seen.append((header["type"], header["flags"]))
         seq = header["seq"]
         k.send(link(seq, 1, "lo"), link(seq, 2, "eth0"))
         k.send(link(seq, 3, "eth1"))
@@ -198,6 +200,7 @@ def test_a_dump_collects_every_datagram_until_done(pair):
     thread = answer_in_thread(kernel, script)
     links = rtnl.get_links()
     thread.join()
+    assert seen == [(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP)]
     assert [(x["index"], x.get_attr("IFLA_IFNAME")) for x in links] == [
         (1, "lo"),
         (2, "eth0"),
