@@ -39,8 +39,8 @@ CHANGES = """
         r.link("add", ifname="rtbr", kind="bridge")
         a, b, br = (r.link_lookup(ifname=n)[0] for n in ("rta", "rtb", "rtbr"))
         r.link("set", index=a, mtu=1400)
-        r.link("set", index=a, address="02:11:22:33:44:55")
-        r.link("set", index=a, state="up")
+        r.link("set", ifname="rta", address="02:11:22:33:44:55")  # by name, as the NIC layer does
+        r.link("set", ifname="rta", state="up")
         r.link("set", index=b, master=br)
         got = r.link("get", index=a)[0]
         print(json.dumps({
@@ -49,6 +49,7 @@ CHANGES = """
             "dump": sorted(x.get_attr("IFLA_IFNAME") for x in r.get_links()),
             "exists": refused(lambda: r.link("add", ifname="rtbr", kind="bridge")),
             "missing": refused(lambda: r.link("set", index=0x7FFFFFF0, mtu=1400)),
+            "missing_name": refused(lambda: r.link("set", ifname="rtnone", mtu=1400)),
         }))
 """
 
@@ -86,7 +87,11 @@ def test_link_changes_are_what_iproute2_sees(netns):
     assert links["rtb"]["master"] == "rtbr"
     (bridge,) = json.loads(in_ns(netns, "ip", "-j", "-d", "link", "show", "rtbr"))
     assert bridge["linkinfo"]["info_kind"] == "bridge"
-    assert (result["exists"], result["missing"]) == ("EEXIST", "ENODEV")
+    assert (result["exists"], result["missing"], result["missing_name"]) == (
+        "EEXIST",
+        "ENODEV",
+        "ENODEV",
+    )
 
 
 def test_deleting_one_end_of_a_veth_removes_both_and_addresses_are_dumped(netns):
