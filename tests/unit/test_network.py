@@ -25,7 +25,15 @@ from sysfs_trees import (
 )
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.network import (
+from plugin.model.options import (
+    EndpointOptions,
+    NetworkOptions,
+    parse_endpoint_options,
+    parse_network_options,
+)
+from plugin.nic.base import NetdevStatus
+from plugin.nic.sysfs import Sysfs
+from plugin.services.networks import (
     EndpointCreated,
     JoinInfo,
     NetworkService,
@@ -33,15 +41,7 @@ from plugin.network import (
     random_mac,
     with_prefix,
 )
-from plugin.nic.base import NetdevStatus
-from plugin.nic.sysfs import Sysfs
-from plugin.options import (
-    EndpointOptions,
-    NetworkOptions,
-    parse_endpoint_options,
-    parse_network_options,
-)
-from plugin.store import NetworkPf, Store, network_settings
+from plugin.state.sqlite import NetworkPf, Store, network_settings
 
 PF0, PF1 = "0000:3b:00.0", "0000:3c:00.0"
 

@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
-from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import LINK_DOWN, LINK_UP
-from plugin.nic.sysfs import LinkState as PfLinkState
-from plugin.options import (
+from plugin.model.options import (
     ANY_VF,
     EndpointOptions,
     PfChoice,
@@ -30,13 +26,17 @@ from plugin.options import (
     format_vf_spans,
     in_vf_spans,
 )
-from plugin.store import EndpointRow, EndpointState, NetworkPf, NetworkRow
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
+from plugin.nic.program import program_vf, restore_vf
+from plugin.nic.sysfs import LINK_DOWN, LINK_UP
+from plugin.nic.sysfs import LinkState as PfLinkState
+from plugin.state.sqlite import EndpointRow, EndpointState, NetworkPf, NetworkRow
 
 if TYPE_CHECKING:
+    from plugin.model.options import NetworkOptions
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
-    from plugin.options import NetworkOptions
-    from plugin.store import Store, Transaction
+    from plugin.state.sqlite import Store, Transaction
 
 log = logging.getLogger("sriov")
 
@@ -183,7 +183,7 @@ class NetworkService:
     ) -> None:
         """``sync_leases`` False: a lease's writes do not wait for the disk.
 
-        Only for a store whose leases end with the boot (plugin/reconcile.py): a
+        Only for a store whose leases end with the boot (plugin/services/recovery.py): a
         crash of this process loses no commit (the page cache has it), and what
         an OS crash loses belongs to a boot whose leases are void at next start.
         """
