@@ -1,7 +1,7 @@
 """Operating the managed plugin: status and metrics on its socket, and a host reboot.
 
 The managed plugin's socket is /run/docker/plugins/<plugin id>/sriov.sock on the
-host (README "Status and metrics"); the tests reach it exactly that way.
+host (docs/operating.md "Status"); the tests reach it exactly that way.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Version 1 is built from the commit before plugin/state/migrations.py existed (its store
 has no schema version); version 2 from this checkout. Both travel through a
 local registry, as upgrades only come from one. The mount sources are set again
-before enabling, as README "Upgrading" says (DESIGN.md notes Docker 20.10 reset
+before enabling, as docs/upgrade.md says (DESIGN.md notes Docker 20.10 reset
 them to the manifest's defaults on upgrade).
 """
 
