@@ -28,9 +28,9 @@ from plugin.nic.base import (
     VfSettings,
     VlanProto,
 )
+from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import vf_error, vf_label
 from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:

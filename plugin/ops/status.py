@@ -12,15 +12,18 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
+from plugin.model.networks import network_settings
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
 from plugin.services.ipam import usable_range
-from plugin.state.sqlite import network_settings
 
 if TYPE_CHECKING:
+    from plugin.model.ipam import PoolRow
+    from plugin.model.leases import EndpointRow
+    from plugin.model.networks import NetworkPf, NetworkRow
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
     from plugin.services.networks import NetworkService
-    from plugin.state.sqlite import EndpointRow, NetworkPf, NetworkRow, PoolRow, Store, Transaction
+    from plugin.state.sqlite import Store, Transaction
 
 # Where a VF netdev is, as status shows it.
 WHERE = {

@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from plugin.model.ipam import AddressSpace
 from plugin.model.options import parse_endpoint_options, parse_network_options
 from plugin.services.ipam import parse_address
-from plugin.state.sqlite import AddressSpace
 
 if TYPE_CHECKING:
     from plugin.services.ipam import IpamService

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import random
 import secrets
 import time
@@ -32,25 +31,27 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from plugin.config import DefaultPool
-from plugin.errors import Conflict, InvalidRequest, StoreError
-from plugin.state.sqlite import AddressKind, AddressSpace, Family, PoolRow
+from plugin.errors import Conflict, InvalidRequest, StoreError, TransactionConflict
+from plugin.model.ipam import (
+    CLUSTER_POOL_PREFIX,
+    SHARED_KINDS,
+    AddressKind,
+    AddressSpace,
+    Family,
+    PoolRow,
+    pool_name,
+    pool_request_key,
+)
 
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
 DOCKER_OPTION_PREFIX = "com.docker."
 CLUSTER_OPTION = "cluster"
-CLUSTER_POOL_PREFIX = "cluster:"
 MAX_ATTEMPTS = 64
-# Reservations every network on the pool holds together.
-SHARED_KINDS = (AddressKind.GATEWAY, AddressKind.AUX)
 
 T = TypeVar("T")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class TransactionConflict(Exception):
-    """An optimistic store found, at commit, that another writer changed what was read."""
 
 
 class Transaction(Protocol):
@@ -355,7 +356,7 @@ def _take_pool(
     tx: Transaction, space: AddressSpace, network: Network, sub: Network | None, id_prefix: str
 ) -> PoolReply:
     """Hold the pool for exactly this subnet and range: a new one, or one more holder."""
-    key = json.dumps([space, str(network), str(sub or "")])
+    key = pool_request_key(space, str(network), str(sub or ""))
     held = tx.pool_by_request(key)
     if held is not None:
         tx.set_pool_holders(held.id, held.holders + 1)
@@ -409,11 +410,6 @@ def _new_pool_row(
         holders=1,
         cursor=None,
     )
-
-
-def pool_name(space: str, cidr: str, subpool: str) -> str:
-    """``space/cidr[/subpool]``: the readable part of a pool's id, and its cluster key."""
-    return f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
 
 
 def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:

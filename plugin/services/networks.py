@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
+from plugin.model.leases import EndpointRow, EndpointState
+from plugin.model.networks import NetworkPf, NetworkRow
 from plugin.model.options import (
     ANY_VF,
     EndpointOptions,
@@ -30,7 +32,6 @@ from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettin
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, LINK_UP
 from plugin.nic.sysfs import LinkState as PfLinkState
-from plugin.state.sqlite import EndpointRow, EndpointState, NetworkPf, NetworkRow
 
 if TYPE_CHECKING:
     from plugin.model.options import NetworkOptions

@@ -35,9 +35,10 @@ from plugin.errors import DeviceError, PluginError
 from plugin.services.networks import VFIO_DRIVER
 
 if TYPE_CHECKING:
+    from plugin.model.leases import EndpointRow
     from plugin.nic.sysfs import Sysfs
     from plugin.services.networks import NetworkService
-    from plugin.state.sqlite import EndpointRow, Store
+    from plugin.state.sqlite import Store
 
 log = logging.getLogger("sriov")
 

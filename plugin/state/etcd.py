@@ -39,9 +39,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from plugin.config import ClusterConfig
-from plugin.errors import PluginError, StoreError
-from plugin.services.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict, pool_name
-from plugin.state.sqlite import AddressKind, AddressSpace, Family, PoolRow
+from plugin.errors import PluginError, StoreError, TransactionConflict
+from plugin.model.ipam import (
+    CLUSTER_POOL_PREFIX,
+    SHARED_KINDS,
+    AddressKind,
+    AddressSpace,
+    Family,
+    PoolRow,
+    pool_name,
+    requested_pool,
+)
 
 if TYPE_CHECKING:
     from etcd3gw import Etcd3Client
@@ -94,8 +102,7 @@ def pool_key(pool_id: str) -> str:
 
 def requested_pool_key(request_key: str) -> str:
     """The key of the pool that IPAM's request key (JSON [space, cidr, subpool]) asks for."""
-    space, cidr, subpool = json.loads(request_key)
-    return POOLS + pool_name(space, cidr, subpool)
+    return POOLS + pool_name(*requested_pool(request_key))
 
 
 def address_key(pool_id: str, value: int) -> str:

@@ -18,9 +18,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from plugin.errors import DeviceError, PluginError
 from plugin.nic import netlink, sockios
 from plugin.nic.base import MTU_RANGE, NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import vf_error, vf_label
 from plugin.nic.sim import device
 from plugin.nic.sim.state import SETTING_NAMES
 
