@@ -24,7 +24,9 @@ from support import REPO_ROOT, PluginClient, PluginProcess
 
 from plugin.config import ClusterConfig, load_config
 from plugin.services.ipam import IpamService
-from plugin.state.etcd import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
+from plugin.state.etcd.client import EtcdEndpoints, etcd3gw_client, scan_prefix
+from plugin.state.etcd.keys import ADDRS, POOLS
+from plugin.state.etcd.transaction import ClusterStore
 
 pytestmark = [
     pytest.mark.cluster,
