@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
     from plugin.services.networks import NetworkService
-    from plugin.state.sqlite import Store, Transaction
+    from plugin.state.sqlite import SqliteTransaction, Store
 
 # Where a VF netdev is, as status shows it.
 WHERE = {
@@ -187,7 +187,7 @@ def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointR
     }
 
 
-def _pool_view(tx: Transaction, pool: PoolRow) -> dict:
+def _pool_view(tx: SqliteTransaction, pool: PoolRow) -> dict:
     """A pool with how many of the addresses it can hand out are held."""
     cidr = ipaddress.ip_network(pool.cidr)
     first, last = usable_range(cidr)

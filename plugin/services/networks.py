@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from plugin.model.options import NetworkOptions
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
-    from plugin.state.sqlite import Store, Transaction
+    from plugin.state.sqlite import SqliteTransaction, Store
 
 log = logging.getLogger("sriov")
 
@@ -717,7 +717,7 @@ def _warn_if_no_pf_has_link(network_id: str, links: dict[str, PfLinkState]) -> N
         )
 
 
-def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
+def _known_network(tx: SqliteTransaction, network_id: str) -> NetworkRow:
     network = tx.network(network_id)
     if network is None:
         raise InvalidRequest(

@@ -92,8 +92,11 @@ def decode_address(blob: bytes) -> int:
     return int.from_bytes(blob, "big")
 
 
-class Transaction:
-    """The queries of one request; every method runs inside the open transaction."""
+class SqliteTransaction:
+    """The queries of one request; every method runs inside the open transaction.
+
+    Its pool and address methods are the IPAM's ``PoolTransaction``.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -477,7 +480,7 @@ class Store:
         return conn
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[Transaction]:
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         A durable commit returns once the WAL is on disk (an fdatasync, about
@@ -517,7 +520,7 @@ class Store:
             raise StoreError(f"state store {self.path}: set synchronous {level}: {exc}") from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[Transaction]:
+    def _transaction(self) -> Iterator[SqliteTransaction]:
         """BEGIN IMMEDIATE ... COMMIT; any SQLite error becomes a StoreError naming the file.
 
         After some errors (a full disk, an I/O error) SQLite has already rolled
@@ -531,7 +534,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"state store {self.path}: begin transaction: {exc}") from exc
         try:
-            yield Transaction(conn)
+            yield SqliteTransaction(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

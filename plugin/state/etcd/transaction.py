@@ -49,7 +49,7 @@ def _pool_row(kv: KeyValue, cursor: int | None) -> PoolRow:
 
 
 class ClusterTransaction:
-    """The transaction the IPAM rules ask of a pool store, on etcd (see the module doc).
+    """The IPAM's ``PoolTransaction`` (``plugin.services.ipam``) on etcd; see the module doc.
 
     Pools are counted per node (``holders`` maps node to count) so that
     ``release-node`` can drop a dead node's share; the IPAM rules see the sum.
