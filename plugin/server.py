@@ -87,15 +87,15 @@ def assemble_app(
 
     With the host's ``boot_id``, leases end with the boot and need no sync.
     """
-    network = NetworkService(store, sysfs, backend, events=metrics, sync_leases=boot_id is None)
-    recovery = HostRecovery(store, sysfs, network, boot_id=boot_id)
+    networks = NetworkService(store, sysfs, backend, events=metrics, sync_leases=boot_id is None)
+    recovery = HostRecovery(store, sysfs, networks, boot_id=boot_id)
     recovery.at_start()
-    network.recover()
-    status = StatusService(store, sysfs, backend, network)
+    networks.recover()
+    status = StatusService(store, sysfs, backend, networks)
     metrics.collect_held_state(status)
     handlers = plugin_handlers()
     handlers.update(ipam_handlers(IpamService(store, default_pools, cluster)))
-    handlers.update(network_handlers(network, recovery.before_endpoint))
+    handlers.update(network_handlers(networks, recovery.before_endpoint))
     if cluster is not None:
         handlers.update(cluster_handlers(cluster.etcd))
     return create_app(
