@@ -31,7 +31,7 @@ from plugin.nic.names import check_ifname, check_pci_address
 GENERIC = "com.docker.network.generic"
 INTERNAL = "com.docker.network.internal"
 DOCKER_MTU = "com.docker.network.driver.mtu"
-DOCKER_PREFIX = "com.docker."
+DOCKER_PREFIX = "com.docker."  # Docker's own option keys, never the user's
 
 NETWORK_OPTIONS = (
     "pf_iface",

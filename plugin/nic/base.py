@@ -99,6 +99,19 @@ RANGES = {
     "mtu": MTU_RANGE,
 }
 
+# The VF settings a PF takes in one request, as the groups the device takes together, in
+# the order rtnetlink applies them (do_setvfinfo: IFLA_VF_MAC, _VLAN_LIST, _RATE, _SPOOFCHK,
+# _LINK_STATE, _TRUST); it stops at the first one the driver refuses. Every backend, the
+# programming order (plugin.nic.program) and the test fake follow this one list.
+VF_SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mac", ("mac",)),
+    ("vlan", ("vlan", "qos", "proto")),
+    ("rate", ("min_tx_rate", "max_tx_rate")),
+    ("spoofchk", ("spoofchk",)),
+    ("link_state", ("link_state",)),
+    ("trust", ("trust",)),
+)
+
 NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
@@ -225,9 +238,9 @@ class NicBackend(Protocol):
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Set the non-None fields except ``mtu`` through the PF, in one request if it can.
 
-        Fields are applied in the kernel's order (mac, vlan+qos+proto, rates,
-        spoofchk, link_state, trust), stopping at the first one refused, which
-        raises VfRefused; vlan, qos and proto come together, and so do the rates.
+        Fields are applied in the kernel's order (``VF_SETTING_GROUPS``),
+        stopping at the first one refused, which raises VfRefused; vlan, qos and
+        proto come together, and so do the rates.
         """
         ...
 

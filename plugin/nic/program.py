@@ -3,8 +3,8 @@
 ``program_vf`` snapshots the VF first and applies only what was asked, in an
 order that later steps cannot undo: the MTU first, on the VF's own netdev; then
 the VF settings in one request through the PF, which the kernel applies in its
-own order (MAC, VLAN, rates, spoofchk, link state) and stops at the first the
-driver refuses; trust last, in a request of its own. A VF that resets (igbvf
+own order (``VF_SETTING_GROUPS``) and stops at the first the driver refuses;
+trust last, in a request of its own. A VF that resets (igbvf
 does on an MTU change, and the backend makes it reset so that its netdev takes
 a new admin MAC) re-registers its netdev's old MAC, and a trusted VF is allowed
 to, which would replace the admin MAC just set: so nothing that resets the VF
@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from plugin.errors import DeviceError
-from plugin.nic.base import NicBackend, VfInfo, VfRefused, VfSettings, VlanProto, combined
+from plugin.nic.base import (
+    VF_SETTING_GROUPS,
+    NicBackend,
+    VfInfo,
+    VfRefused,
+    VfSettings,
+    VlanProto,
+    combined,
+)
 from plugin.nic.errors import vf_error, vf_label
 
 
@@ -38,17 +46,16 @@ class Step:
         return settings.keep(self.fields)
 
 
+# What completes a partial group when it is restored (the device takes the group whole).
+NEUTRAL = {"vlan": VfSettings(qos=0, proto=VlanProto.DOT1Q)}
+
 MTU = Step("mtu", ("mtu",))
-TRUST = Step("trust", ("trust",))
-# The VF settings sent together, in the order rtnetlink applies them (do_setvfinfo).
-VF_STEPS = (
-    Step("mac", ("mac",)),
-    Step("vlan", ("vlan", "qos", "proto"), VfSettings(qos=0, proto=VlanProto.DOT1Q)),
-    Step("rate", ("min_tx_rate", "max_tx_rate")),  # VfSettings has both rates or neither
-    Step("spoofchk", ("spoofchk",)),
-    Step("link_state", ("link_state",)),
+# The VF settings in the kernel's order; VfSettings has both rates or neither.
+VF_STEPS = tuple(
+    Step(name, names, NEUTRAL.get(name, VfSettings())) for name, names in VF_SETTING_GROUPS
 )
-STEPS = (MTU, *VF_STEPS, TRUST)
+TRUST = next(step for step in VF_STEPS if step.name == "trust")  # last, in a request of its own
+STEPS = (MTU, *VF_STEPS)
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ from plugin.model.ipam import (
     pool_name,
     pool_request_key,
 )
+from plugin.model.options import DOCKER_PREFIX
 
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
-DOCKER_OPTION_PREFIX = "com.docker."
 CLUSTER_OPTION = "cluster"
 MAX_ATTEMPTS = 64
 
@@ -337,7 +337,7 @@ def _cluster_option(options: dict | None) -> bool:
     """The value of --ipam-opt cluster; refuse any other option (com.docker.* are Docker's)."""
     options = options or {}
     user = sorted(
-        k for k in options if not k.startswith(DOCKER_OPTION_PREFIX) and k != CLUSTER_OPTION
+        k for k in options if not k.startswith(DOCKER_PREFIX) and k != CLUSTER_OPTION
     )
     if user:
         raise InvalidRequest(

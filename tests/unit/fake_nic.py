@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from plugin.errors import DeviceError
-from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import VF_SETTING_GROUPS, NetdevStatus, VfInfo, VfRefused, VfSettings
 
 FACTORY = VfSettings(
     mac="00:00:00:00:00:00",
@@ -21,17 +21,6 @@ FACTORY = VfSettings(
     min_tx_rate=0,
     max_tx_rate=0,
     mtu=1500,
-)
-
-
-# The VF setting groups in the order rtnetlink applies them from one request.
-VF_GROUPS = (
-    ("mac", ("mac",)),
-    ("vlan", ("vlan", "qos", "proto")),
-    ("rate", ("min_tx_rate", "max_tx_rate")),
-    ("spoofchk", ("spoofchk",)),
-    ("link_state", ("link_state",)),
-    ("trust", ("trust",)),
 )
 
 
@@ -75,8 +64,10 @@ class FakeNic:
     def set_vf(self, vf, settings):
         """Apply in the kernel's order; a failing step stops the rest, as rtnetlink does."""
         self.targets.append((vf.pf, vf.index, vf.netdev))
-        self.vf_requests.append([step for step, fields in VF_GROUPS if _given(settings, fields)])
-        for step, fields in VF_GROUPS:
+        self.vf_requests.append(
+            [step for step, fields in VF_SETTING_GROUPS if _given(settings, fields)]
+        )
+        for step, fields in VF_SETTING_GROUPS:
             values = {f: getattr(settings, f) for f in fields if getattr(settings, f) is not None}
             if not values:
                 continue
