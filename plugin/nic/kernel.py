@@ -9,7 +9,6 @@ own netdev.
 from __future__ import annotations
 
 import errno
-import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,7 @@ from plugin.nic.base import (
 from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
+from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
 from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:
@@ -41,23 +41,6 @@ ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q,
 PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
 LINK_STATES = tuple(VfLinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
-VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
-
-
-def pad_vlan_info_to_kernel_size() -> None:
-    """Make pyroute2 encode IFLA_VF_VLAN_INFO with the kernel's size.
-
-    pyroute2 (0.9.7) declares the struct as its 14 bytes of fields, but the kernel
-    checks the attribute against sizeof(struct ifla_vf_vlan_info), which includes
-    two bytes of tail padding, and answers EINVAL: no 802.1ad VLAN could ever be
-    set. Adding the padding as a field fixes encoding and decoding alike; once
-    pyroute2 declares the full size this does nothing.
-    """
-    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
-    size = struct.calcsize("=" + "".join(fmt.lstrip("<>=!") for _name, fmt in info.fields))
-    if size < VLAN_INFO_SIZE:
-        info.fields = (*info.fields, ("pad", f"{VLAN_INFO_SIZE - size}x"))
-
 
 pad_vlan_info_to_kernel_size()
 
