@@ -12,8 +12,7 @@ import time
 
 import falcon
 
-from plugin.ops.exposition import CONTENT_TYPE
-from plugin.ops.metrics import Metrics
+from plugin.ops.metrics import CONTENT_TYPE, Metrics
 from plugin.ops.status import StatusService
 from plugin.protocol.app import ProtocolMethod
 
