@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -102,7 +103,7 @@ def assemble_app(
         handlers,
         RequestValidator().validate,
         routes=ops_routes(status, metrics),
-        middleware=[RequestMetrics(metrics)],
+        after_reply=[RequestMetrics(metrics)],
     )
 
 
@@ -190,16 +191,32 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+class LineFormatter(logging.Formatter):
+    """``2026-12-07 20:11:58,123 INFO sriov: message``, with the date and time of each
+    second formatted once rather than for every record (a request's log line took a
+    quarter of a trivial call's time in the plugin, a third of that the time stamp)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second: tuple[int, str] = (-1, "")  # replaced whole: threads share it
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second, text = self._second
+        if int(record.created) != second:
+            text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._second = (int(record.created), text)
+        return f"{text},{int(record.msecs):03d}"
+
+
 def configure_logging(level: int) -> None:
     # stdout: Docker files a managed plugin's stderr lines in its log as level=error.
-    logging.basicConfig(
-        stream=sys.stdout,
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(LineFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("waitress").setLevel(max(level, logging.WARNING))
-    # The format uses none of these, and each costs a call on every record.
+    # The format uses none of these, and each costs a call on every record; without
+    # _srcfile no record walks the stack for its caller (the logging HOWTO's "Optimization").
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -12,6 +12,7 @@ from plugin.errors import Conflict
 from plugin.protocol.app import create_app
 from plugin.protocol.handlers import ipam_handlers, plugin_handlers
 from plugin.protocol.schema import RequestValidator
+from plugin.server import LineFormatter
 from plugin.services.ipam import IpamService
 
 
@@ -245,3 +246,33 @@ def test_info_level_logs_no_bodies(client, caplog):
     with caplog.at_level(logging.INFO, logger="sriov"):
         post_json(client, "IpamDriver.RequestPool", body)
     assert "request {" not in caplog.text and "reply {" not in caplog.text
+
+
+def test_each_request_is_given_to_after_reply_once_its_reply_is_sent(handlers, validate):
+    seen = []
+    app = create_app(handlers, validate, after_reply=[seen.append])
+    client = falcon.testing.TestClient(app)
+
+    post(client, "IpamDriver.GetCapabilities", b"")
+    post(client, "IpamDriver.RequestPool", b"{}")
+    post(client, "NetworkDriver.Bogus", b"{}")
+    client.simulate_get("/IpamDriver.GetCapabilities")
+
+    assert [(r.http_method, r.path, r.protocol, r.status) for r in seen] == [
+        ("POST", "IpamDriver.GetCapabilities", True, 200),
+        ("POST", "IpamDriver.RequestPool", True, 400),
+        ("POST", "NetworkDriver.Bogus", False, 404),
+        ("GET", "IpamDriver.GetCapabilities", True, 405),
+    ]
+    assert all(0 < r.seconds < 10 for r in seen)
+
+
+def test_the_log_line_reads_as_the_standard_formatter_writes_it():
+    """LineFormatter formats a second's date and time once; the line must not change."""
+    record = logging.LogRecord("sriov", logging.INFO, __file__, 1, "%s -> %s", ("A.B", "200"), None)
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lean = LineFormatter()
+    assert lean.format(record) == standard.format(record)
+    record.created += 1.5
+    record.msecs = (record.created - int(record.created)) * 1000
+    assert lean.format(record) == standard.format(record)
