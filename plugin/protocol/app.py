@@ -117,7 +117,7 @@ def _check_text(value: str, path: tuple) -> None:
 
 
 def request_ids(body: object) -> str:
-    if not isinstance(body, dict):
+    if not body or not isinstance(body, dict):
         return ""
     parts = []
     for field, name, width in LOGGED_FIELDS:

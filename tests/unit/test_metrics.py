@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -307,3 +308,28 @@ def test_an_address_in_use_is_refused_naming_the_variable_the_address_and_the_ca
     assert refused.value.message == (
         f"SRIOV_METRICS_ADDR: listen on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_requests_counted_from_many_threads_at_once_are_all_counted(metrics):
+    """waitress answers on several threads: no increment may be lost between them."""
+
+    def answer_many() -> None:
+        for n in range(1000):
+            metrics.observe_request("Plugin.Activate", 200 if n % 2 else 409, 0.002)
+
+    threads = [threading.Thread(target=answer_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    samples = samples_of(metrics.exposition())
+    ok = (("method", "Plugin.Activate"), ("outcome", "ok"))
+    conflict = (("method", "Plugin.Activate"), ("outcome", "conflict"))
+    assert samples[("sriov_requests_total", ok)] == 4000
+    assert samples[("sriov_requests_total", conflict)] == 4000
+    method = (("method", "Plugin.Activate"),)
+    assert samples[("sriov_request_duration_seconds_count", method)] == 8000
+    assert samples[("sriov_request_duration_seconds_bucket", (("le", "0.001"), *method))] == 0
+    assert samples[("sriov_request_duration_seconds_bucket", (("le", "0.0025"), *method))] == 8000
+    assert samples[("sriov_request_duration_seconds_sum", method)] == pytest.approx(16.0)
