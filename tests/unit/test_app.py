@@ -12,7 +12,7 @@ from plugin.errors import Conflict
 from plugin.protocol.app import create_app
 from plugin.protocol.handlers import ipam_handlers, plugin_handlers
 from plugin.protocol.schema import RequestValidator
-from plugin.server import LineFormatter
+from plugin.server import LineFormatter, LineHandler
 from plugin.services.ipam import IpamService
 
 
@@ -276,3 +276,28 @@ def test_the_log_line_reads_as_the_standard_formatter_writes_it():
     record.created += 1.5
     record.msecs = (record.created - int(record.created)) * 1000
     assert lean.format(record) == standard.format(record)
+
+
+def test_each_log_line_leaves_the_process_whole_before_the_call_returns(tmp_path):
+    """LineHandler writes straight to the descriptor: nothing waits in a buffer for a crash."""
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        handler = LineHandler(stream)
+        handler.setFormatter(LineFormatter())
+        logger = logging.getLogger("sriov.test-line-handler")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logger.warning("NetworkDriver.Join ep=%s -> 200", "ab" * 6)
+            first = path.read_text()
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception("failed")
+            second = path.read_text()
+        finally:
+            logger.removeHandler(handler)
+    line = " WARNING sriov.test-line-handler: NetworkDriver.Join ep=abababababab -> 200\n"
+    assert first.endswith(line)
+    assert "ERROR sriov.test-line-handler: failed\nTraceback (most recent call last):" in second
+    assert second.endswith("ValueError: boom\n")
