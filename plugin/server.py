@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -24,7 +25,7 @@ from plugin.nic.sysfs import Sysfs
 from plugin.ops.metrics import Metrics
 from plugin.ops.routes import RequestMetrics, metrics_app, ops_routes
 from plugin.ops.status import StatusService
-from plugin.protocol.app import LogAfterReply, create_app
+from plugin.protocol.app import LogAfterReply, RequestLogWriter, create_app, log_request
 from plugin.protocol.handlers import (
     cluster_handlers,
     ipam_handlers,
@@ -67,8 +68,10 @@ def build_app(config: Config) -> LogAfterReply:
     metrics = Metrics()
     backend = build_backend(config, sysfs)
     cluster = build_cluster(config)
+    request_log = RequestLogWriter()
+    atexit.register(request_log.flush)
     app = assemble_app(
-        store, sysfs, backend, config.default_pools, metrics, cluster, read_boot_id()
+        store, sysfs, backend, config.default_pools, metrics, cluster, read_boot_id(), request_log
     )
     if config.metrics_addr is not None:
         MetricsListener(metrics_app(metrics), *config.metrics_addr)  # serves until exit
@@ -83,6 +86,7 @@ def assemble_app(
     metrics: Metrics,
     cluster: ClusterStore | None = None,
     boot_id: str | None = None,
+    write_line: Callable[[float, str, str, float], None] = log_request,
 ) -> LogAfterReply:
     """The services on these collaborators, recovered, and the app serving them.
 
@@ -104,6 +108,7 @@ def assemble_app(
         RequestValidator().validate,
         routes=ops_routes(status, metrics),
         after_reply=[RequestMetrics(metrics)],
+        write_line=write_line,
     )
 
 

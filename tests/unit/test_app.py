@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import falcon
 import falcon.testing
@@ -9,7 +10,7 @@ import pytest
 
 from plugin.config import parse_default_pools
 from plugin.errors import Conflict
-from plugin.protocol.app import create_app
+from plugin.protocol.app import RequestLogWriter, create_app
 from plugin.protocol.handlers import ipam_handlers, plugin_handlers
 from plugin.protocol.schema import RequestValidator
 from plugin.server import LineFormatter, LineHandler
@@ -301,3 +302,37 @@ def test_each_log_line_leaves_the_process_whole_before_the_call_returns(tmp_path
     assert first.endswith(line)
     assert "ERROR sriov.test-line-handler: failed\nTraceback (most recent call last):" in second
     assert second.endswith("ValueError: boom\n")
+
+
+def test_the_request_log_writer_logs_every_line_with_its_requests_time_in_order(caplog):
+    writer = RequestLogWriter()
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        for n in range(200):
+            writer(1_700_000_000.25 + n, f"IpamDriver.RequestAddress pool=p{n}", "200", 0.0004)
+        deadline = time.monotonic() + 10
+        while len([r for r in caplog.records if r.name == "sriov"]) < 200:
+            assert time.monotonic() < deadline, "the writer thread wrote not all lines"
+            time.sleep(0.005)
+    records = [r for r in caplog.records if r.name == "sriov"]
+    assert [r.getMessage() for r in records[:2]] == [
+        "IpamDriver.RequestAddress pool=p0 -> 200 (0.4 ms)",
+        "IpamDriver.RequestAddress pool=p1 -> 200 (0.4 ms)",
+    ]
+    assert [r.created for r in records] == [1_700_000_000.25 + n for n in range(200)]
+    assert records[0].msecs == 250
+    assert LineFormatter().formatTime(records[0]).endswith(",250")
+
+
+def test_the_request_log_writer_flushes_what_is_queued_at_once(caplog):
+    """What the plugin does at exit: no queued line is left behind."""
+    writer = RequestLogWriter()
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        writer(time.time(), "Plugin.Activate", "200", 0.0001)
+        writer.flush()
+        assert [r.getMessage() for r in caplog.records if r.name == "sriov"] == [
+            "Plugin.Activate -> 200 (0.1 ms)"
+        ]
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        writer(time.time(), "Plugin.Activate", "200", 0.0001)  # below the level: not queued
+        writer.flush()
+    assert len([r for r in caplog.records if r.name == "sriov"]) == 1
