@@ -205,8 +205,8 @@ class LogAfterReply:
     One info line per request with method, ids, outcome and milliseconds; then
     each of ``after_reply`` is called with the FinishedRequest (the metrics).
     A WSGI server calls ``close()`` on the reply after sending it, so neither
-    the line nor the counting delays the caller. Done here rather than in
-    Falcon middleware, which cost a trivial call a fifth of its time.
+    the line nor the counting delays the caller. Done here rather than as two
+    Falcon middleware components, whose four hooks ran on every request.
     """
 
     def __init__(
