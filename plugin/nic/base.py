@@ -44,6 +44,35 @@ class VfInfo:
     driver: str | None  # bound driver ("iavf", "mlx5_core", "vfio-pci"), None if unbound
 
 
+@dataclass(frozen=True)
+class VfStats:
+    """One VF's traffic counters as its PF reports them (IFLA_VF_STATS), since the VF was made.
+
+    Directions are the VF's own: ``rx`` is what the VF received from the NIC's
+    switch, ``tx`` what it sent into it. ``broadcast`` and ``multicast`` count
+    received packets. A counter the device does not report is None (the simulated
+    NIC has no broadcast or multicast counts per VF; kernels before 4.20 send no
+    dropped counts).
+    """
+
+    rx_packets: int | None = None
+    tx_packets: int | None = None
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
+    broadcast: int | None = None
+    multicast: int | None = None
+    rx_dropped: int | None = None
+    tx_dropped: int | None = None
+
+    def reported(self) -> dict[str, int]:
+        """The counters the device reports, by name."""
+        values = {name: getattr(self, name) for name in VF_STATS_FIELDS}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+VF_STATS_FIELDS = tuple(f.name for f in fields(VfStats))
+
+
 class NetdevStatus(enum.Enum):
     """What the host namespace says about a VF netdev."""
 
@@ -254,4 +283,12 @@ class NicBackend(Protocol):
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         """The MAC address of the VF's own netdev, None if it is not in this namespace."""
+        ...
+
+    def vf_stats(self, pf: str) -> dict[int, VfStats]:
+        """Every VF's traffic counters by VF index, from one request to the PF.
+
+        Empty when the PF's driver does not report VF traffic; DeviceError names
+        the PF when it cannot be asked.
+        """
         ...

@@ -20,11 +20,13 @@ from plugin.nic import netlink
 from plugin.nic.base import (
     MTU_RANGE,
     NO_ADMIN_MAC,
+    VF_STATS_FIELDS,
     NetdevStatus,
     VfInfo,
     VfLinkState,
     VfRefused,
     VfSettings,
+    VfStats,
     VlanProto,
 )
 from plugin.nic.errors import vf_error, vf_label
@@ -136,6 +138,38 @@ class KernelBackend:
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         return self._netdevs.address(vf)
+
+    def vf_stats(self, pf: str) -> dict[int, VfStats]:
+        """IFLA_VF_STATS of every VF, from the one RTM_GETLINK of the PF that lists its VFs."""
+        try:
+            with self._iproute() as ipr:
+                msg = ipr.link("get", ifname=check_ifname(pf, "pf_iface"), ext_mask=RTEXT_FILTER_VF)
+        except NetlinkError as err:
+            raise DeviceError(f"read VF traffic of {pf}: {netlink.strerror(err)}") from err
+        return vf_stats_of(msg[0])
+
+
+def vf_stats_of(pf_msg: ifinfmsg) -> dict[int, VfStats]:
+    """Each VF's IFLA_VF_STATS in an RTM_NEWLINK of the PF, by VF index; {} when not reported.
+
+    The kernel sends IFLA_VF_STATS for every VF, zeros when the PF's driver has
+    no ``ndo_get_vf_stats`` (igb, for one): every counter of every VF at 0 is
+    read as "not reported". A PF whose VFs have passed no packet yet reads the
+    same, until the first one does.
+    """
+    vflist = pf_msg.get_attr("IFLA_VFINFO_LIST")
+    stats: dict[int, VfStats] = {}
+    for info in [] if vflist is None else vflist.get_attrs("IFLA_VF_INFO"):
+        mac = info.get_attr("IFLA_VF_MAC")
+        counters = info.get_attr("IFLA_VF_STATS")
+        if mac is None or counters is None:
+            continue
+        stats[mac["vf"]] = VfStats(
+            **{name: counters.get_attr(f"IFLA_VF_STATS_{name.upper()}") for name in VF_STATS_FIELDS}
+        )
+    if not any(any(s.reported().values()) for s in stats.values()):
+        return {}
+    return stats
 
 
 def _vf_spec(index: int, s: VfSettings) -> dict:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
 from plugin.model.networks import network_settings
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.nic.base import NetdevStatus, VfInfo, VfSettings, VfStats
 from plugin.services.ipam import usable_range
 
 if TYPE_CHECKING:
@@ -95,9 +95,13 @@ class StatusService:
             view.update(pci=pf.pci, link=link, mtu=pf.mtu)
             view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
         where = self._where(vfs)
+        traffic = self._traffic(name, view) if pf is not None else {}
         vf_views = [
             self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id) for vf in vfs
         ]
+        for vf_view in vf_views:
+            if vf_view["index"] in traffic:
+                vf_view["traffic"] = traffic[vf_view["index"]].reported()
         present = {vf.index for vf in vfs}
         # Leases of VFs that are not enabled (sriov_numvfs went down, or the VF is gone).
         vf_views += [
@@ -130,6 +134,18 @@ class StatusService:
         if reason is not None:
             view["reason"] = reason
         return view
+
+    def _traffic(self, pf: str, view: dict) -> dict[int, VfStats]:
+        """Each VF's traffic counters from one request to the PF; ``view`` records whether
+        the PF reports them ("reports_traffic") and why it could not be asked."""
+        try:
+            stats = self._backend.vf_stats(pf)
+        except PluginError as exc:
+            view["reports_traffic"] = False
+            view["traffic_error"] = exc.message
+            return {}
+        view["reports_traffic"] = bool(stats)
+        return stats
 
     def _where(self, vfs: list[VfInfo]) -> dict[int, str]:
         """Where each VF's netdev is, by VF index, from one read of the host namespace."""

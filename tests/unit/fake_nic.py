@@ -8,7 +8,14 @@ from __future__ import annotations
 import dataclasses
 
 from plugin.errors import DeviceError
-from plugin.nic.base import VF_SETTING_GROUPS, NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import (
+    VF_SETTING_GROUPS,
+    NetdevStatus,
+    VfInfo,
+    VfRefused,
+    VfSettings,
+    VfStats,
+)
 
 FACTORY = VfSettings(
     mac="00:00:00:00:00:00",
@@ -31,7 +38,8 @@ class FakeNic:
     was given (its PF and netdev names, which the backends act on); a step named in ``fail``
     (or "step:value" for one value only) raises DeviceError (VfRefused for a VF
     setting); ``status`` maps a netdev name to what ``netdev_statuses`` answers
-    (IDLE when absent).
+    (IDLE when absent); ``stats`` maps a PF name to what ``vf_stats`` answers (nothing
+    when absent, as for a driver that does not report VF traffic).
     """
 
     def __init__(self, initial: VfSettings = FACTORY):
@@ -43,6 +51,8 @@ class FakeNic:
         self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
         self.vf_requests: list[list[str]] = []  # the steps each set_vf request carried
         self.targets: list[tuple[str, int, str | None]] = []  # (PF, VF index, VF netdev) per call
+        self.stats: dict[str, dict[int, VfStats]] = {}
+        self.stats_reads: list[str] = []  # the PF of each vf_stats call
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -85,6 +95,12 @@ class FakeNic:
 
     def netdev_address(self, vf):
         return self.addresses.get(vf.netdev)
+
+    def vf_stats(self, pf):
+        self.stats_reads.append(pf)
+        if "vf_stats" in self.fail:
+            raise DeviceError(f"read VF traffic of {pf}: Operation not supported")
+        return dict(self.stats.get(pf, {}))
 
 
 def _given(settings: VfSettings, fields: tuple[str, ...]) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from plugin.errors import Conflict, InvalidRequest
 from plugin.nic import netlink, sockios
-from plugin.nic.base import MTU_RANGE, VF_SETTING_GROUPS
+from plugin.nic.base import MTU_RANGE, VF_SETTING_GROUPS, VfStats
 from plugin.nic.names import check_ifname
 from plugin.nic.rtnl import Rtnl
 from plugin.nic.sim.fabric import (
@@ -185,6 +185,41 @@ def read_vf(root: Path, pf: str, index: int) -> VfState:
     """VF ``index`` of ``pf`` as recorded: its netdev and port, and its settings."""
     with locked(root):
         return vf_state(load_pf(root, pf), index)
+
+
+# /proc/net/dev: "name: " then 8 receive and 8 transmit counters; the ones used, by column.
+PROC_NET_DEV = Path("/proc/net/dev")
+RX_BYTES, RX_PACKETS, RX_DROP, TX_BYTES, TX_PACKETS, TX_DROP = 0, 1, 3, 8, 9, 11
+
+
+def vf_stats(root: Path, pf: str, proc_net_dev: Path = PROC_NET_DEV) -> dict[int, VfStats]:
+    """Each VF's traffic as a NIC reports it per VF, from its switch port's counters.
+
+    The port is the VF's veth peer, which stays on the host when the VF goes into
+    a container; what it received the VF sent, so the directions are swapped.
+    One read of ``/proc/net/dev`` for all of them. A veth counts neither
+    broadcast nor multicast it forwards, so those are not reported.
+    """
+    with locked(root):
+        ports = {vf["index"]: vf["peer"] for vf in load_pf(root, pf)["vfs"]}
+    counters = {}
+    for line in proc_net_dev.read_text().splitlines()[2:]:
+        name, _, values = line.partition(":")
+        counters[name.strip()] = [int(v) for v in values.split()]
+    stats = {}
+    for index, port in ports.items():
+        seen = counters.get(port)
+        if seen is None:
+            continue
+        stats[index] = VfStats(
+            rx_packets=seen[TX_PACKETS],
+            tx_packets=seen[RX_PACKETS],
+            rx_bytes=seen[TX_BYTES],
+            tx_bytes=seen[RX_BYTES],
+            rx_dropped=seen[TX_DROP],
+            tx_dropped=seen[RX_DROP],
+        )
+    return stats
 
 
 def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> None:
