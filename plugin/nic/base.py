@@ -174,24 +174,24 @@ class VfSettings:
                 "(Mbit/s; use max_tx_rate 0 for no cap)"
             )
 
-    def given(self) -> tuple[str, ...]:
+    def fields_set(self) -> tuple[str, ...]:
         """The names of the fields that are set (not None), in field order."""
         return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
 
-    def keep(self, names: Iterable[str]) -> VfSettings:
+    def only(self, names: Iterable[str]) -> VfSettings:
         """Only the fields named in ``names``; the others None."""
         return VfSettings(**{name: getattr(self, name) for name in names})
 
-    def over(self, base: VfSettings) -> VfSettings:
-        """``base`` with this value's set fields written over it."""
-        return replace(base, **{name: getattr(self, name) for name in self.given()})
+    def filled_from(self, base: VfSettings) -> VfSettings:
+        """This value, with the fields it leaves unset taken from ``base``."""
+        return replace(base, **{name: getattr(self, name) for name in self.fields_set()})
 
 
-def combined(parts: Iterable[VfSettings]) -> VfSettings:
+def merge_settings(parts: Iterable[VfSettings]) -> VfSettings:
     """One value with every part's set fields, later parts winning."""
     result = VfSettings()
     for part in parts:
-        result = part.over(result)
+        result = part.filled_from(result)
     return result
 
 

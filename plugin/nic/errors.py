@@ -25,7 +25,7 @@ def setting_text(step: str, values: VfSettings) -> str:
         return f"vlan to {text}"
     if step == "rate":
         return f"rate to min {values.min_tx_rate} max {values.max_tx_rate} Mbit/s"
-    (name,) = values.given() or (step,)
+    (name,) = values.fields_set() or (step,)
     value = getattr(values, name)
     if isinstance(value, bool):
         value = "on" if value else "off"

@@ -28,7 +28,7 @@ from plugin.nic.base import (
     VfRefused,
     VfSettings,
     VlanProto,
-    combined,
+    merge_settings,
 )
 from plugin.nic.errors import vf_error, vf_label
 
@@ -43,7 +43,7 @@ class Step:
 
     def of(self, settings: VfSettings) -> VfSettings:
         """This step's fields of ``settings``; the others None."""
-        return settings.keep(self.fields)
+        return settings.only(self.fields)
 
 
 # What completes a partial group when it is restored (the device takes the group whole).
@@ -101,7 +101,7 @@ def program_vf(
         _apply_vf_steps(backend, vf, request, done)
     if done:
         _check_read_back(backend, vf, desired, done)
-    return combined(change.values for change in done)
+    return merge_settings(change.values for change in done)
 
 
 def _apply_vf_steps(
@@ -114,7 +114,7 @@ def _apply_vf_steps(
     took effect (those are undone) and the first that did not is the one named.
     """
     try:
-        backend.set_vf(vf, combined(entry.target for entry in plan))
+        backend.set_vf(vf, merge_settings(entry.target for entry in plan))
     except VfRefused as err:
         try:
             now = backend.read_vf(vf)
@@ -138,7 +138,7 @@ def _vf_requests(entries: list[Entry]) -> list[list[Entry]]:
 
 
 def _holds(now: VfSettings, values: VfSettings) -> bool:
-    return now.keep(values.given()) == values
+    return now.only(values.fields_set()) == values
 
 
 def _apply(backend: NicBackend, vf: VfInfo, step: Step, values: VfSettings) -> None:
@@ -185,7 +185,7 @@ def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings) -> list[Planned
     plan = []
     for step in STEPS:
         asked = step.of(desired)
-        if not asked.given():
+        if not asked.fields_set():
             continue
         before = step.of(original)
         unreported = [f for f in step.fields if getattr(before, f) is None]
@@ -193,11 +193,11 @@ def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings) -> list[Planned
             raise vf_error(
                 vf,
                 step.name,
-                asked.over(before),
+                asked.filled_from(before),
                 f"the device does not report {', '.join(unreported)}, so the original could "
                 "not be restored; nothing was changed",
             )
-        target = asked.over(before)
+        target = asked.filled_from(before)
         if target != before:
             plan.append(Planned(step, before, target))
     return plan
@@ -227,13 +227,13 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
     failed, steps = [], []
     for step in STEPS:
         given = step.of(original)
-        if not given.given():
+        if not given.fields_set():
             continue
-        values = given.over(step.neutral)
+        values = given.filled_from(step.neutral)
         missing = [f for f in step.fields if getattr(values, f) is None]
         if missing:
             failed.append(
-                f"cannot restore {', '.join(given.given())} of {vf_label(vf)} "
+                f"cannot restore {', '.join(given.fields_set())} of {vf_label(vf)} "
                 f"without {', '.join(missing)}"
             )
             continue
@@ -262,7 +262,7 @@ def _put_back(backend: NicBackend, vf: VfInfo, steps: list[Change]) -> dict[str,
         failed.update(_restore_each(backend, vf, [ordered.pop(0)]))
     for request in _vf_requests(ordered):
         try:
-            backend.set_vf(vf, combined(change.values for change in request))
+            backend.set_vf(vf, merge_settings(change.values for change in request))
         except VfRefused:
             failed.update(_restore_each(backend, vf, request))
     return failed

@@ -159,7 +159,7 @@ def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
 
 def _given(settings: VfSettings) -> dict:
     """The fields of ``settings`` that are set, by name."""
-    return {name: getattr(settings, name) for name in settings.given()}
+    return {name: getattr(settings, name) for name in settings.fields_set()}
 
 
 def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:

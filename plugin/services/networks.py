@@ -119,7 +119,7 @@ class NewEndpoint:
             mac=self.desired.mac,
             address=self.address,
             address6=self.address6,
-            original=snapshot.keep(self.desired.given()),
+            original=snapshot.only(self.desired.fields_set()),
             state=EndpointState.PROGRAMMING,
         )
 
