@@ -31,11 +31,23 @@ while [ "${1:-}" = --stage ]; do
 done
 EXTRA_PYTEST_ARGS="$*"
 SRIOV_TEST_RUN_ID=${SRIOV_TEST_RUN_ID:-$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+if ! [[ $SRIOV_TEST_RUN_ID =~ ^[0-9a-z]{1,6}$ ]]; then
+    echo "test.sh: SRIOV_TEST_RUN_ID='$SRIOV_TEST_RUN_ID': want 1 to 6 of 0-9 and a-z" >&2
+    exit 2
+fi
 export SRIOV_TEST_RUN_ID
+# The run counts as live for other runs' clean-up while this claim is held (tests/runid.py).
+mkdir -p -m 1777 /tmp/sriov-test-claims
+exec {run_claim}>"/tmp/sriov-test-claims/run-$SRIOV_TEST_RUN_ID.lock"
+if ! flock -n "$run_claim"; then
+    echo "test.sh: another live run has the id $SRIOV_TEST_RUN_ID (SRIOV_TEST_RUN_ID)" >&2
+    exit 2
+fi
 echo "test run id: $SRIOV_TEST_RUN_ID"
 
 # shellcheck source=scripts/lib/stages.sh
 source "$repo/scripts/lib/stages.sh"
+HELD_FDS=$run_claim
 # Seconds one test of a stage may take (pytest-timeout): a hang fails with its stack. The
 # session fixtures that build the plugin or boot the guest count towards their first test.
 stage_timeout=([unit]=120 [netns]=300 [cluster]=600 [docker]=1200 [vm]=2400 [swarm]=1200)
@@ -55,7 +67,11 @@ start_dockerd() {
         echo $$ >"$ENGINE_USERS/$SRIOV_TEST_RUN_ID"
         registered=true
     fi
-    out=$(scripts/start-dockerd.sh)
+    out=$(
+        HELD_FDS+=" $fd"
+        close_held_fds
+        exec scripts/start-dockerd.sh
+    )
     status=$?
     flock -u "$fd"
     exec {fd}>&-

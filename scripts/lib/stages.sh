@@ -27,6 +27,16 @@ failed=()
 summary=()
 current_stage=
 
+# Lock fds the caller holds (in HELD_FDS) are not for its children: a long-lived child would
+# keep the lock after the caller is gone. Call in the child's subshell before exec.
+HELD_FDS=${HELD_FDS:-}
+close_held_fds() {
+    local fd
+    for fd in $HELD_FDS; do
+        exec {fd}>&-
+    done
+}
+
 heading() {
     printf '\n===== %s =====\n' "$1"
 }
@@ -54,8 +64,11 @@ run_pytest() {
     local name=${current_stage:-pytest} report verdict status
     report="$STAGE_REPORT_DIR/$name.json"
     rm -f "$report"
-    SRIOV_STAGE_REPORT=$report PYTHONPATH="$stages_lib${PYTHONPATH:+:$PYTHONPATH}" \
-        pytest -p sriov_stage_report --timeout "${stage_timeout[$name]:-1800}" "$@"
+    (
+        close_held_fds
+        SRIOV_STAGE_REPORT=$report PYTHONPATH="$stages_lib${PYTHONPATH:+:$PYTHONPATH}" \
+            exec pytest -p sriov_stage_report --timeout "${stage_timeout[$name]:-1800}" "$@"
+    )
     verdict=$(python3 "$stages_lib/sriov_stage_report.py" "$report" \
         --allowed "$ALLOWED_SKIPS" --extra-args "$EXTRA_PYTEST_ARGS")
     status=$?
