@@ -1,8 +1,7 @@
 """A cluster store that no endpoint answers: clear errors, nothing guessed, local pools unharmed."""
 
-import socket
-
 import pytest
+from runid import reserve_port
 
 from plugin.cluster import ClusterStore, ClusterUnavailable, EtcdEndpoints
 from plugin.config import ClusterConfig, load_config
@@ -10,16 +9,9 @@ from plugin.handlers import ipam_handlers
 from plugin.ipam import IpamService
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def endpoints() -> tuple[str, ...]:
-    return (f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}")
+    return (f"http://127.0.0.1:{reserve_port()}", f"http://127.0.0.1:{reserve_port()}")
 
 
 @pytest.fixture
