@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import json
@@ -150,6 +151,12 @@ def subnet16(purpose: str) -> ipaddress.IPv4Network:
 
     candidates = [ipaddress.IPv4Network(f"10.{x}.0.0/16") for x in range(150, 250)]
     return _pick("subnet", _rotated(candidates, purpose), unused)
+
+
+@functools.cache
+def e2e_subnet(index: int) -> ipaddress.IPv4Network:
+    """The ``index``-th /24 of the engine suite's 10.X.0.0/16 (claimed on first use)."""
+    return list(subnet16("e2e").subnets(new_prefix=24))[index]
 
 
 def loopback24(purpose: str, ports: Iterable[int] = ()) -> ipaddress.IPv4Network:

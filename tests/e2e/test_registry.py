@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
 import urllib.error
@@ -19,7 +18,7 @@ from dockerlib import Resources, container_ip, docker
 pytestmark = [pytest.mark.docker, pytest.mark.every_engine]
 
 ALIAS = "sriov-reg:latest"
-SUBNET = ipaddress.IPv4Network("10.79.0.0/24")
+SUBNET = runid.e2e_subnet(1)  # a bridge network's: the run's own, see runid
 
 
 def registry_config(storage: Path, port: int) -> str:

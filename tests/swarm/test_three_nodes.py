@@ -281,4 +281,4 @@ def test_removing_the_network_leaves_every_vf_free_and_nothing_leased(
     for node in nodes:
         assert node.leases() == {"networks": 0, "endpoints": 0, "pools": 0, "addresses": 0}
         vfs = node.vfs_now().values()
-        assert {vf.bridge for vf in vfs} == {"sswfb0"}, node.sim.show()
+        assert {vf.bridge for vf in vfs} == {f"s{swarmlib.FABRIC}b0"}, node.sim.show()
