@@ -145,6 +145,7 @@ class EndpointRow:
     state: EndpointState
     restore_error: str | None = None  # why the VF could not be restored; the lease is kept
     sandbox: str | None = None  # the SandboxKey of the Join
+    ifname: str | None = None  # the interface name asked for in the container
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,7 @@ class Transaction:
     def insert_endpoint(self, ep: EndpointRow) -> None:
         self._conn.execute(
             "INSERT INTO endpoints (id, network_id, pf, vf, pci, netdev, mac, address, "
-            "address6, original, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "address6, original, state, ifname) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ep.id,
                 ep.network_id,
@@ -351,6 +352,7 @@ class Transaction:
                 ep.address6 or "",
                 _settings_to_json(ep.original),
                 ep.state.value,
+                ep.ifname,
             ),
         )
 
@@ -464,6 +466,7 @@ def _endpoint_row(row: sqlite3.Row) -> EndpointRow:
         state=EndpointState(row["state"]),
         restore_error=row["restore_error"],
         sandbox=row["sandbox"],
+        ifname=row["ifname"],
     )
 
 
