@@ -1,14 +1,16 @@
 """Fixtures for tests against a real Docker Engine with the plugin installed.
 
 Every test collected under tests/e2e is marked ``docker``. A test marked
-``every_engine`` runs once per engine (``--engine``, default both: the system's
-20.10 and trixie's 26.1, see ``engines``); any other on the system engine only.
-Its id names the engine: ``test_x[docker26.1]``. The fixtures:
+``every_engine`` runs once per engine (``--engine``, default all: the system's
+20.10, trixie's 26.1 and sid's 28.5, see ``engines``), those of them also marked
+``min_engine_api(major, minor)`` only on engines whose API has it; any other test
+runs on the system engine only. Its id names the engine: ``test_x[docker26.1]``.
+The fixtures:
 
 - ``engine`` (session, one per engine): an ``engines.Engine`` that answers, with
   ``DOCKER_HOST`` and ``PATH`` pointing at it (its own client) while its tests run.
   The system engine is started with scripts/start-dockerd.sh if none answers, and
-  then stopped at the end; trixie's is started beside it and always stopped.
+  then stopped at the end; trixie's and sid's are started beside it and always stopped.
 - ``plugin`` (session): ``sriov:latest`` built with scripts/build-plugin.sh, its
   state on a fresh temporary directory (``state.source``), enabled; removed at the end.
 - ``test_image`` (session): ``sriov-test-busybox:latest``, a static busybox with its
