@@ -206,8 +206,8 @@ def _join_reply(joined: JoinInfo) -> dict:
     """Docker moves SrcName into the container as <DstPrefix><N>; no gateway of its own.
 
     With the endpoint's ifname, DstName is that name and DstPrefix its letters: the
-    engines tested (20.10 to 28.5) ignore a remote driver's DstName and add the lowest
-    free number to DstPrefix, so ``data0`` comes out as ``data0``, ``wan`` as ``wan0``.
+    engines tested (20.10 to 28.5) ignore a remote driver's DstName and number DstPrefix
+    themselves from 0, so ``data0`` comes out as ``data0``, ``wan`` as ``wan0``.
     """
     names = {"SrcName": joined.netdev, "DstPrefix": "eth"}
     if joined.ifname:

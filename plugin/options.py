@@ -192,10 +192,10 @@ def parse_endpoint_options(options: Mapping | None) -> EndpointOptions:
 
 
 def _ifname(value: object) -> str | None:
-    """The container interface name asked for: a kernel interface name with a letter first.
+    """The container interface name asked for: a kernel interface name, not all digits.
 
-    Engines name a remote driver's interface ``<prefix><lowest free number>`` (see
-    ``ifname_prefix``), so the name must leave a prefix once its digits are taken off.
+    Engines name a remote driver's interface ``<prefix><number>`` (see ``ifname_prefix``),
+    so the name must leave a prefix, short enough for a number, once its digits are off.
     """
     if value is None or value == "":
         return None

@@ -95,8 +95,8 @@ def test_join_names_the_vf_netdev_and_the_gateways_as_plain_ips(call):
     ("ifname", "prefix"), [("data0", "data"), ("wan", "wan"), ("net10", "net"), ("a1b2", "a1b")]
 )
 def test_join_asks_for_the_endpoints_ifname_by_name_and_by_prefix(call, ifname, prefix):
-    """Engines up to 28.5 take only DstPrefix from a remote driver and add the lowest free
-    number: the prefix is the name without its last digits, so data0 comes out as data0."""
+    """Engines up to 28.5 take only DstPrefix from a remote driver and number it from 0:
+    the prefix is the name without its last digits, so data0 comes out as data0."""
     network(call)
     body = endpoint(1) | {"Options": {"com.docker.network.endpoint.ifname": ifname}}
     call("CreateEndpoint", body)
