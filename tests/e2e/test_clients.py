@@ -67,6 +67,11 @@ def compose_file(pf: str, version: int) -> str:
         if member.mac and version == 1:
             lines.append(f"    mac_address: {member.mac}")
         lines += ["    networks:", "      data:"]
+        if version == 1:
+            # 1.29 creates the container on its first network by priority (then by name,
+            # "back" before "data") and connects the rest: the service's one MAC goes to
+            # that first endpoint, so the data network must come first.
+            lines.append("        priority: 10")
         if member.ip:
             lines.append(f"        ipv4_address: {member.ip}")
         if member.ip6:
