@@ -1,5 +1,7 @@
 """Real clients drive the plugin: Docker Compose (v2 and v1) and the Docker SDK for Python.
 
+(The file sorts after test_demo.py, which removes ``sriov:latest`` when it cleans up.)
+
 Each builds the same project through its own code path to the engine: two sriov networks on
 one simulated PF (one with driver options, IPAM config with subnet, ip_range, gateway and
 aux_addresses, and IPv6; one internal), and containers with static addresses and MACs.
