@@ -2,9 +2,10 @@
 # Install what the tests need on a Debian 12 machine, and the project into .venv.
 #
 # Usage: scripts/install-deps.sh [--test-engines]   (as root when something is missing)
-#   --test-engines  also unpack the second Docker Engine the engine suite runs against
-#                   (Debian 13's docker.io 26, scripts/install-engine-trixie.sh); the
-#                   demo and users need only the system's engine.
+#   --test-engines  also unpack the newer Docker Engines the engine suite runs against
+#                   (Debian 13's docker.io 26.1 and Debian unstable's 28.5 with its
+#                   Compose 2.40, scripts/install-engine.sh); the demo and users need
+#                   only the system's engine.
 # Idempotent: runs `apt-get update` only when something is missing, and reinstalls
 # the project only when pyproject.toml changed. Quiet when everything is in place.
 set -euo pipefail
@@ -15,6 +16,7 @@ cd "$repo"
 # command on PATH -> Debian package that provides it
 declare -A command_packages=(
     [dockerd]=docker.io
+    [docker-compose]=docker-compose
     [ip]=iproute2
     [ping]=iputils-ping
     [debootstrap]=debootstrap
@@ -91,5 +93,6 @@ esac
 install_packages
 install_project
 if $test_engines; then
-    bash scripts/install-engine-trixie.sh
+    bash scripts/install-engine.sh trixie
+    bash scripts/install-engine.sh sid
 fi

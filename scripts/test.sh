@@ -8,8 +8,8 @@
 # Stages: ruff check; unit (-m "not netns and not docker and not cluster and not vm and not
 # swarm"); netns (-m netns, needs root); cluster (-m cluster: real etcd members and plugin
 # processes on loopback); docker (-m docker; starts dockerd first, and stops it at the end if it
-# started it; the tests marked every_engine also run on Debian 13's Engine 26 beside it, see
-# tests/e2e/engines.py); vm (-m vm: a QEMU guest with an emulated igb SR-IOV NIC, see
+# started it; the tests marked every_engine also run on Debian 13's Engine 26.1 and Debian
+# unstable's 28.5 beside it, see tests/e2e/engines.py); vm (-m vm: a QEMU guest with an emulated igb SR-IOV NIC, see
 # tests/vm/test_vm.py); swarm (-m swarm: dockerd nodes of its own in a swarm, Debian's Engine
 # 20.10; the system engine builds the plugin).
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.

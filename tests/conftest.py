@@ -22,9 +22,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--engine",
         action="append",
-        choices=("system", "trixie"),
-        help="Docker Engine(s) for the engine suite (repeatable; default both): "
-        "system = Debian 12's docker.io 20.10, trixie = Debian 13's 26.1 side by side",
+        choices=("system", "trixie", "sid"),
+        help="Docker Engine(s) for the engine suite (repeatable; default all three): "
+        "system = Debian 12's docker.io 20.10; trixie = Debian 13's 26.1 and sid = Debian "
+        "unstable's 28.5, side by side",
     )
 
 

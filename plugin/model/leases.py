@@ -32,3 +32,4 @@ class EndpointRow:
     state: EndpointState
     restore_error: str | None = None  # why the VF could not be restored; the lease is kept
     sandbox: str | None = None  # the SandboxKey of the Join
+    ifname: str | None = None  # the interface name asked for in the container

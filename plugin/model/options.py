@@ -32,6 +32,12 @@ GENERIC = "com.docker.network.generic"
 INTERNAL = "com.docker.network.internal"
 DOCKER_MTU = "com.docker.network.driver.mtu"
 DOCKER_PREFIX = "com.docker."  # Docker's own option keys, never the user's
+# Engine 28's own -o keys: it sends unsolicited ARP/NA for each interface it moves into a
+# container, and checks these values itself; the plugin only has to let them through.
+ADVERTISE_NMSGS = "com.docker.network.advertise_addr_nmsgs"
+ADVERTISE_MS = "com.docker.network.advertise_addr_ms"
+# An endpoint's --driver-opt naming its interface in the container (Engine 28).
+IFNAME = "com.docker.network.endpoint.ifname"
 
 NETWORK_OPTIONS = (
     "pf_iface",
@@ -49,6 +55,9 @@ NETWORK_OPTIONS = (
     "vfs",
     "require_pf_link",
     "mac_prefix",
+    "reserve_gateway",
+    ADVERTISE_NMSGS,
+    ADVERTISE_MS,
 )
 ENDPOINT_OPTIONS = ("vf",)
 
@@ -100,6 +109,16 @@ class NetworkOptions:
     require_pf_link: bool = False
     mac_prefix: str | None = None
     internal: bool = False
+    # Whether Docker reserves a gateway address when --gateway names none (GwAllocCheck).
+    reserve_gateway: bool = True
+
+    @property
+    def skip_gateway(self) -> bool:
+        """Whether Docker need not reserve a gateway address (unless --gateway names one).
+
+        An internal network's containers get no default route, so it has no use for one.
+        """
+        return self.internal or not self.reserve_gateway
 
     def vf_settings(self, mac: str) -> VfSettings:
         """What the network asks of each of its VFs, with an endpoint's admin MAC."""
@@ -108,10 +127,12 @@ class NetworkOptions:
 
 @dataclass(frozen=True)
 class EndpointOptions:
-    """Which VF an endpoint asks for: by index on the network's PF, or by PCI address."""
+    """Which VF an endpoint asks for (by index on the network's PF, or by PCI address),
+    and the name its interface should have in the container."""
 
     vf_index: int | None = None
     vf_pci: str | None = None
+    ifname: str | None = None
 
 
 ANY_VF = EndpointOptions()  # no ``vf`` option: any free VF of the network
@@ -149,6 +170,7 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         require_pf_link=_optional_switch(flags, "require_pf_link") or False,
         mac_prefix=_mac_prefix(flags),
         internal=_optional_switch(top, INTERNAL) or False,
+        reserve_gateway=_optional_switch(flags, "reserve_gateway") is not False,
     )
 
 
@@ -156,14 +178,47 @@ def parse_endpoint_options(options: Mapping | None) -> EndpointOptions:
     """Check CreateEndpoint ``Options`` and return the ones meant for us.
 
     Docker puts ``--driver-opt`` values there as flat keys, next to its own keys
-    under ``com.docker.``, which are not ours to judge and are skipped.
+    under ``com.docker.``, which are not ours to judge and are skipped, except the
+    interface name (``com.docker.network.endpoint.ifname``), which Join answers with.
     """
     given = _mapping(options, "endpoint Options")
     ours = {key: value for key, value in given.items() if not key.startswith(DOCKER_PREFIX)}
     _reject_unknown(ours, ENDPOINT_OPTIONS, "endpoint option")
-    if "vf" not in ours:
-        return ANY_VF
-    return _vf_choice(ours["vf"])
+    chosen = ANY_VF if "vf" not in ours else _vf_choice(ours["vf"])
+    ifname = _ifname(given.get(IFNAME))
+    return chosen if ifname is None else replace(chosen, ifname=ifname)
+
+
+def _ifname(value: object) -> str | None:
+    """The container interface name asked for: a kernel interface name, not all digits.
+
+    Engines name a remote driver's interface ``<prefix><number>`` (see ``ifname_prefix``),
+    so the name must leave a prefix, short enough for a number, once its digits are off.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{IFNAME} {value!r} is not an interface name")
+    name = check_ifname(value, IFNAME)
+    prefix = ifname_prefix(name)
+    if not prefix:
+        raise InvalidRequest(
+            f"{IFNAME} {name!r} is all digits; give a name that starts with a letter, e.g. data0"
+        )
+    if len(prefix.encode()) > IFNAME_PREFIX_MAX:
+        raise InvalidRequest(
+            f"{IFNAME} {name!r} leaves no room for the number the engine adds: give at most "
+            f"{IFNAME_PREFIX_MAX} characters before the digits, e.g. {prefix[:IFNAME_PREFIX_MAX]}0"
+        )
+    return name
+
+
+IFNAME_PREFIX_MAX = 14  # an interface name has at most 15 bytes, one digit at least is added
+
+
+def ifname_prefix(ifname: str) -> str:
+    """The prefix an engine numbers: ``data`` for ``data0``, ``wan`` for ``wan``."""
+    return ifname.rstrip("0123456789")
 
 
 def _mapping(value: object, what: str) -> Mapping:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from plugin.model.ipam import AddressSpace
-from plugin.model.options import parse_endpoint_options, parse_network_options
+from plugin.model.options import ifname_prefix, parse_endpoint_options, parse_network_options
 from plugin.services.ipam import parse_address
 
 if TYPE_CHECKING:
@@ -111,6 +111,16 @@ def network_handlers(
         )
         return {}
 
+    def gw_alloc_check(body: dict) -> dict:
+        """{Options} -> {SkipIPv4, SkipIPv6}: whether Docker may leave out the gateway addresses.
+
+        Docker (28.0+) asks before it requests the pools; a skipped gateway is still
+        reserved when --gateway names one (the site's router, on an SR-IOV VLAN).
+        The options are checked here as CreateNetwork would, so a bad one fails first.
+        """
+        skip = parse_network_options(body.get("Options")).skip_gateway
+        return {"SkipIPv4": skip, "SkipIPv6": skip}
+
     def delete_network(body: dict) -> dict:
         """{NetworkID} -> {}"""
         networks.delete_network(body["NetworkID"])
@@ -154,11 +164,14 @@ def network_handlers(
         return {}
 
     return {
-        # A VF belongs to one host; the network it reaches spans hosts.
+        # A VF belongs to one host; the network it reaches spans hosts. GwAllocChecker:
+        # Docker 28+ asks GwAllocCheck whether a network needs gateway addresses.
         "NetworkDriver.GetCapabilities": lambda body: {
             "Scope": "local",
             "ConnectivityScope": "global",
+            "GwAllocChecker": True,
         },
+        "NetworkDriver.GwAllocCheck": gw_alloc_check,
         "NetworkDriver.CreateNetwork": create_network,
         "NetworkDriver.DeleteNetwork": delete_network,
         "NetworkDriver.CreateEndpoint": create_endpoint,
@@ -172,7 +185,9 @@ def network_handlers(
         "NetworkDriver.FreeNetwork": nothing_to_do,
         "NetworkDriver.DiscoverNew": nothing_to_do,
         "NetworkDriver.DiscoverDelete": nothing_to_do,
-        # A VF sits on the wire directly: there is no NAT or port mapping to program.
+        # A VF sits on the wire directly: there is no NAT or port mapping to program (so
+        # nothing depends on which endpoints Docker calls these for: 29.0 calls them only
+        # for a container's gateway endpoint).
         "NetworkDriver.ProgramExternalConnectivity": nothing_to_do,
         "NetworkDriver.RevokeExternalConnectivity": nothing_to_do,
     }
@@ -188,9 +203,17 @@ def _gateway(body: dict, field: str) -> str | None:
 
 
 def _join_reply(joined: JoinInfo) -> dict:
-    """Docker moves SrcName into the container as eth<N>; it must not add its own gateway."""
+    """Docker moves SrcName into the container as <DstPrefix><N>; no gateway of its own.
+
+    With the endpoint's ifname, DstName is that name and DstPrefix its letters: the
+    engines tested (20.10 to 28.5) ignore a remote driver's DstName and number DstPrefix
+    themselves from 0, so ``data0`` comes out as ``data0``, ``wan`` as ``wan0``.
+    """
+    names = {"SrcName": joined.netdev, "DstPrefix": "eth"}
+    if joined.ifname:
+        names.update(DstName=joined.ifname, DstPrefix=ifname_prefix(joined.ifname))
     reply: dict = {
-        "InterfaceName": {"SrcName": joined.netdev, "DstPrefix": "eth"},
+        "InterfaceName": names,
         "DisableGatewayService": True,
         "StaticRoutes": [],
     }

@@ -82,6 +82,7 @@ class JoinInfo:
     netdev: str
     gateway: str | None
     gateway6: str | None
+    ifname: str | None = None  # the name the endpoint asked for in the container
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class NewEndpoint:
     desired: VfSettings  # the network's settings with the endpoint's MAC
     address: str | None
     address6: str | None
+    ifname: str | None = None
 
     def lease_row(self, vf: VfInfo, snapshot: VfSettings) -> EndpointRow:
         """The lease of ``vf``, with the snapshot's values of the fields to be changed."""
@@ -121,6 +123,7 @@ class NewEndpoint:
             address6=self.address6,
             original=snapshot.only(self.desired.fields_set()),
             state=EndpointState.PROGRAMMING,
+            ifname=self.ifname,
         )
 
 
@@ -325,7 +328,7 @@ class NetworkService:
         slices = self._pf_slices(network)
         candidates = self._candidates(network, slices, wanted)
         desired = network.options.vf_settings(mac or self._generated_mac(network, macs_held))
-        new = NewEndpoint(endpoint_id, network_id, desired, address, address6)
+        new = NewEndpoint(endpoint_id, network_id, desired, address, address6, wanted.ifname)
         lease = self._lease_vf(new, candidates, cleared)
         if isinstance(lease, EndpointRow):  # the same request, answered while we chose
             return _created_before(lease)
@@ -551,7 +554,7 @@ class NetworkService:
         if ep is None or ep.state != EndpointState.READY:
             raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]} on this network")
         netdev = self._current_netdev(ep)
-        return JoinInfo(netdev=netdev, gateway=network.gateway, gateway6=network.gateway6)
+        return JoinInfo(netdev, network.gateway, network.gateway6, ep.ifname)
 
     def _leased_vf_now(self, ep: EndpointRow) -> VfInfo | None:
         """The leased VF as sysfs shows it now, found by its PCI address; None if it is gone.

@@ -34,6 +34,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE leases_boot (only INTEGER PRIMARY KEY CHECK (only = 1), "
         "boot_id TEXT NOT NULL)",
     ),
+    # 4: the interface name an endpoint asked for in the container (Join answers with it).
+    ("ALTER TABLE endpoints ADD COLUMN ifname TEXT",),
 )
 LATEST_VERSION = len(MIGRATIONS) + 1
 

@@ -257,7 +257,7 @@ class SqliteTransaction:
     def insert_endpoint(self, ep: EndpointRow) -> None:
         self._conn.execute(
             "INSERT INTO endpoints (id, network_id, pf, vf, pci, netdev, mac, address, "
-            "address6, original, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "address6, original, state, ifname) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ep.id,
                 ep.network_id,
@@ -270,6 +270,7 @@ class SqliteTransaction:
                 ep.address6 or "",
                 _settings_to_json(ep.original),
                 ep.state.value,
+                ep.ifname,
             ),
         )
 
@@ -383,6 +384,7 @@ def _endpoint_row(row: sqlite3.Row) -> EndpointRow:
         state=EndpointState(row["state"]),
         restore_error=row["restore_error"],
         sandbox=row["sandbox"],
+        ifname=row["ifname"],
     )
 
 

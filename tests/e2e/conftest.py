@@ -1,17 +1,19 @@
 """Fixtures for tests against a real Docker Engine with the plugin installed.
 
 Every test collected under tests/e2e is marked ``docker``. A test marked
-``every_engine`` runs once per engine (``--engine``, default both: the system's
-20.10 and trixie's 26.1, see ``engines``); any other on the system engine only.
-Its id names the engine: ``test_x[docker26.1]``. The fixtures:
+``every_engine`` runs once per engine (``--engine``, default all: the system's
+20.10, trixie's 26.1 and sid's 28.5, see ``engines``), those of them also marked
+``min_engine_api(major, minor)`` only on engines whose API has it; any other test
+runs on the system engine only. Its id names the engine: ``test_x[docker26.1]``.
+The fixtures:
 
 - ``engine`` (session, one per engine): an ``engines.Engine`` that answers, with
   ``DOCKER_HOST`` and ``PATH`` pointing at it (its own client) while its tests run.
   The system engine is taken under /tmp/sriov-docker.lock for as long as its tests
   run (another run's tests wait), started with scripts/start-dockerd.sh if none
   answers, and then stopped at the end unless another registered run still uses it
-  (``dockerlib.system_engine_session``); trixie's is this run's own, started beside
-  it and always stopped.
+  (``dockerlib.system_engine_session``); trixie's and sid's are this run's own,
+  started beside it and always stopped.
 - ``plugin`` (session): ``sriov:latest`` built with scripts/build-plugin.sh, its
   state on a fresh temporary directory (``state.source``), enabled; removed at the end.
 - ``test_image`` (session): ``sriov-test-busybox:latest``, a static busybox with its

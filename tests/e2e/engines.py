@@ -3,11 +3,14 @@
 - the **system** engine: Debian 12's ``docker.io`` (20.10) on the default socket, started
   with scripts/start-dockerd.sh if none answers; driven with its own client,
   ``/usr/bin/docker`` (a newer client on PATH refuses some flags against 20.10);
-- **trixie**: Debian 13's ``docker.io`` (26.1) and ``containerd`` (1.7), unpacked by
-  scripts/install-engine-trixie.sh into a cache directory, run side by side with the
-  system engine: its own data root, short exec root, socket, pid file and a bridge
-  made for it (``-b``; ``--bridge=none`` would delete the host's ``docker0``), no
-  iptables. Debian 12's runc stays on PATH (trixie's needs glibc 2.38).
+- **trixie**: Debian 13's ``docker.io`` (26.1) and ``containerd`` (1.7);
+- **sid**: Debian unstable's ``docker.io`` (28.5) and ``containerd`` (2.1), with its
+  Docker Compose 2.40 (``Engine.compose``).
+
+trixie and sid are unpacked by ``scripts/install-engine.sh SUITE`` into a cache directory
+and run side by side with the system engine: each its own data root, short exec root,
+socket, pid file and a bridge made for it (``-b``; ``--bridge=none`` would delete the
+host's ``docker0``), no iptables. Debian 12's runc stays on PATH (theirs needs a newer glibc).
 
 A test talks to an engine the way a user does: ``DOCKER_HOST`` names its socket and
 the engine's own client comes first on ``PATH`` (``Engine.environment``), so the
@@ -27,7 +30,11 @@ import dockerlib
 import runid
 
 ENGINE_CACHE = Path(os.environ.get("SRIOV_ENGINE_CACHE", "/var/cache/sriov-engines"))
-TRIXIE_ROOT = ENGINE_CACHE / "trixie"
+# The side-by-side engines: key (the Debian suite they come from) -> what they are.
+SUITES = {
+    "trixie": "Debian 13's docker.io 26.1",
+    "sid": "Debian unstable's docker.io 28.5",
+}
 SYSTEM_CLIENT = Path("/usr/bin/docker")  # Debian 12's docker.io client, API 1.41
 
 
@@ -35,16 +42,25 @@ SYSTEM_CLIENT = Path("/usr/bin/docker")  # Debian 12's docker.io client, API 1.4
 class Engine:
     """One Docker Engine the suite can run against."""
 
-    key: str  # "system" or "trixie"
+    key: str  # "system", or a side-by-side suite: "trixie", "sid"
     version: str  # the engine's major.minor, e.g. "26.1"
     api: tuple[int, int]  # the API version its client speaks
     host: str  # DOCKER_HOST
     bin_dirs: tuple[Path, ...]  # put first on PATH: the engine's client (and daemon)
+    root: Path | None = None  # where a side-by-side engine is unpacked
 
     @property
     def id(self) -> str:
         """The test id part that names this engine in every result line."""
         return f"docker{self.version}"
+
+    @property
+    def compose(self) -> Path | None:
+        """The suite's Docker Compose v2 binary (it runs standalone), if it ships one."""
+        if self.root is None:
+            return None
+        binary = self.root / "usr/libexec/docker/cli-plugins/docker-compose"
+        return binary if binary.is_file() else None
 
     def environment(self, base: dict[str, str]) -> dict[str, str]:
         """``base`` with DOCKER_HOST and PATH pointing at this engine."""
@@ -62,31 +78,33 @@ def system_engine() -> Engine:
     )
 
 
-def trixie_engine() -> Engine:
-    packages = dict(
-        line.split(" ", 1) for line in (TRIXIE_ROOT / ".packages").read_text().splitlines()
-    )
-    client = TRIXIE_ROOT / "usr/bin/docker"
+def suite_engine(key: str) -> Engine:
+    """The side-by-side engine unpacked from Debian suite ``key``."""
+    root = ENGINE_CACHE / key
+    packages = dict(line.split(" ", 1) for line in (root / ".packages").read_text().splitlines())
+    client = root / "usr/bin/docker"
     return Engine(
-        key="trixie",
+        key=key,
         version=_major_minor(packages["docker.io"]),
         api=_client_api(client),
-        host=f"unix://{SideBySide.SOCKET}",
-        bin_dirs=(TRIXIE_ROOT / "usr/bin", TRIXIE_ROOT / "usr/sbin"),
+        host=f"unix://{SideBySide.socket_of(key)}",
+        bin_dirs=(root / "usr/bin", root / "usr/sbin"),
+        root=root,
     )
 
 
-ENGINE_KEYS = ("system", "trixie")
-_MAKERS = {"system": system_engine, "trixie": trixie_engine}
+ENGINE_KEYS = ("system", *SUITES)
 
 
 def make_engine(key: str) -> Engine:
     """The engine ``key``; fails naming the install step when it is not installed."""
-    if key == "trixie" and not (TRIXIE_ROOT / ".packages").is_file():
+    if key == "system":
+        return system_engine()
+    if not (ENGINE_CACHE / key / ".packages").is_file():
         raise AssertionError(
-            f"engine trixie: {TRIXIE_ROOT} is missing; run scripts/install-engine-trixie.sh"
+            f"engine {key}: {ENGINE_CACHE / key} is missing; run scripts/install-engine.sh {key}"
         )
-    return _MAKERS[key]()
+    return suite_engine(key)
 
 
 def installed(key: str) -> Engine | None:
@@ -147,23 +165,32 @@ def data_root_for(version: str) -> Path:
 
 
 class SideBySide:
-    """The trixie engine's dockerd, next to the system one; start() and stop() it.
+    """A side-by-side engine's dockerd, next to the system one; start() and stop() it.
 
     The data root is kept between sessions (in the engine cache) so the plugin's base
-    image is built once; the rest lives under short paths of its own.
+    image is built once; the rest lives under short paths of its own, named by the suite.
     """
 
-    NAME = f"et{runid.RUN_ID}"  # this run's: another run's engine has names of its own
-    SOCKET = Path(f"/run/sriov-{NAME}.sock")
-    EXEC_ROOT = Path(f"/run/sriov-{NAME}")  # containerd's sockets live here: keep it short
-    PIDFILE = Path(f"/run/sriov-{NAME}.pid")
-    BRIDGE = f"{NAME}br0"
-    LOG = Path(f"/var/log/sriov-{NAME}.log")
+    @staticmethod
+    def name_of(key: str) -> str:
+        """This run's name for engine ``key``: another run's engine has names of its own."""
+        return f"e{key[:2]}{runid.RUN_ID}"
+
+    @classmethod
+    def socket_of(cls, key: str) -> Path:
+        return Path(f"/run/sriov-{cls.name_of(key)}.sock")
 
     def __init__(self, engine: Engine):
+        assert engine.root is not None, f"engine {engine.key} is not a side-by-side engine"
         self.engine = engine
+        name = self.name_of(engine.key)
+        self.SOCKET = self.socket_of(engine.key)
+        self.EXEC_ROOT = Path(f"/run/sriov-{name}")  # containerd's sockets: keep it short
+        self.PIDFILE = Path(f"/run/sriov-{name}.pid")
+        self.BRIDGE = f"{name}br0"
+        self.LOG = Path(f"/var/log/sriov-{name}.log")
         self.data_root = data_root_for(engine.version)
-        bridge_net = runid.subnet16(f"bridge-{self.NAME}")
+        bridge_net = runid.subnet16(f"bridge-{name}")
         # the bridge's address, set before dockerd starts (it takes it from the bridge; with
         # none it would pick one itself, racing another run's engine for the same)
         self.bridge_address = f"{bridge_net.network_address + 1}/24"
@@ -171,7 +198,7 @@ class SideBySide:
 
     def argv(self) -> list[str]:
         return [
-            str(TRIXIE_ROOT / "usr/sbin/dockerd"),
+            str(self.engine.root / "usr/sbin/dockerd"),
             "--data-root", str(self.data_root),
             "--exec-root", str(self.EXEC_ROOT),
             "-H", self.engine.host,

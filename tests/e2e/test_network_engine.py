@@ -9,6 +9,7 @@ makes is removed after it, pass or fail: containers, then networks, then its PF.
 from __future__ import annotations
 
 import ipaddress
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -377,3 +378,143 @@ def test_one_run_on_two_networks_gives_each_vf_its_own_mac(lab):
     after = sim_vfs(sim)
     for vf in (red_vf, blue_vf):
         assert after[vf.index].line == before[vf.index].line, "VF not restored on release"
+
+
+# ---- Engine 28 (API 1.48+): IPv6-only, gateways, names, priorities, its own keys -------------
+
+
+def ip_lines(container: str, *args: str) -> list[str]:
+    return docker("exec", container, "ip", *args).splitlines()
+
+
+def pool_cidrs() -> list[str]:
+    """The pools the plugin's IPAM holds, as its status on the managed plugin's socket says."""
+    from test_operate import status_command
+
+    return [pool["cidr"] for pool in json.loads(status_command("--json"))["pools"]]
+
+
+@pytest.mark.min_engine_api(1, 48)
+def test_ipv6_only_network_gives_only_ipv6_and_asks_for_no_ipv4_pool(lab):
+    """``--ipv4=false``: IPv4Data is empty, no IPv4 pool is requested, the VF has no IPv4."""
+    sim = lab.pf(vfs=2)
+    before = pool_cidrs()
+    net = lab.network(sim, 2801, "--ipv4=false", "--ipv6", "--subnet", "fd28:1::/64")
+    container = lab.run(net)
+
+    eth0 = interface_of(container)
+    assert eth0.mac == container_mac(container, net)
+    assert eth0.ipv4 == [], eth0
+    assert f"{container_ipv6(container, net)}/64" in eth0.ipv6, eth0
+    assert container_ip(container, net) is None
+    assert ip_lines(container, "-4", "route") == []
+    assert ip_lines(container, "-6", "route", "show", "default")[0].startswith(
+        "default via fd28:1::1 dev eth0"
+    )
+    added = [cidr for cidr in pool_cidrs() if cidr not in before]
+    assert added == ["fd28:1::/64"], added
+
+
+@pytest.mark.min_engine_api(1, 48)
+def test_reserve_gateway_off_leaves_the_gateway_to_the_user(lab):
+    """GwAllocCheck: without --gateway Docker reserves no address (so .1 is a container's)
+    and containers get no default route; a --gateway (the site's router) is still used."""
+    sim = lab.pf(vfs=5)
+    bare = lab.network(sim, 2802, "-o", "reserve_gateway=off", "--subnet", "10.95.2.0/24")
+    first = lab.run(bare, "--ip", "10.95.2.1")
+    assert interface_of(first).ipv4 == ["10.95.2.1/24"]
+    assert not any(line.startswith("default") for line in ip_lines(first, "route"))
+
+    routed = lab.network(
+        sim, 2803, "-o", "reserve_gateway=off", "--subnet", "10.95.3.0/24",
+        "--gateway", "10.95.3.254",
+    )  # fmt: skip
+    assert default_route_of(lab.run(routed)).startswith("default via 10.95.3.254 dev eth0")
+    assert "10.95.3.254" in lab.resources.run_fails("--network", routed, "--ip", "10.95.3.254")
+
+    usual = lab.network(sim, 2804, "--subnet", "10.95.4.0/24")  # Docker's usual: .1 reserved
+    assert default_route_of(lab.run(usual)).startswith("default via 10.95.4.1 dev eth0")
+    # An internal network routes nowhere: no address is set aside for a gateway either.
+    inside = lab.network(sim, 2805, "--internal", "--subnet", "10.95.5.0/24")
+    assert interface_of(lab.run(inside, "--ip", "10.95.5.1")).ipv4 == ["10.95.5.1/24"]
+
+
+@pytest.mark.min_engine_api(1, 48)
+def test_gw_priority_picks_the_default_route_across_two_sriov_networks(lab):
+    """Join answers each network's gateway, so both endpoints can be the gateway one."""
+    sim = lab.pf(vfs=4)
+    low = lab.network(sim, 2806, "--subnet", "10.95.6.0/24")
+    high = lab.network(sim, 2807, "--subnet", "10.95.7.0/24")
+    for (first, first_priority), (second, second_priority), gateway in (
+        ((low, 1), (high, 10), "10.95.7.1"),
+        ((low, 10), (high, 1), "10.95.6.1"),
+    ):
+        container = lab.resources.run(
+            "--network", f"name={first},gw-priority={first_priority}",
+            "--network", f"name={second},gw-priority={second_priority}",
+            command=QUICK_STOP,
+        )  # fmt: skip
+        route = default_route_of(container)
+        assert route.startswith(f"default via {gateway} dev "), route
+        device = route.split(" dev ")[1].split()[0]
+        gateway_net = high if gateway == "10.95.7.1" else low
+        assert interface_of(container, device).mac == container_mac(container, gateway_net)
+
+
+def test_ifname_driver_opt_names_the_vf_in_the_container(lab):
+    """Join answers DstPrefix "data" for ifname data0: the engine numbers it data0."""
+    sim = lab.pf(vfs=2)
+    net = lab.network(sim, 2808, "--subnet", "10.95.8.0/24")
+    container = lab.resources.run(
+        "--network", f"name={net},driver-opt=com.docker.network.endpoint.ifname=data0",
+        command=QUICK_STOP,
+    )  # fmt: skip
+    mac = container_mac(container, net)
+    assert interface_with_mac(container, mac) == "data0"
+    assert interface_of(container, "data0").ipv4 == [f"{container_ip(container, net)}/24"]
+    assert not vf_with_mac(sim, mac).in_host
+
+
+CONNECT_MAC_API = (1, 54)  # Docker 29.3: connect applies EndpointSettings.MacAddress
+
+
+@pytest.mark.min_engine_api(1, 44)
+def test_connect_gives_the_vf_the_mac_the_container_has_on_that_network(lab, engine):
+    """``network connect`` with a MAC: the API has the field since 1.44, but engines before
+    API 1.54 drop it, so CreateEndpoint gets no MAC and the plugin's own one must be the
+    container's; from 1.54 the engine sends it and it becomes the VF's admin MAC."""
+    import docker as docker_sdk
+
+    sim = lab.pf(vfs=3)
+    first = lab.network(sim, 2809, "--subnet", "10.95.9.0/24")
+    second = lab.network(sim, 2810, "--subnet", "10.95.10.0/24")
+    container = lab.run(first)
+    asked = "02:95:10:00:00:09"
+    client = docker_sdk.from_env()
+    try:
+        client.api.connect_container_to_network(container, second, mac_address=asked)
+    finally:
+        client.close()
+    mac = container_mac(container, second)
+    assert (mac == asked) == (engine.api >= CONNECT_MAC_API), mac
+    inside = interface_of(container, interface_with_mac(container, mac))
+    assert inside.ipv4 == [f"{container_ip(container, second)}/24"], inside
+    vf = vf_with_mac(sim, mac)
+    assert (vf.vlan, vf.in_host) == (2810, False), vf.line
+
+
+@pytest.mark.min_engine_api(1, 48)
+def test_engine_28_keys_are_accepted_and_applied_by_the_engine(lab):
+    """Unsolicited ARP/NA tuning (-o) and per-endpoint sysctls (--driver-opt) reach the
+    plugin's options; it lets them through and the engine applies them."""
+    sim = lab.pf(vfs=2)
+    net = lab.network(
+        sim, 2811, "--subnet", "10.95.11.0/24",
+        "-o", "com.docker.network.advertise_addr_nmsgs=1",
+        "-o", "com.docker.network.advertise_addr_ms=100",
+    )  # fmt: skip
+    sysctl = "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1"
+    container = lab.resources.run(
+        "--network", f"name={net},driver-opt={sysctl}", command=QUICK_STOP
+    )
+    assert docker("exec", container, "cat", "/proc/sys/net/ipv4/conf/eth0/log_martians") == "1"

@@ -36,8 +36,36 @@ def endpoint(n: int, **interface: str) -> dict:
     return {"NetworkID": net_id(1), "EndpointID": ep_id(n), "Interface": interface, "Options": {}}
 
 
-def test_capabilities_are_local_scope_global_connectivity(call):
-    assert call("GetCapabilities", {}) == {"Scope": "local", "ConnectivityScope": "global"}
+def test_capabilities_are_local_scope_global_connectivity_and_a_gateway_checker(call):
+    assert call("GetCapabilities", {}) == {
+        "Scope": "local",
+        "ConnectivityScope": "global",
+        "GwAllocChecker": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "internal", "skip"),
+    [
+        ({}, False, False),  # Docker's usual: a gateway address is reserved
+        ({"reserve_gateway": "off"}, False, True),
+        ({"reserve_gateway": "on"}, False, False),
+        ({}, True, True),  # an internal network routes nowhere: no gateway to reserve
+    ],
+)
+def test_gw_alloc_check_skips_the_gateway_when_the_network_wants_none(call, flags, internal, skip):
+    """Engine 28 sends the CreateNetwork options, before it requests any pool."""
+    options = wire_options(pf_iface="pf0", **flags) | {
+        "com.docker.network.enable_ipv4": True,
+        "com.docker.network.enable_ipv6": True,
+        "com.docker.network.internal": internal,
+    }
+    assert call("GwAllocCheck", {"Options": options}) == {"SkipIPv4": skip, "SkipIPv6": skip}
+
+
+def test_gw_alloc_check_refuses_what_create_network_would(call):
+    with pytest.raises(InvalidRequest, match="reserve_gateway 'maybe' is not one of"):
+        call("GwAllocCheck", {"Options": wire_options(pf_iface="pf0", reserve_gateway="maybe")})
 
 
 def test_create_endpoint_answers_the_mac_only_when_docker_gave_none(call):
@@ -61,6 +89,38 @@ def test_join_names_the_vf_netdev_and_the_gateways_as_plain_ips(call):
         "Gateway": "10.1.0.1",
         "GatewayIPv6": "fd00::1",
     }
+
+
+@pytest.mark.parametrize(
+    ("ifname", "prefix"), [("data0", "data"), ("wan", "wan"), ("net10", "net"), ("a1b2", "a1b")]
+)
+def test_join_asks_for_the_endpoints_ifname_by_name_and_by_prefix(call, ifname, prefix):
+    """Engines up to 28.5 take only DstPrefix from a remote driver and number it from 0:
+    the prefix is the name without its last digits, so data0 comes out as data0."""
+    network(call)
+    body = endpoint(1) | {"Options": {"com.docker.network.endpoint.ifname": ifname}}
+    call("CreateEndpoint", body)
+    reply = call("Join", {"NetworkID": net_id(1), "EndpointID": ep_id(1), "SandboxKey": "/n/1"})
+    assert reply["InterfaceName"] == {"SrcName": "pf0v0", "DstName": ifname, "DstPrefix": prefix}
+
+
+def test_join_keeps_the_ifname_across_a_new_service_on_the_same_store(tmp_path):
+    """The name is part of the lease: a plugin restarted between CreateEndpoint and Join
+    still answers with it."""
+    tree = build(tmp_path / "sys", nic_tree())
+
+    def handlers():
+        service = NetworkService(Store(tmp_path / "state"), Sysfs(tree), FakeNic())
+        return network_handlers(service)
+
+    first = handlers()
+    options = wire_options(pf_iface="pf0")
+    first["NetworkDriver.CreateNetwork"]({"NetworkID": net_id(1), "Options": options})
+    body = endpoint(1) | {"Options": {"com.docker.network.endpoint.ifname": "data0"}}
+    first["NetworkDriver.CreateEndpoint"](body)
+    join = {"NetworkID": net_id(1), "EndpointID": ep_id(1), "SandboxKey": "/n/1"}
+    reply = handlers()["NetworkDriver.Join"](join)
+    assert reply["InterfaceName"]["DstName"] == "data0"
 
 
 def test_join_on_an_internal_network_names_no_gateway(call):

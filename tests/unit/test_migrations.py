@@ -49,11 +49,11 @@ def test_a_fresh_store_is_at_the_latest_version_with_the_same_tables_as_a_migrat
     assert user_version(migrated) == 0
     Store(tmp_path / "old")
 
-    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 3
+    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 4
     tables = ("pools", "addresses", "networks", "network_ports", "endpoints")
     for table in (*tables, "vfs_without_admin_mac", "leases_boot"):  # newer than the fixture
         assert columns(fresh, table) == columns(migrated, table), table
-    assert columns(fresh, "endpoints")[-2:] == ["restore_error", "sandbox"]
+    assert columns(fresh, "endpoints")[-3:] == ["restore_error", "sandbox", "ifname"]
 
 
 def test_a_version_1_store_keeps_every_lease_and_address_after_migrating(tmp_path):

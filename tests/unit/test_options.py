@@ -19,7 +19,8 @@ from plugin.nic.base import VfSettings
 
 KNOWN = (
     "pf_iface, netdevice, vlanid, vlan_qos, vlan_proto, mtu, com.docker.network.driver.mtu, "
-    "spoofchk, trust, link_state, min_tx_rate, max_tx_rate, vfs, require_pf_link, mac_prefix"
+    "spoofchk, trust, link_state, min_tx_rate, max_tx_rate, vfs, require_pf_link, mac_prefix, "
+    "reserve_gateway, com.docker.network.advertise_addr_nmsgs, com.docker.network.advertise_addr_ms"
 )
 
 
@@ -576,13 +577,39 @@ DOCKER_ENDPOINT_KEYS = {
 
 @pytest.mark.parametrize("options", [None, {}, DOCKER_ENDPOINT_KEYS])
 def test_no_vf_choice(options):
-    assert parse_endpoint_options(options) == EndpointOptions(vf_index=None, vf_pci=None)
+    assert parse_endpoint_options(options).vf_index is None
+    assert parse_endpoint_options(options).vf_pci is None
 
 
 @pytest.mark.parametrize(("value", "index"), [("0", 0), ("3", 3), (12, 12), ("65535", 65535)])
 def test_vf_by_index(value, index):
     got = parse_endpoint_options({**DOCKER_ENDPOINT_KEYS, "vf": value})
-    assert got == EndpointOptions(vf_index=index, vf_pci=None)
+    assert got == EndpointOptions(vf_index=index, vf_pci=None, ifname="eth3")
+
+
+def test_ifname_is_kept_beside_the_vf_choice():
+    ifname = "com.docker.network.endpoint.ifname"
+    assert parse_endpoint_options({ifname: "data0"}) == EndpointOptions(ifname="data0")
+    assert parse_endpoint_options({ifname: "wan", "vf": "2"}) == EndpointOptions(2, None, "wan")
+    assert parse_endpoint_options({ifname: ""}) == EndpointOptions()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a/b", "'a/b' is not a valid interface name: it contains '/'"),
+        ("has space", "'has space' is not a valid interface name"),
+        ("x" * 16, "is not a valid interface name"),
+        ("0", "'0' is all digits; give a name that starts with a letter, e.g. data0"),
+        ("abcdefghijklmno", "'abcdefghijklmno' leaves no room for the number the engine adds"),
+        (3, "3 is not an interface name"),
+    ],
+)
+def test_bad_ifname_is_refused_naming_the_option(value, message):
+    with pytest.raises(InvalidRequest) as caught:
+        parse_endpoint_options({"com.docker.network.endpoint.ifname": value})
+    assert caught.value.message.startswith("com.docker.network.endpoint.ifname ")
+    assert message in caught.value.message
 
 
 @pytest.mark.parametrize(
@@ -628,3 +655,39 @@ def test_unknown_endpoint_option_lists_the_known_ones():
 def test_endpoint_options_must_be_a_map():
     with pytest.raises(InvalidRequest, match=r"^endpoint Options must be an object, got str$"):
         parse_endpoint_options("vf=3")
+
+
+# --- keys of newer engines, and the gateway reservation ---------------------------------
+
+
+def test_engine_28_advertise_keys_are_accepted_and_left_to_the_engine():
+    """Engine 28 sends unsolicited ARP/NA itself, tuned by these -o keys, and checks them."""
+    got = parsed(**{
+        "com.docker.network.advertise_addr_nmsgs": "3",
+        "com.docker.network.advertise_addr_ms": "600",
+    })  # fmt: skip
+    assert got == parsed()
+
+
+def test_engine_28_top_level_keys_are_accepted():
+    options = network() | {
+        "com.docker.network.enable_ipv4": False,
+        "com.docker.network.enable_ipv6": True,
+        "com.docker.network.internal": False,
+    }
+    assert parse_network_options(options) == parsed()
+
+
+@pytest.mark.parametrize(
+    ("value", "reserve"),
+    [(None, True), ("on", True), ("true", True), ("off", False), (False, False)],
+)
+def test_reserve_gateway_defaults_to_dockers_usual(value, reserve):
+    flags = {} if value is None else {"reserve_gateway": value}
+    got = parsed(**flags)
+    assert (got.reserve_gateway, got.skip_gateway) == (reserve, not reserve)
+
+
+def test_an_internal_network_skips_the_gateway_whatever_reserve_gateway_says():
+    options = network(reserve_gateway="on") | {"com.docker.network.internal": True}
+    assert parse_network_options(options).skip_gateway

@@ -15,6 +15,7 @@ SWARM_NET = "ykl8ftk7d7kqaewlrfbkmqjo9"
 PROTOCOL_METHODS = {
     "Plugin.Activate",
     "NetworkDriver.GetCapabilities",
+    "NetworkDriver.GwAllocCheck",
     "NetworkDriver.CreateNetwork",
     "NetworkDriver.DeleteNetwork",
     "NetworkDriver.CreateEndpoint",
@@ -50,6 +51,18 @@ IPV4_DATA = [
 DOCKER_SAMPLES = [
     ("Plugin.Activate", {}),
     ("NetworkDriver.GetCapabilities", {}),
+    # Engine 28: the CreateNetwork options, before any pool is requested.
+    (
+        "NetworkDriver.GwAllocCheck",
+        {
+            "Options": {
+                "com.docker.network.enable_ipv4": False,
+                "com.docker.network.enable_ipv6": True,
+                "com.docker.network.internal": False,
+                "com.docker.network.generic": {"pf_iface": "enp1s0f0", "reserve_gateway": "off"},
+            }
+        },
+    ),
     ("IpamDriver.GetCapabilities", {}),
     ("IpamDriver.GetDefaultAddressSpaces", {}),
     (
@@ -267,6 +280,11 @@ BAD_REQUESTS = [
         r"Node: 'a/b' does not match '^[^\\s/]+$'",
     ),
     ("Plugin.Activate", [], "body: [] is not of type 'object'"),
+    (
+        "NetworkDriver.GwAllocCheck",
+        {"Options": {"com.docker.network.enable_ipv4": "no"}},
+        "Options[\"com.docker.network.enable_ipv4\"]: 'no' is not of type 'boolean'",
+    ),
     (
         "NetworkDriver.CreateNetwork",
         {},
