@@ -31,6 +31,7 @@ from plugin.protocol.handlers import (
     plugin_handlers,
 )
 from plugin.protocol.schema import RequestValidator
+from plugin.services.inventory import Inventory
 from plugin.services.ipam import IpamService
 from plugin.services.networks import NetworkService
 from plugin.services.recovery import HostRecovery, read_boot_id
@@ -87,11 +88,14 @@ def assemble_app(
 
     With the host's ``boot_id``, leases end with the boot and need no sync.
     """
-    network = NetworkService(store, sysfs, backend, events=metrics, sync_leases=boot_id is None)
-    recovery = HostRecovery(store, sysfs, network, boot_id=boot_id)
+    inventory = Inventory(store, sysfs, backend)
+    network = NetworkService(
+        store, sysfs, backend, events=metrics, sync_leases=boot_id is None, inventory=inventory
+    )
+    recovery = HostRecovery(store, sysfs, inventory, boot_id=boot_id)
     recovery.at_start()
     network.recover()
-    status = StatusService(store, sysfs, backend, network)
+    status = StatusService(store, inventory)
     metrics.collect_held_state(status)
     handlers = plugin_handlers()
     handlers.update(ipam_handlers(IpamService(store, default_pools, cluster)))

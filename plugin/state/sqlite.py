@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     address6   TEXT NOT NULL,
     original   TEXT NOT NULL,
     state      TEXT NOT NULL CHECK (state IN ('programming', 'ready')),
-    UNIQUE (pf, vf)
+    UNIQUE (pf, vf)  -- schema version 4 keys a lease by pci instead (migrations.py)
 );
 -- VFs (by PCI address) whose admin MAC our last release cleared: what their PF
 -- reports since is the MAC the VF registered itself, not an admin MAC.
@@ -133,7 +133,12 @@ class EndpointState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class EndpointRow:
-    """A VF lease: which VF, the MAC and addresses it was given, and what to restore."""
+    """A VF lease: which VF, the MAC and addresses it was given, and what to restore.
+
+    The VF is the one at PCI address ``pci`` (the lease's key), of the PF at
+    ``pf_pci``; ``pf`` and ``vf`` are its PF's netdev name and its index when it
+    was leased, for messages: a name can belong to another device by now.
+    """
 
     id: str
     network_id: str
@@ -148,6 +153,7 @@ class EndpointRow:
     state: EndpointState
     restore_error: str | None = None  # why the VF could not be restored; the lease is kept
     sandbox: str | None = None  # the SandboxKey of the Join
+    pf_pci: str | None = None  # None in leases recorded before PFs' addresses were (version 4)
 
 
 @dataclass(frozen=True)
@@ -335,19 +341,35 @@ class Transaction:
         return [_endpoint_row(row) for row in rows]
 
     def leased_vfs(self, pf: str) -> set[int]:
+        """VF indexes leased under PF netdev name ``pf`` as it was named at lease time."""
         rows = self._conn.execute("SELECT vf FROM endpoints WHERE pf = ?", (pf,))
         return {row[0] for row in rows}
 
+    def is_leased(self, pci: str) -> bool:
+        """Whether the VF at PCI address ``pci`` is leased (the lease's unique key)."""
+        return self._one("SELECT 1 FROM endpoints WHERE pci = ?", pci) is not None
+
+    def leases_of_vfs(self, pcis: list[str]) -> dict[str, EndpointRow]:
+        """The leases of the VFs at these PCI addresses, by address: one indexed query."""
+        found: dict[str, EndpointRow] = {}
+        for start in range(0, len(pcis), SQL_VARIABLES):
+            chunk = pcis[start : start + SQL_VARIABLES]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT * FROM endpoints WHERE pci IN ({marks})", chunk)
+            found.update((row["pci"], _endpoint_row(row)) for row in rows)
+        return found
+
     def insert_endpoint(self, ep: EndpointRow) -> None:
         self._conn.execute(
-            "INSERT INTO endpoints (id, network_id, pf, vf, pci, netdev, mac, address, "
-            "address6, original, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO endpoints (id, network_id, pf, vf, pci, pf_pci, netdev, mac, address, "
+            "address6, original, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ep.id,
                 ep.network_id,
                 ep.pf,
                 ep.vf,
                 ep.pci,
+                ep.pf_pci,
                 ep.netdev,
                 ep.mac,
                 ep.address or "",
@@ -422,8 +444,16 @@ class Transaction:
         rows = self._conn.execute("SELECT * FROM endpoints ORDER BY pf, vf")
         return [_endpoint_row(row) for row in rows]
 
-    def endpoints_of_pf(self, pf: str) -> list[EndpointRow]:
-        rows = self._conn.execute("SELECT * FROM endpoints WHERE pf = ? ORDER BY vf", (pf,))
+    def endpoints_of_pf(self, pf_pci: str, name: str) -> list[EndpointRow]:
+        """The leases of VFs of the PF at ``pf_pci`` (named ``name`` now), its VFs there or not.
+
+        Leases recorded before PFs' addresses were (pf_pci NULL) are found by the
+        PF's name, as they were then.
+        """
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE pf_pci = ? OR (pf_pci IS NULL AND pf = ?) ORDER BY vf",
+            (pf_pci, name),
+        )
         return [_endpoint_row(row) for row in rows]
 
     def pools(self) -> list[PoolRow]:
@@ -432,6 +462,8 @@ class Transaction:
         )
         return [_pool_row(row) for row in rows]
 
+
+SQL_VARIABLES = 500  # host parameters per query, well under SQLite's limit of any build
 
 # What a PoolRow is read from (the request key is only ever compared, in SQL).
 POOL_COLUMNS = "id, address_space, family, cidr, subpool, first, last, holders, cursor"
@@ -467,6 +499,7 @@ def _endpoint_row(row: sqlite3.Row) -> EndpointRow:
         state=EndpointState(row["state"]),
         restore_error=row["restore_error"],
         sandbox=row["sandbox"],
+        pf_pci=row["pf_pci"],
     )
 
 
