@@ -236,7 +236,8 @@ class NicBackend(Protocol):
         ...
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
-        """What the host namespace says about each netdev, read in one go."""
+        """What the host namespace says about each netdev, each asked about alone (never a
+        dump of the namespace: its cost would grow with every veth on the host)."""
         ...
 
     def netdev_address(self, vf: VfInfo) -> str | None:

@@ -21,9 +21,12 @@ import struct
 import threading
 
 import pytest
+import sysfs_trees
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from test_network import ep_id, net_id
+from test_status_metrics import Plugin
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic import netlink
@@ -623,3 +626,37 @@ def test_trust_set_after_the_mac_keeps_the_admin_mac_through_the_vfs_reset(backe
     desired = VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000)
     program_vf(backend, VF3, desired)
     assert backend.read_vf(VF3).mac == "02:00:00:00:00:03"
+
+
+def kernel_nic_tree() -> dict:
+    """The fake's PF in sysfs, with four VFs; only VF 3's netdev is a link the fake has."""
+    tree = sysfs_trees.pf("enp1s0f0", "0000:3b:00.0", 4, 4)
+    for index in range(4):
+        tree.update(
+            sysfs_trees.vf("0000:3b:00.0", index, f"0000:3b:02.{index}", f"enp1s0f0v{index}")
+        )
+    return tree
+
+
+def test_the_request_path_never_dumps_the_hosts_links_or_addresses(tmp_path, backend, fake):
+    """A host with containers has hundreds of veths: no request may read them all.
+
+    FakeRtnl refuses get_links and get_addr; every call Docker makes for a
+    container, status and a metrics scrape run on the kernel backend here.
+    """
+    plugin = Plugin(tmp_path, kernel_nic_tree(), nic=backend)
+    pool = plugin.network(1, pf_iface="enp1s0f0", vlanid=100)
+    fake.flags[12] = 1  # VF 3's netdev up, without addresses: still free
+    plugin.endpoint(1, 1, pool)
+    status = plugin.status()
+    plugin.metrics()
+    ids = {"NetworkID": net_id(1), "EndpointID": ep_id(1)}
+    plugin.ok("NetworkDriver.Leave", ids)
+    plugin.ok("NetworkDriver.DeleteEndpoint", ids)
+
+    (pf_view,) = status["pfs"]
+    assert pf_view["vf_counts"] == {"free": 0, "leased": 1, "unusable": 3}
+    assert pf_view["vfs"][0]["reason"] == "its netdev enp1s0f0v0 is not in the host namespace"
+    asked = {name for command, name in fake.calls if command == "brief"}
+    assert asked == {f"enp1s0f0v{index}" for index in range(4)}  # each VF netdev, by name
+    assert ("addresses", 12) in fake.calls  # of the one netdev that was up
