@@ -44,6 +44,17 @@ class VfInfo:
     driver: str | None  # bound driver ("iavf", "mlx5_core", "vfio-pci"), None if unbound
 
 
+@dataclass(frozen=True)
+class VfRef:
+    """An enabled VF as its PF's ``virtfnN`` link names it, before its driver and netdev are
+    read (Sysfs.describe_vf): what listing a PF's VFs costs, one readlink each."""
+
+    pf: str  # PF netdev name
+    index: int  # N of virtfnN
+    pci: str  # the VF's PCI address
+    path: str  # the VF's PCI directory
+
+
 class NetdevStatus(enum.Enum):
     """What the host namespace says about a VF netdev."""
 

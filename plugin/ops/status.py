@@ -10,6 +10,7 @@ status is what an operator reaches for when something is wrong.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from plugin.nic.base import NetdevStatus, VfSettings
@@ -42,10 +43,11 @@ class StatusService:
         with self._store.transaction() as tx:
             pools = [_pool_view(tx, pool) for pool in tx.pools()]
         by_id = {network.id: network for network in census.networks}
+        held = Counter(ep.network_id for ep in census.endpoints)
         return {
             "pfs": [_pf_view(pf, by_id) for pf in census.pfs],
             "networks": [
-                _network_view(n, census.pf_names[n.id], census.endpoints) for n in census.networks
+                _network_view(n, census.pf_names[n.id], held[n.id]) for n in census.networks
             ],
             "pools": pools,
         }
@@ -59,7 +61,7 @@ def _pf_view(pf: PfEntry, networks_by_id: dict[str, NetworkRow]) -> dict:
         view.update(pci=pf.info.pci, link=pf.link, mtu=pf.info.mtu)
         view.update(totalvfs=pf.info.totalvfs, numvfs=pf.info.numvfs)
     vf_views = [_vf_view(entry, networks_by_id) for entry in pf.vfs]
-    view["vf_counts"] = {state.value: pf.count(state) for state in VfState}
+    view["vf_counts"] = {str(state): pf.count(state) for state in VfState}
     view["vfs"] = sorted(vf_views, key=lambda v: v["index"])
     return view
 
@@ -74,7 +76,7 @@ def _vf_view(entry: VfEntry, networks: dict[str, NetworkRow]) -> dict:
         "netdev": vf.netdev,
         "driver": vf.driver,
         "where": _where(entry),
-        "state": entry.state.value,
+        "state": entry.state,  # a StrEnum: JSON writes its value
     }
     if entry.lease is not None:
         view["lease"] = _lease_view(entry.lease, networks.get(entry.lease.network_id))
@@ -92,7 +94,6 @@ def _where(entry: VfEntry) -> str:
 
 
 def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
-    programmed = network.options.vf_settings(ep.mac) if network else VfSettings(mac=ep.mac)
     view = {
         "network": ep.network_id,
         "endpoint": ep.id,
@@ -100,12 +101,19 @@ def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
         "state": ep.state,  # "programming" only while CreateEndpoint runs (or a crash cut it)
         "address": ep.address,
         "address6": ep.address6,
-        "programmed": _given(programmed),
+        "programmed": _programmed(network, ep.mac),
         "original": _given(ep.original),
     }
     if ep.restore_error:
         view["restore_error"] = ep.restore_error
     return view
+
+
+def _programmed(network: NetworkRow | None, mac: str) -> dict:
+    """What the network asks of each VF, with the lease's MAC: network.options.vf_settings
+    laid out, without building (and checking) a VfSettings for each of hundreds of leases."""
+    asked = _given(network.options.vf) if network is not None else {}
+    return {"mac": mac, **{name: value for name, value in asked.items() if name != "mac"}}
 
 
 def _given(settings: VfSettings) -> dict:
@@ -125,7 +133,7 @@ def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
     }
 
 
-def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointRow]) -> dict:
+def _network_view(network: NetworkRow, pfs: list[str], endpoints: int) -> dict:
     options = network_settings(network)
     return {
         "id": network.id,
@@ -133,7 +141,7 @@ def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointR
         "vlan": network.options.vf.vlan,
         "gateway": network.gateway,
         "gateway6": network.gateway6,
-        "endpoints": sum(1 for ep in endpoints if ep.network_id == network.id),
+        "endpoints": endpoints,
         "options": {k: v for k, v in options.items() if v is not None},
     }
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
 from plugin.model.options import VfSpans, format_vf_spans, in_vf_spans
-from plugin.nic.base import NetdevStatus, PfInfo, VfInfo
+from plugin.nic.base import NetdevStatus, PfInfo, VfInfo, VfRef
 from plugin.nic.sysfs import LINK_DOWN
 from plugin.nic.sysfs import LinkState as PfLinkState
 
@@ -63,31 +63,33 @@ def netdev_reason(vf: VfInfo, status: NetdevStatus) -> str | None:
 
 @dataclass(frozen=True)
 class PfSlice:
-    """What one PF of a network offers an endpoint now: its VFs in range, leases and link."""
+    """What one PF of a network offers an endpoint now: its VFs in range, leases and link.
+
+    VFs are listed by index and PCI address only (one readlink each); the driver
+    and netdev of a VF are read when it is considered (Inventory.describe).
+    """
 
     name: str  # the PF's netdev now
     pci: str | None  # the PF's PCI address (None only for a PF recorded by name that is gone)
     vfs: VfSpans | None  # the network's VF spans on this PF (None: every VF)
     link: PfLinkState
-    all_vfs: tuple[VfInfo, ...]  # every enabled VF of the PF, in or out of the spans
-    enabled: tuple[VfInfo, ...]  # enabled VFs within the spans
+    all_vfs: tuple[VfRef, ...]  # every enabled VF of the PF, in or out of the spans
+    enabled: tuple[VfRef, ...]  # enabled VFs within the spans
     leased: frozenset[str]  # PCI addresses of this PF's VFs leased by any network
+    admin_mac_cleared: frozenset[str]  # PCI addresses of VFs whose admin MAC we cleared
 
     @property
     def has_link(self) -> bool:
         """Down only when the PF says so; a PF that cannot tell gets the benefit of the doubt."""
         return self.link != LINK_DOWN
 
-    def is_leased(self, vf: VfInfo) -> bool:
+    def is_leased(self, vf: VfRef | VfInfo) -> bool:
         return vf.pci in self.leased
 
     @property
-    def candidates(self) -> list[VfInfo]:
-        """VFs in range that no lease holds and sysfs calls usable: free unless their netdev
-        says otherwise, which is asked only of the one about to be leased."""
-        return [
-            vf for vf in self.enabled if vf.pci not in self.leased and driver_reason(vf) is None
-        ]
+    def unleased(self) -> list[VfRef]:
+        """VFs in range that no lease holds, by index: the candidates for an endpoint."""
+        return [vf for vf in self.enabled if vf.pci not in self.leased]
 
     def label(self) -> str:
         """e.g. "enp1s0f0 (VFs 0-3, link up)"."""
@@ -151,16 +153,18 @@ class Inventory:
     # --- for CreateEndpoint ----------------------------------------------
 
     def slices(self, network: NetworkRow) -> list[PfSlice]:
-        """The network's share of each of its PFs now: one sysfs read of each PF, and the
-        leases of their VFs in one store transaction (no netlink runs inside it)."""
+        """The network's share of each of its PFs now: one sysfs listing of each PF's VFs,
+        and which of them are leased in one store query (no netlink inside a transaction)."""
         read = []
         for pf in network.pfs:
             name = self.pf_name(pf)
-            all_vfs = tuple(self._sysfs.vfs(name))
+            all_vfs = tuple(self._sysfs.virtfns(name))
             pci = pf.pci or self._sysfs.pf(name).pci
             read.append((name, pci, pf.vfs, all_vfs))
+        pcis = [vf.pci for *_, vfs in read for vf in vfs]
         with self._store.transaction() as tx:
-            leased = set(tx.leases_of_vfs([vf.pci for *_, vfs in read for vf in vfs]))
+            leased = tx.leased_among(pcis)
+            cleared = tx.admin_mac_cleared_among(pcis)
         return [
             PfSlice(
                 name=name,
@@ -170,9 +174,14 @@ class Inventory:
                 all_vfs=all_vfs,
                 enabled=tuple(vf for vf in all_vfs if in_vf_spans(vf.index, spans)),
                 leased=frozenset(vf.pci for vf in all_vfs if vf.pci in leased),
+                admin_mac_cleared=frozenset(vf.pci for vf in all_vfs if vf.pci in cleared),
             )
             for name, pci, spans, all_vfs in read
         ]
+
+    def describe(self, vf: VfRef) -> VfInfo:
+        """The VF with its driver and netdev as sysfs shows them now."""
+        return self._sysfs.describe_vf(vf)
 
     def unusable_reason(self, vf: VfInfo) -> str | None:
         """Why an unleased VF cannot be handed out now, None if it can: sysfs first, then
@@ -187,8 +196,9 @@ class Inventory:
         parts = []
         for pf in slices:
             leased = sum(pf.is_leased(vf) for vf in pf.enabled)
-            unleased = [vf for vf in pf.enabled if not pf.is_leased(vf)]
-            unusable = sum(1 for vf in unleased if self.unusable_reason(vf) is not None)
+            unusable = sum(
+                1 for vf in pf.unleased if self.unusable_reason(self.describe(vf)) is not None
+            )
             detail = f"{pf.label()}: {leased} of {len(pf.enabled)} leased"
             if unusable > 0:
                 detail += f", {unusable} unusable (vfio-pci, no netdev, or in use by others)"

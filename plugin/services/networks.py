@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
 from plugin.model.options import ANY_VF, EndpointOptions, PfChoice, format_vf_spans
-from plugin.nic.base import NO_ADMIN_MAC, PfInfo, VfInfo, VfSettings, vf_mac
+from plugin.nic.base import NO_ADMIN_MAC, PfInfo, VfInfo, VfRef, VfSettings, vf_mac
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, LINK_UP
 from plugin.nic.sysfs import LinkState as PfLinkState
@@ -127,10 +127,16 @@ class Lease:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A VF to try for an endpoint, and the PCI address of its PF (for the lease)."""
+    """A VF to try for an endpoint: its PF's PCI address (for the lease), and whether our
+    last release cleared its admin MAC (for its snapshot)."""
 
-    vf: VfInfo
+    vf: VfRef
     pf_pci: str | None
+    admin_mac_cleared: bool
+
+    @classmethod
+    def of(cls, pf: PfSlice, vf: VfRef) -> Candidate:
+        return cls(vf, pf.pci, vf.pci in pf.admin_mac_cleared)
 
 
 class VfEvents(Protocol):
@@ -203,9 +209,7 @@ class NetworkService:
                 return False
             for pf in pfs:
                 # Networks recorded before PFs were keyed by PCI address hold the name.
-                holder = tx.network_using_port(pf.pci, vlan) or tx.network_using_port(
-                    pf.name, vlan
-                )
+                holder = tx.network_using_port(pf.pci, vlan) or tx.network_using_port(pf.name, vlan)
                 if holder is not None:
                     raise Conflict(
                         f"PF {pf.name} VLAN {vlan} is already used by network "
@@ -295,13 +299,12 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return _created_before(held)
-            cleared = tx.vfs_without_admin_mac()
-            macs_held = {ep.mac for ep in tx.endpoints_of_network(network_id)}
+            macs_held = tx.macs_of_network(network_id)
         slices = self._inventory.slices(network)
         candidates = self._candidates(network, slices, wanted)
         desired = network.options.vf_settings(mac or self._generated_mac(network, macs_held))
         new = NewEndpoint(endpoint_id, network_id, desired, address, address6)
-        lease = self._lease_vf(new, candidates, cleared)
+        lease = self._lease_vf(new, candidates)
         if isinstance(lease, EndpointRow):  # the same request, answered while we chose
             return _created_before(lease)
         if lease is None:
@@ -321,16 +324,16 @@ class NetworkService:
         slices = self._inventory.slices(network)
         report = self._inventory.report(slices)
         if network.options.require_pf_link and any(
-            self._inventory.unusable_reason(vf) is None
+            self._inventory.unusable_reason(self._inventory.describe(vf)) is None
             for pf in slices
             if not pf.has_link
-            for vf in pf.candidates
+            for vf in pf.unleased
         ):
             return Conflict(f"no free VF on a PF with link (require_pf_link=on): {report}")
         return Conflict(f"no free VF on {report}")
 
     def _lease_vf(
-        self, new: NewEndpoint, candidates: list[Candidate], cleared: set[str]
+        self, new: NewEndpoint, candidates: list[Candidate]
     ) -> Lease | EndpointRow | None:
         """Lease the first candidate that is free and no other request took, its original
         settings recorded.
@@ -341,10 +344,10 @@ class NetworkService:
         meanwhile, and None if every candidate was taken or unusable.
         """
         for candidate in candidates:
-            vf = candidate.vf
+            vf = self._inventory.describe(candidate.vf)
             if self._inventory.unusable_reason(vf) is not None:
                 continue
-            snapshot = self._snapshot(vf, vf.pci in cleared)
+            snapshot = self._snapshot(vf, candidate.admin_mac_cleared)
             with self._store.transaction(durable=self._sync_leases) as tx:
                 held = tx.endpoint(new.id)
                 if held is not None:
@@ -436,12 +439,12 @@ class NetworkService:
                     f"vf {vf.index} of {pf.name} is on a PF without link "
                     f"(link {pf.link}) and the network has require_pf_link=on"
                 )
-            return [Candidate(vf, pf.pci)]
-        found = [(pf, pf.candidates) for pf in slices if pf.has_link or not required]
+            return [Candidate.of(pf, vf)]
+        found = [(pf, pf.unleased) for pf in slices if pf.has_link or not required]
         found.sort(key=lambda item: (item[0].has_link, len(item[1])), reverse=True)
-        return [Candidate(vf, pf.pci) for pf, vfs in found for vf in vfs]
+        return [Candidate.of(pf, vf) for pf, vfs in found for vf in vfs]
 
-    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfInfo]:
+    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfRef]:
         """The VF the endpoint option ``vf`` names, if it is in this network's range and free."""
         if wanted.vf_pci is not None:
             matches = [(pf, vf) for pf in slices for vf in pf.all_vfs if vf.pci == wanted.vf_pci]
@@ -467,7 +470,7 @@ class NetworkService:
             )
         if pf.is_leased(vf):
             raise Conflict(f"{label} is already leased to another endpoint")
-        reason = self._inventory.unusable_reason(vf)
+        reason = self._inventory.unusable_reason(self._inventory.describe(vf))
         if reason is not None:
             raise Conflict(f"{label} is not usable: {reason}")
         return pf, vf
@@ -490,7 +493,7 @@ class NetworkService:
         Never by the netdev (or PF) name recorded at lease time: that name can
         belong to another VF by now (see Sysfs.vf_by_pci).
         """
-        return self._sysfs.vf_by_pci(ep.pci)
+        return self._sysfs.vf_by_pci(ep.pci, hint=ep.vf)
 
     def _current_netdev(self, ep: EndpointRow) -> str:
         vf = self._leased_vf_now(ep)
