@@ -54,6 +54,7 @@ class FakeNic:
         self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
         self.vf_requests: list[list[str]] = []  # the steps each set_vf request carried
         self.targets: list[tuple[str, int, str | None]] = []  # (PF, VF index, VF netdev) per call
+        self.asked: list[str] = []  # every netdev netdev_statuses was asked about, in order
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -90,6 +91,8 @@ class FakeNic:
         self._set(vf, "mtu", mtu, mtu=mtu)
 
     def netdev_statuses(self, names):
+        names = list(names)
+        self.asked += names
         return {name: self.status.get(name, NetdevStatus.IDLE) for name in names}
 
     def netdev_address(self, vf):
