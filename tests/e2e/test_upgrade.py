@@ -35,7 +35,8 @@ SUBNET = ipaddress.IPv4Network("10.93.3.0/24")
 def version_1_commit() -> str:
     """The parent of the commit that added schema versions (plugin/state/migrations.py)."""
     added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "plugin/state/migrations.py"],
+        ["git", "log", "--follow", "--diff-filter=A", "--format=%H", "--",
+         "plugin/state/migrations.py"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert added, "git history has no commit adding plugin/state/migrations.py (a shallow clone?)"
