@@ -59,6 +59,7 @@ LEASES_RATIO_TARGET = 1.3
 VIEW_TARGET_MS = 50.0
 PFS, VFS_PER_PF, LEASED = 8, 64, 400
 PARALLEL = 32
+ROUNDS = 3  # --nic kernel: rounds over the link counts on the one real PF
 STARTUP_LIMIT_S = 60.0  # a TCG guest takes more than the usual 5 s to import the plugin
 WARMUP = [10]  # containers before the timed ones, per target (--warmup)
 
@@ -207,6 +208,8 @@ class Host:
     def add_links(self, total: int, kind: str = "veth") -> None:
         """Add extra links up to ``total`` (dummies, or veth pairs: two links each); 0 removes
         them all."""
+        if total == self.extra:
+            return
         if total == 0:
             lines = [f"link del {name}" for name in self._made]
             self._made = []
@@ -340,24 +343,22 @@ def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
 
 
 def kernel_links_part(scratch: Path, pf: str, runs: int, kind: str) -> dict:
-    """The one real PF: the same plugin measured at each link count in turn, and at none
-    again at the end to show how far the machine drifted meanwhile."""
-    counts = [*LINK_COUNTS, 0]
+    """The one real PF and one plugin: the link counts in turn, over ``ROUNDS`` rounds (links
+    added, then all removed), so that drift of the machine falls on every count alike."""
     with Host(None) as host:
         env = plugin_env(scratch / "links", Path("/sys"), "kernel")
         with PluginProcess(env, startup_limit=STARTUP_LIMIT_S) as plugin:
             client = Client(plugin.socket_path)
             network = Network(client, pf, "10.41.0.0/16").create()
-            targets = []
-            for count in counts:
-                host.add_links(count, kind)
-                target = Target(host, plugin, client, network)
-                interleaved([target], runs)
-                targets.append(target)
+            targets = [Target(host, plugin, client, network) for _ in LINK_COUNTS]
+            per_round = max(1, runs // ROUNDS)
+            for _ in range(ROUNDS):
+                for count, target in zip(LINK_COUNTS, targets, strict=True):
+                    host.add_links(count, kind)
+                    interleaved([target], per_round)
+                host.add_links(0, kind)
             client.close()
-    figures = links_figures(targets[:-1], list(LINK_COUNTS))
-    figures["create_delete_ms_at_0_again"] = targets[-1].figure("create_delete")[0]
-    return figures
+    return links_figures(targets, list(LINK_COUNTS))
 
 
 def parallel_part(network: Network, socket_path: Path) -> dict:
