@@ -1,14 +1,16 @@
 """The VF inventory: which VFs a network may use, which are free, leased or unusable, and why.
 
-CreateEndpoint, DeleteNetwork's checks, the error messages, status, metrics and
-recovery all take the answer from here, so the rule is written once. It is read
-afresh for each request, and what it reads does not grow with the host:
+CreateEndpoint and its error messages, status, metrics and recovery all take the
+answer from here, so the rule is written once. It is read afresh for each
+request, and what it reads does not grow with the host:
 
-- each PF once in sysfs (its VFs, their PCI addresses, drivers and netdevs);
-- the leases of those VFs in one store query, by the VFs' PCI addresses: a PF's
-  netdev name changes (udev rules, a driver reload), a VF's address does not;
+- each PF once in sysfs: for CreateEndpoint its VFs' ``virtfn`` links (index and
+  PCI address), a VF's driver and netdev only when that VF is considered; for
+  status every VF's;
+- which of those VFs are leased in one store query, by the VFs' PCI addresses: a
+  PF's netdev name changes (udev rules, a driver reload), a VF's address does not;
 - a VF netdev's state asked of that netdev alone (NicBackend.netdev_statuses),
-  and for CreateEndpoint only the candidate about to be leased: a host with a
+  and for CreateEndpoint only of the candidate about to be leased: a host with a
   few hundred containers has a few hundred veths, which no request reads.
 
 A VF is free when no lease holds it, it is bound to a netdev driver (not
