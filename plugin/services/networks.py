@@ -1,8 +1,10 @@
 """The NetworkDriver service: a network is a slice of PFs on one VLAN; an endpoint leases a VF.
 
-The lease is a store row under a unique (PF, VF) key, written in the same
-transaction that chose the VF, so two concurrent CreateEndpoint calls can never
-lease the same VF. The VF's original settings are written with the lease before
+Which VFs a network may use and which are free is the VF inventory's answer
+(plugin/services/inventory.py). The lease is a store row keyed by the VF's PCI
+address, written in the same transaction that checked the VF is not leased, so
+two concurrent CreateEndpoint calls can never lease the same VF, whatever its
+PF is named now. The VF's original settings are written with the lease before
 the first change, so a crash half way through programming is undone at the next
 start (``recover``) instead of leaving a VF in a state nobody remembers.
 """
@@ -291,9 +293,9 @@ class NetworkService:
         """Lease a VF, program it with the network's settings and ``mac`` (or a new MAC).
 
         No netlink call runs while a store transaction is open (other requests
-        wait on it): the free VFs and each candidate's snapshot are read before
-        the lease is written, and the unique (PF, VF) key settles a race between
-        two requests that picked the same VF.
+        wait on it): the candidates and each one's snapshot are read before the
+        lease is written, and the VF's PCI address, the lease's key, settles a
+        race between two requests that picked the same VF.
         """
         mac = check_mac(mac) if mac else None
         with self._store.transaction() as tx:
