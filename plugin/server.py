@@ -33,6 +33,7 @@ from plugin.protocol.handlers import (
     plugin_handlers,
 )
 from plugin.protocol.schema import RequestValidator
+from plugin.services.inventory import Inventory
 from plugin.services.ipam import IpamService
 from plugin.services.networks import NetworkService
 from plugin.services.recovery import HostRecovery, read_boot_id
@@ -92,11 +93,14 @@ def assemble_app(
 
     With the host's ``boot_id``, leases end with the boot and need no sync.
     """
-    networks = NetworkService(store, sysfs, backend, events=metrics, sync_leases=boot_id is None)
-    recovery = HostRecovery(store, sysfs, networks, boot_id=boot_id)
+    inventory = Inventory(store, sysfs, backend)
+    networks = NetworkService(
+        store, sysfs, backend, events=metrics, sync_leases=boot_id is None, inventory=inventory
+    )
+    recovery = HostRecovery(store, sysfs, inventory, boot_id=boot_id)
     recovery.at_start()
     networks.recover()
-    status = StatusService(store, sysfs, backend, networks)
+    status = StatusService(store, inventory, backend)
     metrics.collect_held_state(status)
     handlers = plugin_handlers()
     handlers.update(ipam_handlers(IpamService(store, default_pools, cluster)))

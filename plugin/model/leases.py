@@ -17,7 +17,12 @@ class EndpointState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class EndpointRow:
-    """A VF lease: which VF, the MAC and addresses it was given, and what to restore."""
+    """A VF lease: which VF, the MAC and addresses it was given, and what to restore.
+
+    The VF is the one at PCI address ``pci`` (the lease's key), of the PF at
+    ``pf_pci``; ``pf`` and ``vf`` are its PF's netdev name and its index when it
+    was leased, for messages: a name can belong to another device by now.
+    """
 
     id: str
     network_id: str
@@ -33,3 +38,4 @@ class EndpointRow:
     restore_error: str | None = None  # why the VF could not be restored; the lease is kept
     sandbox: str | None = None  # the SandboxKey of the Join
     ifname: str | None = None  # the interface name asked for in the container
+    pf_pci: str | None = None  # None in leases recorded before PFs' addresses were (version 5)

@@ -73,6 +73,17 @@ class VfStats:
 VF_STATS_FIELDS = tuple(f.name for f in fields(VfStats))
 
 
+@dataclass(frozen=True)
+class VfRef:
+    """An enabled VF as its PF's ``virtfnN`` link names it, before its driver and netdev are
+    read (Sysfs.describe_vf): what listing a PF's VFs costs, one readlink each."""
+
+    pf: str  # PF netdev name
+    index: int  # N of virtfnN
+    pci: str  # the VF's PCI address
+    path: str  # the VF's PCI directory
+
+
 class NetdevStatus(enum.Enum):
     """What the host namespace says about a VF netdev."""
 
@@ -278,7 +289,8 @@ class NicBackend(Protocol):
         ...
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
-        """What the host namespace says about each netdev, read in one go."""
+        """What the host namespace says about each netdev, each asked about alone (never a
+        dump of the namespace: its cost would grow with every veth on the host)."""
         ...
 
     def netdev_address(self, vf: VfInfo) -> str | None:

@@ -14,7 +14,7 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -83,35 +83,28 @@ def get_link(ipr: Rtnl, name: str) -> ifinfmsg:
     return ipr.link("get", ifname=name)[0]
 
 
-def netdev_statuses(ipr: Rtnl, names: Iterable[str]) -> dict[str, NetdevStatus]:
-    """Each name's status from one link dump (and one address dump if any is up).
+def netdev_status(ipr: Rtnl, name: str) -> NetdevStatus:
+    """What this namespace says of netdev ``name``, asked about that netdev alone.
 
-    ABSENT if no such link here; BUSY if up with an IPv4 or global IPv6
-    address; else IDLE.
+    ABSENT if no such link here; BUSY if up with an IPv4 or a global IPv6
+    address (link-local ones come with any up link); else IDLE. One RTM_GETLINK
+    for the link, and one address request for that link if it is up: never a
+    dump of the namespace, whose links a host with containers counts in hundreds.
     """
-    wanted = set(names)
-    found = {}
-    for link in ipr.get_links():
-        name = link.get_attr("IFLA_IFNAME")
-        if name in wanted:
-            found[name] = link
-    up = {link["index"] for link in found.values() if link["flags"] & IFF_UP}
-    used = _indexes_with_used_address(ipr) if up else set()
-    statuses = dict.fromkeys(wanted, NetdevStatus.ABSENT)
-    for name, link in found.items():
-        busy = link["index"] in up and link["index"] in used
-        statuses[name] = NetdevStatus.BUSY if busy else NetdevStatus.IDLE
-    return statuses
-
-
-def _indexes_with_used_address(ipr: Rtnl) -> set[int]:
-    """Links with an IPv4 or a global IPv6 address (link-local ones come with any up link)."""
-    return {
-        addr["index"]
-        for addr in ipr.get_addr()
-        if addr["family"] == socket.AF_INET
+    try:
+        link = ipr.link_brief(name)
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            return NetdevStatus.ABSENT
+        raise
+    if not link.flags & IFF_UP:
+        return NetdevStatus.IDLE
+    used = any(
+        addr["family"] == socket.AF_INET
         or (addr["family"] == socket.AF_INET6 and addr["scope"] == RT_SCOPE_UNIVERSE)
-    }
+        for addr in ipr.addresses(link.index)
+    )
+    return NetdevStatus.BUSY if used else NetdevStatus.IDLE
 
 
 def get_mtu(ipr: Rtnl, name: str) -> int | None:

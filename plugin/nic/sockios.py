@@ -1,10 +1,10 @@
 """The few link operations done on every endpoint, as socket ioctls.
 
 pyroute2 spends 0.2-0.3 ms of Python on every netlink message it encodes and
-decodes (a link dump costs that per link in the namespace, and a host running
-containers has many), while a VF netdev's flags, MTU and MAC, and a simulated
-VF's switch port, are read or changed on every endpoint; the classic SIOC*
-ioctls do each in a few microseconds plus the kernel's own work. They act on
+decodes, while a simulated VF netdev's MTU and MAC, and its switch port, are
+read or changed on every endpoint; the classic SIOC* ioctls do each in a few
+microseconds plus the kernel's own work. (A VF netdev's presence and flags are
+read over netlink on both backends, ``Rtnl.link_brief``, without decoding.) They act on
 the network namespace of the calling process, as netlink does. Each raises
 OSError with the errno (ENODEV: no such link). Names must have passed
 ``plugin.nic.names.check_ifname``.
@@ -18,7 +18,6 @@ import struct
 
 IFF_UP = 0x1  # <linux/if.h>: SIOCGIFFLAGS and rtnetlink's ifi_flags carry the same flags
 
-SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 SIOCSIFHWADDR = 0x8924
@@ -30,7 +29,6 @@ ARPHRD_ETHER = 1
 
 # struct ifreq: a 16-byte name, then a union of which we use an int, a short or a sockaddr.
 _IFREQ_INT = struct.Struct("16si12x")
-_IFREQ_SHORT = struct.Struct("16sh14x")
 _IFREQ_HWADDR = struct.Struct("16sH6s8x")
 
 
@@ -41,11 +39,6 @@ def _ioctl(request: int, packed: bytes) -> bytes:
 
 def _name(name: str) -> bytes:
     return name.encode()
-
-
-def flags(name: str) -> int:
-    """The link's IFF_* flags."""
-    return _IFREQ_SHORT.unpack(_ioctl(SIOCGIFFLAGS, _IFREQ_SHORT.pack(_name(name), 0)))[1]
 
 
 def index(name: str) -> int:

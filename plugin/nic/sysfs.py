@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from plugin.errors import DeviceError, InvalidRequest
-from plugin.nic.base import PfInfo, VfInfo
+from plugin.nic.base import PfInfo, VfInfo, VfRef
 from plugin.nic.names import check_ifname, check_pci_address
 
 _VIRTFN = re.compile(r"virtfn(\d+)")
@@ -119,6 +119,35 @@ class Sysfs:
             if index < numvfs
         ]
 
+    def virtfns(self, pf_name: str) -> list[VfRef]:
+        """The enabled VFs of ``pf_name`` by index and PCI address, ordered by index: one
+        readlink each, their drivers and netdevs left to ``describe_vf``."""
+        device = self._pf_device(pf_name)
+        numvfs = self._read_int(os.path.join(device, "sriov_numvfs"))
+        refs = []
+        for index, link in self._virtfn_links(device):
+            if index >= numvfs:
+                continue
+            try:
+                target = os.readlink(link)
+            except OSError as err:
+                raise DeviceError(f"read link {link}: {err.strerror or err}") from err
+            path = os.path.normpath(os.path.join(device, target))
+            refs.append(VfRef(pf_name, index, os.path.basename(path), path))
+        return refs
+
+    def describe_vf(self, ref: VfRef) -> VfInfo:
+        """The VF ``ref`` names, with its driver and netdev as sysfs shows them now."""
+        netdevs = self._netdevs(ref.path)
+        driver = self._link_target(os.path.join(ref.path, "driver"), in_real_dir=True)
+        return VfInfo(
+            pf=ref.pf,
+            index=ref.index,
+            pci=ref.pci,
+            netdev=netdevs[0] if netdevs else None,
+            driver=None if driver is None else os.path.basename(driver),
+        )
+
     def vf(self, pf_name: str, index: int) -> VfInfo | None:
         """VF ``index`` of ``pf_name`` if it is enabled, read without listing the others."""
         device = self._pf_device(pf_name)
@@ -129,14 +158,14 @@ class Sysfs:
             return None
         return self._vf(pf_name, index, link)
 
-    def vf_by_pci(self, pci: str) -> VfInfo | None:
+    def vf_by_pci(self, pci: str, hint: int | None = None) -> VfInfo | None:
         """The VF at PCI address ``pci`` as sysfs describes it now; None if no VF is there.
 
         A lease keeps the VF's PCI address because names move: a VM runtime
         (Kata) that unbinds VFs from their netdev driver and binds them back gets
         new ``ethN`` names in whatever order the driver probes them, and a PF
         can be renamed. The PF, the VF's index and its netdev are read here, at
-        the moment they are used.
+        the moment they are used; ``hint``, the index it had, is checked first.
         """
         pci = check_pci_address(pci, "VF")
         vf_dir = self._link_target(self._pci_dir(pci))
@@ -152,12 +181,23 @@ class Sysfs:
                 "(no network driver bound to the PF)"
             )
         numvfs = self._read_int(os.path.join(pf_dir, "sriov_numvfs"))
+        if hint is not None:  # the index it had: one readlink instead of a walk to it
+            link = os.path.join(pf_dir, f"virtfn{hint}")
+            if hint < numvfs and self._points_to(link, pci):
+                return self._vf(pf_names[0], hint, link)
         for index, link in self._virtfn_links(pf_dir):
             if os.path.basename(os.readlink(link)) == pci:
                 return self._vf(pf_names[0], index, link) if index < numvfs else None
         raise DeviceError(
             f"read VF {pci}: its PF {os.path.basename(pf_dir)} lists no virtfn for it"
         )
+
+    @staticmethod
+    def _points_to(link: str, pci: str) -> bool:
+        try:
+            return os.path.basename(os.readlink(link)) == pci
+        except FileNotFoundError:
+            return False
 
     def set_numvfs(self, pf_name: str, n: int) -> None:
         """Write ``n`` to the PF's sriov_numvfs.

@@ -1,8 +1,10 @@
 """The NetworkDriver service: a network is a slice of PFs on one VLAN; an endpoint leases a VF.
 
-The lease is a store row under a unique (PF, VF) key, written in the same
-transaction that chose the VF, so two concurrent CreateEndpoint calls can never
-lease the same VF. The VF's original settings are written with the lease before
+Which VFs a network may use and which are free is the VF inventory's answer
+(plugin/services/inventory.py). The lease is a store row keyed by the VF's PCI
+address, written in the same transaction that checked the VF is not leased, so
+two concurrent CreateEndpoint calls can never lease the same VF, whatever its
+PF is named now. The VF's original settings are written with the lease before
 the first change, so a crash half way through programming is undone at the next
 start (``recover``) instead of leaving a VF in a state nobody remembers.
 """
@@ -20,18 +22,12 @@ from typing import TYPE_CHECKING, Protocol
 from plugin.errors import Conflict, DeviceError, InvalidRequest
 from plugin.model.leases import EndpointRow, EndpointState
 from plugin.model.networks import NetworkPf, NetworkRow
-from plugin.model.options import (
-    ANY_VF,
-    EndpointOptions,
-    PfChoice,
-    VfSpans,
-    format_vf_spans,
-    in_vf_spans,
-)
-from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
+from plugin.model.options import ANY_VF, EndpointOptions, PfChoice, format_vf_spans
+from plugin.nic.base import NO_ADMIN_MAC, PfInfo, VfInfo, VfRef, VfSettings, vf_mac
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, LINK_UP
 from plugin.nic.sysfs import LinkState as PfLinkState
+from plugin.services.inventory import VFIO_DRIVER, Inventory, PfSlice
 
 if TYPE_CHECKING:
     from plugin.model.options import NetworkOptions
@@ -41,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sriov")
 
-VFIO_DRIVER = "vfio-pci"
 PF_LINK_WAIT_S = 10  # for a PF's link to return after enabling its VFs reset it
 MAC_TRIES = 16  # generated MACs tried before giving up on finding one unused in the network
 
@@ -109,7 +104,7 @@ class NewEndpoint:
     address6: str | None
     ifname: str | None = None
 
-    def lease_row(self, vf: VfInfo, snapshot: VfSettings) -> EndpointRow:
+    def lease_row(self, vf: VfInfo, pf_pci: str | None, snapshot: VfSettings) -> EndpointRow:
         """The lease of ``vf``, with the snapshot's values of the fields to be changed."""
         return EndpointRow(
             id=self.id,
@@ -117,6 +112,7 @@ class NewEndpoint:
             pf=vf.pf,
             vf=vf.index,
             pci=vf.pci,
+            pf_pci=pf_pci,
             netdev=vf.netdev or "",
             mac=self.desired.mac,
             address=self.address,
@@ -136,31 +132,17 @@ class Lease:
 
 
 @dataclass(frozen=True)
-class PfSlice:
-    """What one PF of a network offers an endpoint right now: its VFs in range, and link."""
+class Candidate:
+    """A VF to try for an endpoint: its PF's PCI address (for the lease), and whether our
+    last release cleared its admin MAC (for its snapshot)."""
 
-    name: str
-    vfs: VfSpans | None  # the network's VF spans on this PF (None: every VF)
-    link: PfLinkState
-    enabled: list[VfInfo]  # enabled VFs within the spans
-    leased: frozenset[int]  # VF indexes of this PF leased by any network
-    free: list[VfInfo]
+    vf: VfRef
+    pf_pci: str | None
+    admin_mac_cleared: bool
 
-    @property
-    def has_link(self) -> bool:
-        """Down only when the PF says so; a PF that cannot tell gets the benefit of the doubt."""
-        return self.link != LINK_DOWN
-
-    def report(self) -> str:
-        """e.g. "enp1s0f0 (VFs 0-3, link up): 4 of 4 leased, 1 unusable (...)"."""
-        where = f"VFs {format_vf_spans(self.vfs)}, " if self.vfs is not None else ""
-        leased = sum(vf.index in self.leased for vf in self.enabled)
-        return _exhaustion_detail(
-            f"{self.name} ({where}link {self.link})",
-            len(self.enabled),
-            leased,
-            len(self.enabled) - leased - len(self.free),
-        )
+    @classmethod
+    def of(cls, pf: PfSlice, vf: VfRef) -> Candidate:
+        return cls(vf, pf.pci, vf.pci in pf.admin_mac_cleared)
 
 
 class VfEvents(Protocol):
@@ -184,6 +166,7 @@ class NetworkService:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         sync_leases: bool = True,
+        inventory: Inventory | None = None,
     ) -> None:
         """``sync_leases`` False: a lease's writes do not wait for the disk.
 
@@ -199,6 +182,7 @@ class NetworkService:
         self._clock = clock
         self._sleep = sleep
         self._sync_leases = sync_leases
+        self._inventory = inventory or Inventory(store, sysfs, backend)
 
     # --- networks --------------------------------------------------------
 
@@ -313,9 +297,9 @@ class NetworkService:
         """Lease a VF, program it with the network's settings and ``mac`` (or a new MAC).
 
         No netlink call runs while a store transaction is open (other requests
-        wait on it): the free VFs and each candidate's snapshot are read before
-        the lease is written, and the unique (PF, VF) key settles a race between
-        two requests that picked the same VF.
+        wait on it): the candidates and each one's snapshot are read before the
+        lease is written, and the VF's PCI address, the lease's key, settles a
+        race between two requests that picked the same VF.
         """
         mac = check_mac(mac) if mac else None
         with self._store.transaction() as tx:
@@ -323,42 +307,62 @@ class NetworkService:
             held = tx.endpoint(endpoint_id)
             if held is not None:
                 return _created_before(held)
-            cleared = tx.vfs_without_admin_mac()
-            macs_held = {ep.mac for ep in tx.endpoints_of_network(network_id)}
-        slices = self._pf_slices(network)
+            macs_held = tx.macs_of_network(network_id)
+        slices = self._inventory.slices(network)
         candidates = self._candidates(network, slices, wanted)
         desired = network.options.vf_settings(mac or self._generated_mac(network, macs_held))
         new = NewEndpoint(endpoint_id, network_id, desired, address, address6, wanted.ifname)
-        lease = self._lease_vf(new, candidates, cleared)
+        lease = self._lease_vf(new, candidates)
         if isinstance(lease, EndpointRow):  # the same request, answered while we chose
             return _created_before(lease)
         if lease is None:
-            report = "; ".join(pf.report() for pf in self._pf_slices(network))
-            raise Conflict(f"no free VF on {report}")
+            raise self._no_free_vf(network)
         chosen = next(pf for pf in slices if pf.name == lease.vf.pf)
         if not chosen.has_link:
-            _warn_no_link(network_id, lease.vf, slices)
+            _warn_no_link(network_id, lease.vf, self._inventory.report(slices))
         original = self._program(new, lease)
         self._mark_ready(new, lease, original, chosen.link)
         return EndpointCreated(mac=desired.mac)
 
-    def _lease_vf(
-        self, new: NewEndpoint, candidates: list[VfInfo], cleared: set[str]
-    ) -> Lease | EndpointRow | None:
-        """Lease the first candidate no other request took, its original settings recorded.
+    def _no_free_vf(self, network: NetworkRow) -> Conflict:
+        """The refusal when no candidate could be leased, with each PF's tally read now.
 
-        Returns the endpoint's row instead if the same request leased a VF
-        meanwhile, and None if every candidate was taken.
+        With require_pf_link=on, a free VF on a PF without link is named as the reason.
         """
-        for vf in candidates:
-            snapshot = self._snapshot(vf, vf.pci in cleared)
+        slices = self._inventory.slices(network)
+        report = self._inventory.report(slices)
+        if network.options.require_pf_link and any(
+            self._inventory.unusable_reason(self._inventory.describe(vf)) is None
+            for pf in slices
+            if not pf.has_link
+            for vf in pf.unleased
+        ):
+            return Conflict(f"no free VF on a PF with link (require_pf_link=on): {report}")
+        return Conflict(f"no free VF on {report}")
+
+    def _lease_vf(
+        self, new: NewEndpoint, candidates: list[Candidate]
+    ) -> Lease | EndpointRow | None:
+        """Lease the first candidate that is free and no other request took, its original
+        settings recorded.
+
+        A candidate's netdev is asked about only when its turn comes: the first
+        idle one is leased, so the cost does not grow with the PF's VFs.
+        Returns the endpoint's row instead if the same request leased a VF
+        meanwhile, and None if every candidate was taken or unusable.
+        """
+        for candidate in candidates:
+            vf = self._inventory.describe(candidate.vf)
+            if self._inventory.unusable_reason(vf) is not None:
+                continue
+            snapshot = self._snapshot(vf, candidate.admin_mac_cleared)
             with self._store.transaction(durable=self._sync_leases) as tx:
                 held = tx.endpoint(new.id)
                 if held is not None:
                     return held
-                if vf.index in tx.leased_vfs(vf.pf):
+                if tx.is_leased(vf.pci):
                     continue  # a concurrent request leased it since we looked
-                tx.insert_endpoint(new.lease_row(vf, snapshot))
+                tx.insert_endpoint(new.lease_row(vf, candidate.pf_pci, snapshot))
                 tx.forget_admin_mac_cleared(vf.pci)
             return Lease(vf, snapshot)
         return None
@@ -429,36 +433,12 @@ class NetworkService:
             f"{len(held)} endpoints do not hold ({MAC_TRIES} tries); use a shorter mac_prefix"
         )
 
-    def _pf_slices(self, network: NetworkRow) -> list[PfSlice]:
-        """The network's share of each of its PFs now: VFs in range, leases, free VFs, link.
-
-        PFs are found by PCI address, so a rename does not lose them; leases are
-        read in a transaction of their own, and netlink runs outside it.
-        """
-        found = [(self.pf_name(pf), pf.vfs) for pf in network.pfs]
-        with self._store.transaction() as tx:
-            leased = {name: frozenset(tx.leased_vfs(name)) for name, _ in found}
-        slices = []
-        for name, spans in found:
-            enabled = [vf for vf in self._sysfs.vfs(name) if in_vf_spans(vf.index, spans)]
-            held = leased[name]
-            slices.append(
-                PfSlice(
-                    name=name,
-                    vfs=spans,
-                    link=self._sysfs.pf_link(name),
-                    enabled=enabled,
-                    leased=held,
-                    free=self._usable([vf for vf in enabled if vf.index not in held]),
-                )
-            )
-        return slices
-
     def _candidates(
         self, network: NetworkRow, slices: list[PfSlice], wanted: EndpointOptions
-    ) -> list[VfInfo]:
-        """The VFs to try in order: the pinned one, or the free ones of PFs with link, then
-        of the PF with most free VFs first. With require_pf_link=on, only PFs with link."""
+    ) -> list[Candidate]:
+        """The VFs to try in order: the pinned one, or the unleased ones of PFs with link,
+        then of the PF with most unleased VFs first. With require_pf_link=on, only PFs with
+        link."""
         required = network.options.require_pf_link
         if wanted.vf_index is not None or wanted.vf_pci is not None:
             pf, vf = self._pinned_vf(slices, wanted)
@@ -467,26 +447,15 @@ class NetworkService:
                     f"vf {vf.index} of {pf.name} is on a PF without link "
                     f"(link {pf.link}) and the network has require_pf_link=on"
                 )
-            return [vf]
-        best_first = sorted(slices, key=lambda pf: (pf.has_link, len(pf.free)), reverse=True)
-        if required:
-            if not any(pf.free for pf in best_first if pf.has_link) and any(
-                pf.free for pf in best_first
-            ):
-                report = "; ".join(pf.report() for pf in slices)
-                raise Conflict(f"no free VF on a PF with link (require_pf_link=on): {report}")
-            best_first = [pf for pf in best_first if pf.has_link]
-        return [vf for pf in best_first for vf in pf.free]
+            return [Candidate.of(pf, vf)]
+        found = [(pf, pf.unleased) for pf in slices if pf.has_link or not required]
+        found.sort(key=lambda item: (item[0].has_link, len(item[1])), reverse=True)
+        return [Candidate.of(pf, vf) for pf, vfs in found for vf in vfs]
 
-    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfInfo]:
+    def _pinned_vf(self, slices: list[PfSlice], wanted: EndpointOptions) -> tuple[PfSlice, VfRef]:
         """The VF the endpoint option ``vf`` names, if it is in this network's range and free."""
         if wanted.vf_pci is not None:
-            matches = [
-                (pf, vf)
-                for pf in slices
-                for vf in self._sysfs.vfs(pf.name)
-                if vf.pci == wanted.vf_pci
-            ]
+            matches = [(pf, vf) for pf in slices for vf in pf.all_vfs if vf.pci == wanted.vf_pci]
             label = f"vf {wanted.vf_pci}"
         else:
             if len(slices) > 1:
@@ -495,9 +464,7 @@ class NetworkService:
                     f"{', '.join(pf.name for pf in slices)}; give the VF's PCI address instead"
                 )
             only = slices[0]
-            matches = [
-                (only, vf) for vf in self._sysfs.vfs(only.name) if vf.index == wanted.vf_index
-            ]
+            matches = [(only, vf) for vf in only.all_vfs if vf.index == wanted.vf_index]
             label = f"vf {wanted.vf_index} of {only.name}"
         if not matches:
             raise InvalidRequest(f"{label} is not an enabled VF of this network")
@@ -509,40 +476,12 @@ class NetworkService:
                 f"{label} is outside this network's VFs "
                 f"{format_vf_spans(pf.vfs)} on {pf.name} (its vfs or pf_iface range)"
             )
-        if vf.index in pf.leased:
+        if pf.is_leased(vf):
             raise Conflict(f"{label} is already leased to another endpoint")
-        if vf not in pf.free:
-            raise Conflict(f"{label} is not usable: {self._why_unusable(vf)}")
+        reason = self._inventory.unusable_reason(self._inventory.describe(vf))
+        if reason is not None:
+            raise Conflict(f"{label} is not usable: {reason}")
         return pf, vf
-
-    def _usable(self, vfs: list[VfInfo]) -> list[VfInfo]:
-        """The VFs whose netdev is in the host namespace and idle, from one netlink dump."""
-        named = [vf for vf in vfs if vf.driver != VFIO_DRIVER and vf.netdev]
-        statuses = self._backend.netdev_statuses([vf.netdev for vf in named])
-        return [vf for vf in named if statuses[vf.netdev] == NetdevStatus.IDLE]
-
-    def _why_unusable(self, vf: VfInfo) -> str:
-        if vf.driver == VFIO_DRIVER:
-            return "it is bound to vfio-pci"
-        if not vf.netdev:
-            return "it has no netdev (no network driver bound)"
-        status = self._backend.netdev_statuses([vf.netdev])[vf.netdev]
-        if status == NetdevStatus.ABSENT:
-            return f"its netdev {vf.netdev} is not in the host namespace"
-        return f"its netdev {vf.netdev} is up with addresses (in use by someone else)"
-
-    def pf_name(self, pf: NetworkPf) -> str:
-        """A recorded PF's netdev name now (found by PCI address when it was recorded).
-
-        Only the name: whoever reads the PF next through sysfs checks it is one.
-        """
-        if pf.pci:
-            return self._sysfs.netdev_by_pci(pf.pci)
-        return pf.name
-
-    def unusable_reason(self, vf: VfInfo) -> str | None:
-        """Why an unleased VF cannot be handed out, None if it can (for status)."""
-        return None if self._usable([vf]) else self._why_unusable(vf)
 
     def join(self, network_id: str, endpoint_id: str, sandbox: str = "") -> JoinInfo:
         """Name the VF netdev Docker moves into the container, and the gateways."""
@@ -562,7 +501,7 @@ class NetworkService:
         Never by the netdev (or PF) name recorded at lease time: that name can
         belong to another VF by now (see Sysfs.vf_by_pci).
         """
-        return self._sysfs.vf_by_pci(ep.pci)
+        return self._sysfs.vf_by_pci(ep.pci, hint=ep.vf)
 
     def _current_netdev(self, ep: EndpointRow) -> str:
         vf = self._leased_vf_now(ep)
@@ -736,14 +675,14 @@ def _created_before(held: EndpointRow) -> EndpointCreated:
     return EndpointCreated(mac=held.mac)
 
 
-def _warn_no_link(network_id: str, vf: VfInfo, slices: list[PfSlice]) -> None:
+def _warn_no_link(network_id: str, vf: VfInfo, report: str) -> None:
     log.warning(
         "network %s: leased VF %d of %s although that PF has no link (%s); it passes "
         "no traffic until the link comes up (require_pf_link=on refuses instead)",
         network_id[:12],
         vf.index,
         vf.pf,
-        "; ".join(pf.report() for pf in slices),
+        report,
     )
 
 
@@ -769,10 +708,3 @@ def _check_spans_fit(choice: PfChoice, pf: PfInfo) -> None:
             f"{choice.vfs_from} reaches VF {last}, but PF {pf.name} has VFs "
             f"0-{pf.totalvfs - 1} (sriov_totalvfs {pf.totalvfs})"
         )
-
-
-def _exhaustion_detail(pf: str, total: int, leased: int, unusable: int) -> str:
-    detail = f"{pf}: {leased} of {total} leased"
-    if unusable > 0:
-        detail += f", {unusable} unusable (vfio-pci, no netdev, or in use by others)"
-    return detail

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin.errors import DeviceError, PluginError
-from plugin.services.networks import VFIO_DRIVER
+from plugin.services.inventory import VFIO_DRIVER
 
 if TYPE_CHECKING:
     from plugin.model.leases import EndpointRow
+    from plugin.model.networks import NetworkPf
     from plugin.nic.sysfs import Sysfs
-    from plugin.services.networks import NetworkService
+    from plugin.services.inventory import Inventory
     from plugin.state.sqlite import Store
 
 log = logging.getLogger("sriov")
@@ -68,7 +69,7 @@ class HostRecovery:
         self,
         store: Store,
         sysfs: Sysfs,
-        networks: NetworkService,
+        inventory: Inventory,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         boot_id: str | None = None,
@@ -76,7 +77,7 @@ class HostRecovery:
         self._store = store
         self._boot_id = boot_id
         self._sysfs = sysfs
-        self._networks = networks
+        self._inventory = inventory
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -95,7 +96,7 @@ class HostRecovery:
         deadline = self._clock() + wait_s
         for pf in pfs:
             try:
-                self._ensure(self._networks.pf_name(pf), deadline, final=False)
+                self._ensure(pf, deadline, final=False)
             except PluginError as exc:
                 log.error("start: %s (retried at the next CreateEndpoint)", exc.message)
 
@@ -107,13 +108,14 @@ class HostRecovery:
             return  # CreateEndpoint itself answers for an unknown network
         deadline = self._clock() + wait_s
         for pf in network.pfs:
-            self._ensure(self._networks.pf_name(pf), deadline, final=True)
+            self._ensure(pf, deadline, final=True)
 
-    def _ensure(self, pf: str, deadline: float, final: bool) -> None:
+    def _ensure(self, recorded: NetworkPf, deadline: float, final: bool) -> None:
         with self._lock:
+            pf = self._inventory.pf_name(recorded)
             info = self._sysfs.pf(pf)
             if info.numvfs == 0 and info.totalvfs > 0:
-                self._void_leases(pf)
+                self._void_leases(info.pci, pf)
                 log.info("%s has sriov_numvfs 0 (rebooted?): enabling %d VFs", pf, info.totalvfs)
                 self._sysfs.set_numvfs(pf, info.totalvfs)
                 self._waiting[pf] = self._clock()
@@ -125,9 +127,10 @@ class HostRecovery:
             dropped = tx.end_leases_of_earlier_boots(boot_id)
         _log_dropped(dropped, "was leased before the host rebooted")
 
-    def _void_leases(self, pf: str) -> None:
+    def _void_leases(self, pf_pci: str, name: str) -> None:
+        """Drop the leases of the PF at ``pf_pci``: by its address, which a rename keeps."""
         with self._store.transaction() as tx:
-            leases = tx.endpoints_of_pf(pf)
+            leases = tx.endpoints_of_pf(pf_pci, name)
             for ep in leases:
                 tx.delete_endpoint(ep.id)
         _log_dropped(leases, "was destroyed (sriov_numvfs was 0)")

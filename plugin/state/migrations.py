@@ -36,6 +36,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: the interface name an endpoint asked for in the container (Join answers with it).
     ("ALTER TABLE endpoints ADD COLUMN ifname TEXT",),
+    # 5: a lease is keyed by its VF's PCI address, and records its PF's PCI address. The PF's
+    #    netdev name changes (udev rules, a driver reload): under UNIQUE (pf, vf) a renamed PF's
+    #    leased VFs looked free and could be leased twice, and two PFs that swapped names had
+    #    their VF N leases collide. The table is rebuilt without that key (SQLite cannot drop a
+    #    table constraint); rows of before keep pf_pci NULL and are found by name as before.
+    (
+        "CREATE TABLE endpoints_by_pci ("
+        "id TEXT PRIMARY KEY, network_id TEXT NOT NULL REFERENCES networks (id), "
+        "pf TEXT NOT NULL, vf INTEGER NOT NULL, pci TEXT NOT NULL, netdev TEXT NOT NULL, "
+        "mac TEXT NOT NULL, address TEXT NOT NULL, address6 TEXT NOT NULL, "
+        "original TEXT NOT NULL, "
+        "state TEXT NOT NULL CHECK (state IN ('programming', 'ready')), "
+        "restore_error TEXT, sandbox TEXT, ifname TEXT, pf_pci TEXT)",
+        "INSERT INTO endpoints_by_pci (id, network_id, pf, vf, pci, netdev, mac, address, "
+        "address6, original, state, restore_error, sandbox, ifname) SELECT id, network_id, pf, vf, "
+        "pci, netdev, mac, address, address6, original, state, restore_error, sandbox, ifname "
+        "FROM endpoints",
+        "DROP TABLE endpoints",
+        "ALTER TABLE endpoints_by_pci RENAME TO endpoints",
+        "CREATE UNIQUE INDEX endpoints_of_vf ON endpoints (pci)",
+        "CREATE INDEX endpoints_of_pf ON endpoints (pf_pci, pf)",
+    ),
 )
 LATEST_VERSION = len(MIGRATIONS) + 1
 

@@ -13,6 +13,7 @@ and IPv6 sort and compare the same way inside one index.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sqlite3
 import threading
@@ -72,7 +73,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     address6   TEXT NOT NULL,
     original   TEXT NOT NULL,
     state      TEXT NOT NULL CHECK (state IN ('programming', 'ready')),
-    UNIQUE (pf, vf)
+    UNIQUE (pf, vf)  -- schema version 5 keys a lease by pci instead (migrations.py)
 );
 -- VFs (by PCI address) whose admin MAC our last release cleared: what their PF
 -- reports since is the MAC the VF registered itself, not an admin MAC.
@@ -251,19 +252,47 @@ class SqliteTransaction:
         return [_endpoint_row(row) for row in rows]
 
     def leased_vfs(self, pf: str) -> set[int]:
+        """VF indexes leased under PF netdev name ``pf`` as it was named at lease time."""
         rows = self._conn.execute("SELECT vf FROM endpoints WHERE pf = ?", (pf,))
+        return {row[0] for row in rows}
+
+    def is_leased(self, pci: str) -> bool:
+        """Whether the VF at PCI address ``pci`` is leased (the lease's unique key)."""
+        return self._one("SELECT 1 FROM endpoints WHERE pci = ?", pci) is not None
+
+    def leased_among(self, pcis: list[str]) -> set[str]:
+        """Which of the VFs at these PCI addresses are leased: one indexed query, its cost
+        that of the VFs asked about, not of every lease."""
+        return self._among("SELECT pci FROM endpoints WHERE pci IN ({})", pcis)
+
+    def admin_mac_cleared_among(self, pcis: list[str]) -> set[str]:
+        """Which of the VFs at these PCI addresses had their admin MAC cleared by our release."""
+        return self._among("SELECT pci FROM vfs_without_admin_mac WHERE pci IN ({})", pcis)
+
+    def _among(self, sql: str, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), SQL_VARIABLES):
+            chunk = keys[start : start + SQL_VARIABLES]
+            rows = self._conn.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+            found.update(row[0] for row in rows)
+        return found
+
+    def macs_of_network(self, network_id: str) -> set[str]:
+        """The admin MACs the network's endpoints hold."""
+        rows = self._conn.execute("SELECT mac FROM endpoints WHERE network_id = ?", (network_id,))
         return {row[0] for row in rows}
 
     def insert_endpoint(self, ep: EndpointRow) -> None:
         self._conn.execute(
-            "INSERT INTO endpoints (id, network_id, pf, vf, pci, netdev, mac, address, "
-            "address6, original, state, ifname) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO endpoints (id, network_id, pf, vf, pci, pf_pci, netdev, mac, address, "
+            "address6, original, state, ifname) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ep.id,
                 ep.network_id,
                 ep.pf,
                 ep.vf,
                 ep.pci,
+                ep.pf_pci,
                 ep.netdev,
                 ep.mac,
                 ep.address or "",
@@ -339,8 +368,16 @@ class SqliteTransaction:
         rows = self._conn.execute("SELECT * FROM endpoints ORDER BY pf, vf")
         return [_endpoint_row(row) for row in rows]
 
-    def endpoints_of_pf(self, pf: str) -> list[EndpointRow]:
-        rows = self._conn.execute("SELECT * FROM endpoints WHERE pf = ? ORDER BY vf", (pf,))
+    def endpoints_of_pf(self, pf_pci: str, name: str) -> list[EndpointRow]:
+        """The leases of VFs of the PF at ``pf_pci`` (named ``name`` now), its VFs there or not.
+
+        Leases recorded before PFs' addresses were (pf_pci NULL) are found by the
+        PF's name, as they were then.
+        """
+        rows = self._conn.execute(
+            "SELECT * FROM endpoints WHERE pf_pci = ? OR (pf_pci IS NULL AND pf = ?) ORDER BY vf",
+            (pf_pci, name),
+        )
         return [_endpoint_row(row) for row in rows]
 
     def pools(self) -> list[PoolRow]:
@@ -349,6 +386,8 @@ class SqliteTransaction:
         )
         return [_pool_row(row) for row in rows]
 
+
+SQL_VARIABLES = 500  # host parameters per query, well under SQLite's limit of any build
 
 # What a PoolRow is read from (the request key is only ever compared, in SQL).
 POOL_COLUMNS = "id, address_space, family, cidr, subpool, first, last, holders, cursor"
@@ -380,12 +419,21 @@ def _endpoint_row(row: sqlite3.Row) -> EndpointRow:
         mac=row["mac"],
         address=row["address"] or None,
         address6=row["address6"] or None,
-        original=VfSettings(**json.loads(row["original"])),
+        original=_settings_from_json(row["original"]),
         state=EndpointState(row["state"]),
         restore_error=row["restore_error"],
         sandbox=row["sandbox"],
         ifname=row["ifname"],
+        pf_pci=row["pf_pci"],
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_from_json(text: str) -> VfSettings:
+    """A stored VfSettings; most leases hold the same few, and a VfSettings checks itself
+    when built (a status with hundreds of leases spent a third of its time there). It is
+    immutable, so one value serves every row that stored the same text."""
+    return VfSettings(**json.loads(text))
 
 
 def _settings_to_json(settings: VfSettings) -> str:

@@ -53,6 +53,7 @@ class FakeNic:
         self.targets: list[tuple[str, int, str | None]] = []  # (PF, VF index, VF netdev) per call
         self.stats: dict[str, dict[int, VfStats]] = {}
         self.stats_reads: list[str] = []  # the PF of each vf_stats call
+        self.asked: list[str] = []  # every netdev netdev_statuses was asked about, in order
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -91,6 +92,8 @@ class FakeNic:
         self._set(vf, "mtu", mtu, mtu=mtu)
 
     def netdev_statuses(self, names):
+        names = list(names)
+        self.asked += names
         return {name: self.status.get(name, NetdevStatus.IDLE) for name in names}
 
     def netdev_address(self, vf):

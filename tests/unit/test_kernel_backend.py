@@ -21,15 +21,19 @@ import struct
 import threading
 
 import pytest
+import sysfs_trees
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from test_network import ep_id, net_id
+from test_status_metrics import Plugin
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic import netlink
 from plugin.nic.base import VF_STATS_FIELDS, NetdevStatus, VfInfo, VfRefused, VfSettings, VfStats
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.rtnl import link_message
+from plugin.nic.rtnl import LinkBrief, link_message
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
@@ -78,6 +82,16 @@ def message(attrs, index=0, flags=0):
     return decoded
 
 
+def address_message(index, family, scope):
+    """An RTM_NEWADDR of link ``index`` as pyroute2 decodes it."""
+    msg = ifaddrmsg()
+    msg["index"], msg["family"], msg["scope"] = index, family, scope
+    msg.encode()
+    decoded = ifaddrmsg(msg.data)
+    decoded.decode()
+    return decoded
+
+
 class FakeRtnl:
     """Records every call; models VF state for the PF and links by name.
 
@@ -93,7 +107,7 @@ class FakeRtnl:
         self.vf_of_netdev = {12: 3}
         self.resets_on_link_down = True
         self.flags = {12: 0}
-        self.addresses = {12: []}
+        self.addresses_of = {12: []}  # ifindex -> its RTM_NEWADDR messages
         self.report_trust = True
         self.fail_on = {}  # NLA name (or "mtu") -> errno
         self.vfs = {
@@ -176,14 +190,22 @@ class FakeRtnl:
         self.address[index] = mac
         return []
 
+    def link_brief(self, name):
+        self.calls.append(("brief", name))
+        index = self._index({"ifname": name})
+        return LinkBrief(index, self.flags.get(index, 0))
+
+    def addresses(self, index):
+        self.calls.append(("addresses", index))
+        return list(self.addresses_of.get(index, []))
+
     def get_links(self):
-        return [
-            message([("IFLA_IFNAME", name)], index, self.flags.get(index, 0))
-            for name, index in self.links.items()
-        ]
+        """A request never dumps every link of the host: its cost grows with each veth."""
+        raise AssertionError("a whole-host link dump on the request path")
 
     def get_addr(self):
-        return [addr for addrs in self.addresses.values() for addr in addrs]
+        """Nor every address of the host: only those of the one netdev asked about."""
+        raise AssertionError("a whole-host address dump on the request path")
 
     def _set_vf(self, kwargs):
         assert self._index(kwargs) == PF_INDEX  # VF settings go through the PF
@@ -460,18 +482,20 @@ def test_bad_values_never_reach_netlink(backend, fake, call):
     assert vf_sets(fake) == []
 
 
-def test_netdev_statuses_idle_busy_absent_from_one_dump(backend, fake):
+def test_netdev_statuses_idle_busy_absent_asking_about_each_netdev_alone(backend, fake):
     names = ["enp1s0f0v3", "enp1s0f0v7"]
     assert backend.netdev_statuses(names) == {
         "enp1s0f0v3": NetdevStatus.IDLE,
         "enp1s0f0v7": NetdevStatus.ABSENT,
     }
+    assert fake.calls == [("brief", "enp1s0f0v3"), ("brief", "enp1s0f0v7")]  # down: no addresses
     fake.flags[12] = 1  # IFF_UP, but no address yet
     assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.IDLE
-    fake.addresses[12] = [message([], 12)]
-    fake.addresses[12][0]["family"] = 2
+    fake.addresses_of[12] = [address_message(12, family=10, scope=253)]  # link-local IPv6
+    assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.IDLE
+    fake.addresses_of[12] = [address_message(12, family=2, scope=0)]
     assert backend.netdev_statuses(names)["enp1s0f0v3"] is NetdevStatus.BUSY
-    assert [c for c in fake.calls if c[0] == "get"] == []  # dumps only, no query per netdev
+    assert ("addresses", 12) in fake.calls  # the addresses of that link, asked by its index
 
 
 def test_one_netlink_socket_per_thread_is_kept_across_calls(backend, fake, opened):
@@ -669,3 +693,37 @@ def test_vf_stats_of_a_missing_pf_name_the_pf_and_the_errno(backend):
     with pytest.raises(DeviceError) as failed:
         backend.vf_stats("enp9s0")
     assert failed.value.message == "read VF traffic of enp9s0: No such device"
+
+
+def kernel_nic_tree() -> dict:
+    """The fake's PF in sysfs, with four VFs; only VF 3's netdev is a link the fake has."""
+    tree = sysfs_trees.pf("enp1s0f0", "0000:3b:00.0", 4, 4)
+    for index in range(4):
+        tree.update(
+            sysfs_trees.vf("0000:3b:00.0", index, f"0000:3b:02.{index}", f"enp1s0f0v{index}")
+        )
+    return tree
+
+
+def test_the_request_path_never_dumps_the_hosts_links_or_addresses(tmp_path, backend, fake):
+    """A host with containers has hundreds of veths: no request may read them all.
+
+    FakeRtnl refuses get_links and get_addr; every call Docker makes for a
+    container, status and a metrics scrape run on the kernel backend here.
+    """
+    plugin = Plugin(tmp_path, kernel_nic_tree(), nic=backend)
+    pool = plugin.network(1, pf_iface="enp1s0f0", vlanid=100)
+    fake.flags[12] = 1  # VF 3's netdev up, without addresses: still free
+    plugin.endpoint(1, 1, pool)
+    status = plugin.status()
+    plugin.metrics()
+    ids = {"NetworkID": net_id(1), "EndpointID": ep_id(1)}
+    plugin.ok("NetworkDriver.Leave", ids)
+    plugin.ok("NetworkDriver.DeleteEndpoint", ids)
+
+    (pf_view,) = status["pfs"]
+    assert pf_view["vf_counts"] == {"free": 0, "leased": 1, "unusable": 3}
+    assert pf_view["vfs"][0]["reason"] == "its netdev enp1s0f0v0 is not in the host namespace"
+    asked = {name for command, name in fake.calls if command == "brief"}
+    assert asked == {f"enp1s0f0v{index}" for index in range(4)}  # each VF netdev, by name
+    assert ("addresses", 12) in fake.calls  # of the one netdev that was up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -49,11 +50,37 @@ def test_a_fresh_store_is_at_the_latest_version_with_the_same_tables_as_a_migrat
     assert user_version(migrated) == 0
     Store(tmp_path / "old")
 
-    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 4
+    assert user_version(fresh) == user_version(migrated) == LATEST_VERSION == 5
     tables = ("pools", "addresses", "networks", "network_ports", "endpoints")
     for table in (*tables, "vfs_without_admin_mac", "leases_boot"):  # newer than the fixture
         assert columns(fresh, table) == columns(migrated, table), table
-    assert columns(fresh, "endpoints")[-3:] == ["restore_error", "sandbox", "ifname"]
+    assert columns(fresh, "endpoints")[-4:] == ["restore_error", "sandbox", "ifname", "pf_pci"]
+    assert indexes(fresh, "endpoints") == indexes(migrated, "endpoints")
+
+
+def indexes(path: Path, table: str) -> list[tuple[str, int]]:
+    """(name, unique) of each index of ``table``, the implicit ones (autoindex) included."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted((row[1], row[2]) for row in conn.execute(f"PRAGMA index_list({table})"))
+    finally:
+        conn.close()
+
+
+def test_a_version_3_lease_is_keyed_by_its_vf_address_and_still_found_by_its_pf_name(tmp_path):
+    write_v1_store(tmp_path)
+    store = Store(tmp_path)
+    with store.transaction() as tx:
+        ep = tx.endpoint("ep-v1")
+        assert ep.pf_pci is None  # not recorded before version 5
+        assert tx.is_leased(ep.pci)
+        assert tx.leased_among([ep.pci, "0000:99:00.0"]) == {ep.pci}
+        # a PF's leases of before are found by the PF's name, as they were recorded
+        assert [e.id for e in tx.endpoints_of_pf("0000:3b:00.0", "pf0")] == ["ep-v1"]
+        assert tx.endpoints_of_pf("0000:3b:00.0", "pf9") == []
+        # the VF's address is the key now: a second lease of it is refused by the store
+        with pytest.raises(sqlite3.IntegrityError):
+            tx.insert_endpoint(dataclasses.replace(ep, id="ep-2", pf="pf1", vf=7))
 
 
 def test_a_version_1_store_keeps_every_lease_and_address_after_migrating(tmp_path):

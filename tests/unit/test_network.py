@@ -180,6 +180,18 @@ def test_lowest_free_vf_skips_busy_absent_and_vfio(make):
     assert "pf0 (link up): 1 of 4 leased, 3 unusable" in err.value.message
 
 
+def test_create_endpoint_asks_about_the_netdev_of_the_vf_it_leases_and_no_other(make):
+    """The cost of CreateEndpoint must not grow with the VFs a PF has, nor with the host."""
+    svc, nic, _ = make(nic_tree(vfs0=8))
+    svc.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
+    nic.status = {"pf0v0": NetdevStatus.BUSY}
+    svc.create_endpoint(net_id(1), ep_id(1))
+    assert nic.asked == ["pf0v0", "pf0v1"]  # VF 0 is busy; VF 1 is leased
+    nic.asked.clear()
+    svc.create_endpoint(net_id(1), ep_id(2))
+    assert nic.asked == ["pf0v0", "pf0v2"]
+
+
 def test_several_pfs_draw_from_the_one_with_most_free_vfs(make):
     svc, _, _ = make(nic_tree(vfs0=2, vfs1=3))
     svc.create_network(net_id(1), options(pf_iface="pf0,pf1"), GATEWAY)

@@ -10,6 +10,7 @@ from test_network import GATEWAY, ep_id, net_id, nic_tree, options
 from plugin.errors import DeviceError
 from plugin.model.networks import NetworkPf, NetworkRow
 from plugin.nic.sysfs import Sysfs
+from plugin.services.inventory import Inventory
 from plugin.services.networks import NetworkService
 from plugin.services.recovery import HostRecovery, read_boot_id
 from plugin.state.sqlite import Store
@@ -40,7 +41,7 @@ def make(tmp_path, tree):
         sysfs,
         store,
         HostRecovery(
-            store, sysfs, NetworkService(store, sysfs, FakeNic()), clock=clock, sleep=clock.sleep
+            store, sysfs, Inventory(store, sysfs, FakeNic()), clock=clock, sleep=clock.sleep
         ),
         clock,
     )
@@ -83,7 +84,7 @@ BOOT_A, BOOT_B = "0a0a0a0a-0000-4000-8000-00000000000a", "0b0b0b0b-0000-4000-800
 def start_in_boot(store, sysfs, boot_id):
     """The plugin starting in the boot ``boot_id``: a new HostRecovery, at_start."""
     network = NetworkService(store, sysfs, FakeNic(), sync_leases=False)
-    HostRecovery(store, sysfs, network, boot_id=boot_id).at_start()
+    HostRecovery(store, sysfs, Inventory(store, sysfs, FakeNic()), boot_id=boot_id).at_start()
     return network
 
 

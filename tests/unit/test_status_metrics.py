@@ -27,9 +27,9 @@ from plugin.state.sqlite import Store
 class Plugin:
     """The app as server.py assembles it, driven as Docker drives it."""
 
-    def __init__(self, tmp_path, tree=None):
+    def __init__(self, tmp_path, tree=None, nic=None):
         self.sysfs = Sysfs(build(tmp_path / "sys", tree or nic_tree(vfs0=4)))
-        self.nic = FakeNic()
+        self.nic = nic or FakeNic()
         self.store = Store(tmp_path / "state")
         pools = parse_default_pools("10.9.0.0/16:24")
         app = assemble_app(self.store, self.sysfs, self.nic, pools, Metrics())

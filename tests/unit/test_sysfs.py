@@ -99,6 +99,33 @@ def test_vf_by_pci_reads_the_vf_as_it_is_now(sysfs, tmp_path):
     assert s.vf_by_pci(PF_PCI) is None  # a PF is no VF
 
 
+def test_vf_by_pci_with_the_index_it_had_checks_that_index_first_and_still_finds_it_moved(
+    sysfs,
+):
+    s = sysfs({**two_vfs(), **vf(PF_PCI, 2, "0000:3b:02.2", "enp1s0f0v2")})
+    assert s.vf_by_pci("0000:3b:02.1", hint=1) == s.vf("enp1s0f0", 1)
+    assert s.vf_by_pci("0000:3b:02.1", hint=0) == s.vf("enp1s0f0", 1)  # a wrong hint: walked
+    assert s.vf_by_pci("0000:3b:02.1", hint=7) == s.vf("enp1s0f0", 1)  # no such virtfn
+    assert s.vf_by_pci("0000:3b:02.2", hint=2) is None  # its link is there, but numvfs is 2
+
+
+def test_virtfns_list_enabled_vfs_and_describe_reads_one_as_vfs_does(sysfs, tmp_path):
+    tree = {**two_vfs(), **vf(PF_PCI, 2, "0000:3b:02.2", "enp1s0f0v2")}
+    tree.update(vf(PF_PCI, 1, "0000:3b:02.1", None, "vfio-pci"))
+    del tree[f"{PCI_ROOT}/0000:3b:02.1/net/enp1s0f0v1/mtu"]
+    del tree[f"{PCI_ROOT}/0000:3b:02.1/net/enp1s0f0v1/device"]
+    del tree["class/net/enp1s0f0v1"]
+    s = sysfs(tree)
+    refs = s.virtfns("enp1s0f0")
+    assert [(r.pf, r.index, r.pci) for r in refs] == [
+        ("enp1s0f0", 0, "0000:3b:02.0"),
+        ("enp1s0f0", 1, "0000:3b:02.1"),
+    ]  # virtfn2 is beyond sriov_numvfs
+    assert [s.describe_vf(r) for r in refs] == s.vfs("enp1s0f0")
+    swap_netdevs(tmp_path, ("0000:3b:02.0", "enp1s0f0v0"), ("0000:3b:02.2", "enp1s0f0v2"))
+    assert s.describe_vf(refs[0]).netdev == "enp1s0f0v2"  # read when asked, not when listed
+
+
 def test_vf_by_pci_checks_the_address_before_any_path(sysfs):
     with pytest.raises(InvalidRequest, match=r"VF '\.\./\.\./x' is not a PCI address"):
         sysfs(two_vfs()).vf_by_pci("../../x")

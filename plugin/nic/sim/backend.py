@@ -67,29 +67,8 @@ class SimBackend:
             raise vf_error(vf, "mtu", VfSettings(mtu=mtu), _why(err)) from err
 
     def netdev_statuses(self, names: Iterable[str]) -> dict[str, NetdevStatus]:
-        """One ioctl per VF netdev for presence and the up flag; netlink only for those up.
-
-        The simulated VFs share the namespace with every veth and bridge of the
-        fabric, and a netlink link dump costs 0.2-0.3 ms of pyroute2 decoding
-        per link in it; the ioctl costs microseconds whatever the namespace holds.
-        """
-        names = [check_ifname(name) for name in names]
-        statuses, up = {}, []
-        for name in names:
-            try:
-                flags = sockios.flags(name)
-            except OSError as err:
-                if err.errno != errno.ENODEV:
-                    raise DeviceError(f"read status of {name}: {err.strerror}") from err
-                statuses[name] = NetdevStatus.ABSENT
-                continue
-            if flags & sockios.IFF_UP:
-                up.append(name)
-            else:
-                statuses[name] = NetdevStatus.IDLE
-        if up:
-            statuses.update(self._netdevs.statuses(up))
-        return statuses
+        """As on real VFs: the simulated VF netdevs are real veths of this namespace."""
+        return self._netdevs.statuses(names)
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         if vf.netdev is None:
