@@ -52,6 +52,19 @@ class LeanClient:
         data = json.dumps(body).encode() if body is not None else b""
         head = f"POST /{method} HTTP/1.1\r\nHost: plugin\r\nContent-Length: {len(data)}\r\n\r\n"
         self._sock.sendall(head.encode() + data)
+        status, reply = self.reply()
+        return status, json.loads(reply)
+
+    def get(self, path: str) -> bytes:
+        """GET ``path`` (the plugin's /status, /metrics); the body of a 200, else exit."""
+        self._sock.sendall(f"GET {path} HTTP/1.1\r\nHost: plugin\r\n\r\n".encode())
+        status, body = self.reply()
+        if status != 200:
+            raise SystemExit(f"GET {path} -> {status}")
+        return body
+
+    def reply(self) -> tuple[int, bytes]:
+        """The next reply's status and its Content-Length body."""
         while b"\r\n\r\n" not in self._buffer:
             self._receive()
         header, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
@@ -64,8 +77,8 @@ class LeanClient:
         )
         while len(self._buffer) < length:
             self._receive()
-        reply, self._buffer = self._buffer[:length], self._buffer[length:]
-        return status, json.loads(reply)
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return status, body
 
     def _receive(self) -> None:
         chunk = self._sock.recv(65536)

@@ -71,28 +71,6 @@ def run(*args: str, stdin: str | None = None) -> str:
     return proc.stdout
 
 
-class Client(LeanClient):
-    """LeanClient with GET for the plugin's /status and /metrics."""
-
-    def get(self, path: str) -> bytes:
-        self._sock.sendall(f"GET {path} HTTP/1.1\r\nHost: plugin\r\n\r\n".encode())
-        while b"\r\n\r\n" not in self._buffer:
-            self._receive()
-        header, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
-        lines = header.decode("latin-1").split("\r\n")
-        if lines[0].split()[1] != "200":
-            raise SystemExit(f"GET {path} -> {lines[0]}")
-        length = next(
-            int(line.split(":", 1)[1])
-            for line in lines
-            if line.lower().startswith("content-length:")
-        )
-        while len(self._buffer) < length:
-            self._receive()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return body
-
-
 def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
@@ -262,7 +240,7 @@ class Target:
 
     host: Host
     plugin: PluginProcess
-    client: Client
+    client: LeanClient
     network: Network
     wall: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
@@ -334,7 +312,7 @@ def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
             host.add_links(count, kind)
             env = plugin_env(scratch / f"links-{count}", sysfs, "sim")
             plugin = stack.enter_context(PluginProcess(env, netns=host.name))
-            client = Client(plugin.socket_path)
+            client = LeanClient(plugin.socket_path)
             stack.callback(client.close)
             network = Network(client, pf, "10.41.0.0/16").create()
             targets.append(Target(host, plugin, client, network))
@@ -348,7 +326,7 @@ def kernel_links_part(scratch: Path, pf: str, runs: int, kind: str) -> dict:
     with Host(None) as host:
         env = plugin_env(scratch / "links", Path("/sys"), "kernel")
         with PluginProcess(env, startup_limit=STARTUP_LIMIT_S) as plugin:
-            client = Client(plugin.socket_path)
+            client = LeanClient(plugin.socket_path)
             network = Network(client, pf, "10.41.0.0/16").create()
             targets = [Target(host, plugin, client, network) for _ in LINK_COUNTS]
             per_round = max(1, runs // ROUNDS)
@@ -363,7 +341,7 @@ def kernel_links_part(scratch: Path, pf: str, runs: int, kind: str) -> dict:
 
 def parallel_part(network: Network, socket_path: Path) -> dict:
     """32 containers started by 32 clients at once, then 32 one after another."""
-    clients = [Client(socket_path) for _ in range(PARALLEL)]
+    clients = [LeanClient(socket_path) for _ in range(PARALLEL)]
     barrier = threading.Barrier(PARALLEL + 1)
     started: list[tuple[str, str] | None] = [None] * PARALLEL
     failures: list[str] = []
@@ -422,7 +400,7 @@ def scale_part(scratch: Path, runs: int) -> dict:
                 sim_create(host, sysfs, pf, VFS_PER_PF)
             env = plugin_env(scratch / f"scale-{name}", sysfs, "sim")
             plugin = stack.enter_context(PluginProcess(env, netns=host.name))
-            client = Client(plugin.socket_path)
+            client = LeanClient(plugin.socket_path)
             stack.callback(client.close)
             nets = [Network(client, pf, f"10.{50 + n}.0.0/16").create() for n, pf in enumerate(pfs)]
             targets.append(Target(host, plugin, client, nets[0]))
