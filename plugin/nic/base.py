@@ -100,7 +100,7 @@ class VlanProto(enum.StrEnum):
 
 
 class VfLinkState(enum.StrEnum):
-    """A VF's administrative link state; the order is the kernel's (IFLA_VF_LINK_STATE_*)."""
+    """A VF's administrative link state; its kernel codes are rtnl.KERNEL_LINK_STATES."""
 
     AUTO = "auto"
     ENABLE = "enable"

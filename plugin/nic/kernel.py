@@ -1,9 +1,8 @@
 """The NIC backend for real SR-IOV hardware: VF settings through the PF over netlink.
 
 Settings go into IFLA_VFINFO_LIST of an RTM_SETLINK on the PF
-(``ipr.link("set", ifname=<pf>, vf={...})``); they are read back from an
-RTM_GETLINK with ext_mask=1 (RTEXT_FILTER_VF). Only the MTU is set on the VF's
-own netdev.
+(``Rtnl.set_vf``); they are read back from the PF's RTM_NEWLINK with its VF
+list (``Rtnl.vf_info``). Only the MTU is set on the VF's own netdev.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError
 from plugin.nic import netlink
@@ -23,7 +21,6 @@ from plugin.nic.base import (
     VF_STATS_FIELDS,
     NetdevStatus,
     VfInfo,
-    VfLinkState,
     VfRefused,
     VfSettings,
     VfStats,
@@ -32,19 +29,13 @@ from plugin.nic.base import (
 from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
-from plugin.nic.rtnl import Rtnl
+from plugin.nic.rtnl import LINK_STATE_OF_KERNEL_CODE, VLAN_PROTOCOL_OF_KERNEL_CODE, Rtnl
 
 if TYPE_CHECKING:
     from pyroute2.netlink import nla_base
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-RTEXT_FILTER_VF = 1
-ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q, ETH_P_8021AD
-PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
-LINK_STATES = tuple(VfLinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
-
-pad_vlan_info_to_kernel_size()
 
 
 class KernelBackend:
@@ -58,7 +49,7 @@ class KernelBackend:
         """The VF's settings as the PF reports them, plus its netdev's MTU."""
         try:
             with self._iproute() as ipr:
-                pf = ipr.link("get", ifname=vf.pf, ext_mask=RTEXT_FILTER_VF)[0]
+                pf = ipr.vf_info(vf.pf)
                 mtu = netlink.get_mtu(ipr, vf.netdev) if vf.netdev else None
         except NetlinkError as err:
             raise DeviceError(f"read {vf_label(vf)}: {netlink.strerror(err)}") from err
@@ -74,12 +65,11 @@ class KernelBackend:
         (``_adopt_admin_mac``); if the netdev does not take it, the admin MAC is
         put back as it was and the VF refused.
         """
-        spec = _vf_spec(vf.index, settings)
         adopt = settings.mac not in (None, NO_ADMIN_MAC) and vf.netdev is not None
         previous = self.read_vf(vf).mac if adopt else None
         try:
             with self._iproute() as ipr:
-                ipr.link("set", ifname=check_ifname(vf.pf, "pf_iface"), vf=spec)
+                ipr.set_vf(check_ifname(vf.pf, "pf_iface"), vf.index, settings)
                 if adopt:
                     self._adopt_admin_mac(ipr, vf, settings.mac, previous)
         except NetlinkError as err:
@@ -103,22 +93,20 @@ class KernelBackend:
         """
         netdev = check_ifname(vf.netdev)
         try:
-            link = netlink.get_link(ipr, netdev)
+            link = ipr.link(netdev)
             if link.get_attr("IFLA_ADDRESS") == mac:
                 return
             first, second = (
-                (netlink.set_down, netlink.set_up)
-                if netlink.is_up(link)
-                else (netlink.set_up, netlink.set_down)
+                (ipr.set_down, ipr.set_up) if netlink.is_up(link) else (ipr.set_up, ipr.set_down)
             )
-            first(ipr, netdev)
-            second(ipr, netdev)
-            if netlink.get_link(ipr, netdev).get_attr("IFLA_ADDRESS") != mac:
-                netlink.set_address(ipr, netdev, mac)
+            first(netdev)
+            second(netdev)
+            if ipr.link(netdev).get_attr("IFLA_ADDRESS") != mac:
+                ipr.set_address(netdev, mac)
         except NetlinkError as err:
             if err.code == errno.ENODEV:  # not in this namespace: no netdev to carry it
                 return
-            ipr.link("set", ifname=vf.pf, vf={"vf": vf.index, "mac": previous})
+            ipr.set_vf(vf.pf, vf.index, VfSettings(mac=previous))
             why = f"{netdev} does not take it: {netlink.strerror(err)}"
             raise VfRefused(vf, why) from err
 
@@ -128,7 +116,7 @@ class KernelBackend:
             raise vf_error(vf, "mtu", VfSettings(mtu=mtu), "the VF has no netdev")
         try:
             with self._iproute() as ipr:
-                netlink.set_mtu(ipr, check_ifname(vf.netdev), mtu)
+                ipr.set_mtu(check_ifname(vf.netdev), mtu)
         except NetlinkError as err:
             why = f"{vf.netdev}: {netlink.strerror(err)}"
             raise vf_error(vf, "mtu", VfSettings(mtu=mtu), why) from err
@@ -143,10 +131,10 @@ class KernelBackend:
         """IFLA_VF_STATS of every VF, from the one RTM_GETLINK of the PF that lists its VFs."""
         try:
             with self._iproute() as ipr:
-                msg = ipr.link("get", ifname=check_ifname(pf, "pf_iface"), ext_mask=RTEXT_FILTER_VF)
+                msg = ipr.vf_info(check_ifname(pf, "pf_iface"))
         except NetlinkError as err:
             raise DeviceError(f"read VF traffic of {pf}: {netlink.strerror(err)}") from err
-        return vf_stats_of(msg[0])
+        return vf_stats_of(msg)
 
 
 def vf_stats_of(pf_msg: ifinfmsg) -> dict[int, VfStats]:
@@ -172,27 +160,6 @@ def vf_stats_of(pf_msg: ifinfmsg) -> dict[int, VfStats]:
     return stats
 
 
-def _vf_spec(index: int, s: VfSettings) -> dict:
-    """pyroute2's ``vf=`` argument for the non-None VF fields of ``s`` (the MTU is not one)."""
-    spec: dict = {"vf": index}
-    if s.mac is not None:
-        spec["mac"] = s.mac
-    if s.vlan is not None:
-        if s.proto == VlanProto.DOT1AD:  # only IFLA_VF_VLAN_LIST carries the protocol
-            spec["vlan"] = [{"vlan": s.vlan, "qos": s.qos, "proto": ETHERTYPES[s.proto]}]
-        else:  # the classic attribute, which every driver takes
-            spec["vlan"] = {"vlan": s.vlan, "qos": s.qos}
-    if s.max_tx_rate is not None:
-        spec["rate"] = {"min_tx_rate": s.min_tx_rate, "max_tx_rate": s.max_tx_rate}
-    if s.spoofchk is not None:
-        spec["spoofchk"] = int(s.spoofchk)
-    if s.link_state is not None:
-        spec["link_state"] = LINK_STATES.index(s.link_state)
-    if s.trust is not None:
-        spec["trust"] = int(s.trust)
-    return spec
-
-
 def _vf_info(pf_msg: ifinfmsg, index: int) -> nla_base | None:
     """The IFLA_VF_INFO of VF ``index`` in an RTM_NEWLINK of the PF, None if absent."""
     vflist = pf_msg.get_attr("IFLA_VFINFO_LIST")
@@ -216,7 +183,7 @@ def _settings(info: nla_base, mtu: int | None) -> VfSettings:
         proto=None if vlan is None else _proto(info),
         spoofchk=_flag(info, "IFLA_VF_SPOOFCHK", "spoofchk"),
         trust=_flag(info, "IFLA_VF_TRUST", "trust"),
-        link_state=LINK_STATES[link_state] if link_state in range(len(LINK_STATES)) else None,
+        link_state=LINK_STATE_OF_KERNEL_CODE.get(link_state),
         min_tx_rate=None if rate is None else rate["min_tx_rate"],
         max_tx_rate=None if rate is None else rate["max_tx_rate"],
         mtu=mtu,
@@ -229,7 +196,7 @@ def _proto(info: nla_base) -> VlanProto | None:
     entries = [] if vlist is None else vlist.get_attrs("IFLA_VF_VLAN_INFO")
     if not entries:
         return VlanProto.DOT1Q
-    return PROTOS.get(entries[0]["proto"])
+    return VLAN_PROTOCOL_OF_KERNEL_CODE.get(entries[0]["proto"])
 
 
 def _field(info: nla_base, attr: str, key: str) -> int | None:

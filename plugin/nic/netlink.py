@@ -1,6 +1,8 @@
 """Small rtnetlink helpers shared by the NIC backends and the simulated NIC.
 
-Each takes an open ``Rtnl`` (the caller owns it: ``with Rtnl() as ipr``,
+What one typed ``Rtnl`` call does is called directly; these are what takes
+more than one, or reads a failure as an answer (no such link: None). Each
+takes an open ``Rtnl`` (the caller owns it: ``with Rtnl() as ipr``,
 or the backends' ``SocketPerThread``) and link names that have already passed
 names.check_ifname. Failures are pyroute2 ``NetlinkError``s; a link that does
 not exist in this network namespace is ``NetlinkError(ENODEV)``, so callers
@@ -77,12 +79,6 @@ def require_index(ipr: Rtnl, name: str) -> int:
     return index
 
 
-def get_link(ipr: Rtnl, name: str) -> ifinfmsg:
-    """The RTM_NEWLINK message of ``name`` (the kernel looks it up by name: one
-    round trip); NetlinkError(ENODEV) if absent."""
-    return ipr.link("get", ifname=name)[0]
-
-
 def netdev_status(ipr: Rtnl, name: str) -> NetdevStatus:
     """What this namespace says of netdev ``name``, asked about that netdev alone.
 
@@ -121,7 +117,7 @@ def get_address(ipr: Rtnl, name: str) -> str | None:
 
 def _link_if_present(ipr: Rtnl, name: str) -> ifinfmsg | None:
     try:
-        return get_link(ipr, name)
+        return ipr.link(name)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return None
@@ -130,26 +126,10 @@ def _link_if_present(ipr: Rtnl, name: str) -> ifinfmsg | None:
 
 def master_of(ipr: Rtnl, name: str) -> str | None:
     """The name of the bridge ``name`` is plugged into, None if none."""
-    master = get_link(ipr, name).get_attr("IFLA_MASTER")
+    master = ipr.link(name).get_attr("IFLA_MASTER")
     if not master:
         return None
-    return ipr.link("get", index=master)[0].get_attr("IFLA_IFNAME")
-
-
-def set_mtu(ipr: Rtnl, name: str, mtu: int) -> None:
-    ipr.link("set", ifname=name, mtu=mtu)
-
-
-def set_address(ipr: Rtnl, name: str, mac: str) -> None:
-    ipr.link("set", ifname=name, address=mac)
-
-
-def set_up(ipr: Rtnl, name: str) -> None:
-    ipr.link("set", ifname=name, state="up")
-
-
-def set_down(ipr: Rtnl, name: str) -> None:
-    ipr.link("set", ifname=name, state="down")
+    return ipr.link_at(master).get_attr("IFLA_IFNAME")
 
 
 def is_up(link: ifinfmsg) -> bool:
@@ -158,28 +138,25 @@ def is_up(link: ifinfmsg) -> bool:
 
 
 def set_master(ipr: Rtnl, name: str, bridge: str) -> None:
-    ipr.link("set", ifname=name, master=require_index(ipr, bridge))
-
-
-def add_veth(ipr: Rtnl, name: str, peer: str) -> None:
-    ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
+    """Plug ``name`` into bridge ``bridge``, both by name."""
+    ipr.set_master(name, require_index(ipr, bridge))
 
 
 def add_bridge(ipr: Rtnl, name: str) -> None:
     """Create bridge ``name`` (up) unless it already exists (EEXIST: made earlier,
     or by a concurrent creator)."""
     try:
-        ipr.link("add", ifname=name, kind="bridge")
+        ipr.add_bridge(name)
     except NetlinkError as err:
         if err.code != errno.EEXIST:
             raise
-    set_up(ipr, name)
+    ipr.set_up(name)
 
 
 def delete_link(ipr: Rtnl, name: str) -> bool:
     """Delete ``name`` if it exists; True if it did. Deleting one end of a veth deletes both."""
     try:
-        ipr.link("del", ifname=name)
+        ipr.delete(name)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return False

@@ -18,8 +18,8 @@ itself (``from pyroute2 import IPRoute`` elsewhere in the process) runs the
 real ``__init__`` then, so nothing else sees a difference.
 
 **The size of IFLA_VF_VLAN_INFO** (``pad_vlan_info_to_kernel_size``, at the
-import of the kernel backend). pyroute2 (0.9.7) declares the struct as its 14
-bytes of fields, but the kernel checks the attribute against
+import of ``plugin.nic.rtnl``, which builds every VF request). pyroute2 (0.9.7)
+declares the struct as its 14 bytes of fields, but the kernel checks the attribute against
 sizeof(struct ifla_vf_vlan_info), which includes two bytes of tail padding, and
 answers EINVAL: no 802.1ad VLAN could ever be set. Adding the padding as a field
 fixes encoding and decoding alike; once pyroute2 declares the full size it does

@@ -1,26 +1,31 @@
-"""An rtnetlink socket for the NIC layer: pyroute2's messages on a plain netlink socket.
+"""An rtnetlink socket for the NIC layer: typed link calls, pyroute2's messages underneath.
 
-The NIC layer makes a handful of link requests (get a link or a PF's VF list,
-set MTU, MAC, up/down, master or VF settings, add a veth or a bridge, delete a
-link), asks about one VF netdev at a time (``link_brief``: its index and flags;
-``addresses``: the addresses of that one link), and has two whole-namespace
-dumps (links, addresses) that only the simulated NIC's setup and tests use: a
-request never dumps the host, whose cost grows with every veth on it.
+The NIC layer asks a handful of things of rtnetlink, and ``Rtnl`` has one typed
+method for each: a link by name (``link``) or index (``link_at``), a PF with its
+VF list (``vf_info``), a VF's settings through its PF (``set_vf``), a link's MTU,
+MAC, up/down state and master (``set_mtu``, ``set_address``, ``set_up``,
+``set_down``, ``set_master``), a veth pair or a bridge to add (``add_veth``,
+``add_bridge``), a link to delete (``delete``). It asks about one VF netdev at
+a time (``link_brief``: its index and flags; ``addresses``: the addresses of
+that one link), and has two whole-namespace dumps (``get_links``,
+``get_addr``) that only the simulated NIC's setup and tests use: a request
+never dumps the host, whose cost grows with every veth on it.
 
 pyroute2's ``IPRoute`` (0.9) runs every call through an asyncio event loop,
 and importing it brings in its probe, namespace and test-support modules,
 ``ssl`` among them: about 5 MB of the plugin's resident memory, for which
 issue 9 has no room.
 
-``Rtnl`` takes the same calls as ``IPRoute`` for that subset (``link``,
-``link_lookup``, ``get_links``, ``get_addr``, ``close``), plus the two typed
-reads above, so the backends and their recording fakes speak one interface.
-pyroute2 still does all the netlink work that is hard to get right: its
-request filters turn the keyword arguments into attributes (``vf={...}`` into
-IFLA_VFINFO_LIST, ``state="up"`` into flags, ``kind``/``peer`` into
-IFLA_LINKINFO), its ``ifinfmsg``/``ifaddrmsg`` classes encode and decode, and
-failures are its ``NetlinkError``. What is left here is the socket: send one
-request, read its replies by sequence number.
+pyroute2 still does the netlink work that is hard to get right, here and
+nowhere else in the plugin: its request filters turn keyword arguments into
+attributes (``vf={...}`` into IFLA_VFINFO_LIST, ``state="up"`` into flags,
+``kind``/``peer`` into IFLA_LINKINFO), its ``ifinfmsg``/``ifaddrmsg`` classes
+encode and decode, and failures are its ``NetlinkError``. ``request`` is the
+general form the typed calls are built on (``IPRoute.link``'s arguments); the
+VF settings' kernel codes (``KERNEL_VLAN_PROTOCOLS``, ``KERNEL_LINK_STATES``)
+and the request that carries them (``vf_request``) are here too, so callers
+speak ``VfSettings``. What is left is the socket: send one request, read its
+replies by sequence number.
 """
 
 from __future__ import annotations
@@ -56,10 +61,14 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.requests.link import LinkFieldFilter, LinkIPRouteFilter
 from pyroute2.requests.main import RequestProcessor
 
+from plugin.nic.base import VfLinkState, VfSettings, VlanProto
+from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
+
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr: len, type, flags, seq, pid
 IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg: family, type, index, flags, change
 ATTR = struct.Struct("=HH")  # struct nlattr: len, type
 IFLA_IFNAME, IFLA_EXT_MASK = 3, 29
+RTEXT_FILTER_VF = 1  # a link's reply lists its VFs (IFLA_VFINFO_LIST)
 RTEXT_FILTER_SKIP_STATS = 1 << 3  # a link's counters are not wanted: less to build and send
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 ERROR_CODE = struct.Struct("=i")  # struct nlmsgerr starts with the negative errno
@@ -74,6 +83,15 @@ LINK_COMMANDS = {
     "del": (RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK),
 }
 REPLY_CLASSES = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg}
+
+# The kernel's codes for a VF's VLAN protocol (ETH_P_8021Q, ETH_P_8021AD) and
+# link state (IFLA_VF_LINK_STATE_AUTO, _ENABLE, _DISABLE), and the reverse.
+KERNEL_VLAN_PROTOCOLS = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}
+KERNEL_LINK_STATES = {VfLinkState.AUTO: 0, VfLinkState.ENABLE: 1, VfLinkState.DISABLE: 2}
+VLAN_PROTOCOL_OF_KERNEL_CODE = {code: proto for proto, code in KERNEL_VLAN_PROTOCOLS.items()}
+LINK_STATE_OF_KERNEL_CODE = {code: state for state, code in KERNEL_LINK_STATES.items()}
+
+pad_vlan_info_to_kernel_size()  # before any VF request is encoded (see pyroute2_fixes)
 
 
 class LinkBrief(NamedTuple):
@@ -109,27 +127,73 @@ class Rtnl:
     def close(self) -> None:
         self._sock.close()
 
-    def link(self, command: str, **arguments: object) -> list[ifinfmsg]:
+    def request(self, command: str, **arguments: object) -> list[ifinfmsg]:
         """A link request as ``IPRoute.link`` takes it: "get", "set", "add" or "del".
 
         Returns the link for "get", nothing for the others. A link that does not
-        exist is NetlinkError(ENODEV), as the kernel answers it.
+        exist is NetlinkError(ENODEV), as the kernel answers it. The typed calls
+        below are built on this; the NIC layer uses them, not this.
         """
         if command not in LINK_COMMANDS:
             raise ValueError(f"rtnl link: unknown command {command!r}")
         msg_type, flags = LINK_COMMANDS[command]
-        request = link_message(command, arguments)
-        return self._exchange(request, msg_type, flags)
+        return self._exchange(link_message(command, arguments), msg_type, flags)
+
+    def link(self, name: str) -> ifinfmsg:
+        """The RTM_NEWLINK of link ``name`` (the kernel looks it up by name: one
+        round trip); NetlinkError(ENODEV) if absent."""
+        return self.request("get", ifname=name)[0]
+
+    def link_at(self, index: int) -> ifinfmsg:
+        """The RTM_NEWLINK of the link with ``index``; NetlinkError(ENODEV) if absent."""
+        return self.request("get", index=index)[0]
+
+    def vf_info(self, pf: str) -> ifinfmsg:
+        """The RTM_NEWLINK of PF ``pf`` with its VF list (IFLA_VFINFO_LIST): one
+        IFLA_VF_INFO per VF, its settings and IFLA_VF_STATS."""
+        return self.request("get", ifname=pf, ext_mask=RTEXT_FILTER_VF)[0]
+
+    def set_vf(self, pf: str, index: int, settings: VfSettings) -> None:
+        """Every non-None VF field of ``settings`` for VF ``index``, in one RTM_SETLINK
+        on ``pf`` (``vf_request``); the kernel applies them in its own order and
+        stops at the first it refuses."""
+        self._exchange(vf_request(pf, index, settings), *LINK_COMMANDS["set"])
+
+    def set_mtu(self, name: str, mtu: int) -> None:
+        self.request("set", ifname=name, mtu=mtu)
+
+    def set_address(self, name: str, mac: str) -> None:
+        self.request("set", ifname=name, address=mac)
+
+    def set_up(self, name: str) -> None:
+        self.request("set", ifname=name, state="up")
+
+    def set_down(self, name: str) -> None:
+        self.request("set", ifname=name, state="down")
+
+    def set_master(self, name: str, master: int) -> None:
+        """Plug link ``name`` into the bridge with index ``master``."""
+        self.request("set", ifname=name, master=master)
+
+    def add_veth(self, name: str, peer: str) -> None:
+        self.request("add", ifname=name, kind="veth", peer={"ifname": peer})
+
+    def add_bridge(self, name: str) -> None:
+        """Create bridge ``name``; NetlinkError(EEXIST) if a link has that name."""
+        self.request("add", ifname=name, kind="bridge")
+
+    def delete(self, name: str) -> None:
+        """Delete link ``name``; NetlinkError(ENODEV) if absent."""
+        self.request("del", ifname=name)
 
     def link_lookup(self, ifname: str) -> list[int]:
         """``[index]`` of the link named ``ifname`` in this namespace, ``[]`` if there is none."""
         try:
-            links = self.link("get", ifname=ifname)
+            return [self.link(ifname)["index"]]
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return []
             raise
-        return [link["index"] for link in links]
 
     def link_brief(self, name: str) -> LinkBrief:
         """Index and flags of the link named ``name``: one RTM_GETLINK for that link.
@@ -272,6 +336,33 @@ def link_message(command: str, arguments: dict[str, object]) -> ifinfmsg:
         if value is not None and msg.valid_nla(nla):
             msg["attrs"].append([nla, value])
     return msg
+
+
+def vf_request(pf: str, index: int, settings: VfSettings) -> ifinfmsg:
+    """The RTM_SETLINK of PF ``pf`` that gives VF ``index`` the non-None VF fields of
+    ``settings`` (the MTU is not one: it is the VF netdev's own)."""
+    return link_message("set", {"ifname": pf, "vf": _vf_spec(index, settings)})
+
+
+def _vf_spec(index: int, s: VfSettings) -> dict:
+    """pyroute2's ``vf=`` argument for the non-None VF fields of ``s``."""
+    spec: dict = {"vf": index}
+    if s.mac is not None:
+        spec["mac"] = s.mac
+    if s.vlan is not None:
+        if s.proto == VlanProto.DOT1AD:  # only IFLA_VF_VLAN_LIST carries the protocol
+            spec["vlan"] = [{"vlan": s.vlan, "qos": s.qos, "proto": KERNEL_VLAN_PROTOCOLS[s.proto]}]
+        else:  # the classic attribute, which every driver takes
+            spec["vlan"] = {"vlan": s.vlan, "qos": s.qos}
+    if s.max_tx_rate is not None:
+        spec["rate"] = {"min_tx_rate": s.min_tx_rate, "max_tx_rate": s.max_tx_rate}
+    if s.spoofchk is not None:
+        spec["spoofchk"] = int(s.spoofchk)
+    if s.link_state is not None:
+        spec["link_state"] = KERNEL_LINK_STATES[s.link_state]
+    if s.trust is not None:
+        spec["trust"] = int(s.trust)
+    return spec
 
 
 def _address_request(index: int) -> ifaddrmsg:

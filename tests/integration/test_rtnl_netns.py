@@ -35,21 +35,28 @@ CHANGES = """
         return None
 
     with Rtnl() as r:
-        r.link("add", ifname="rta", kind="veth", peer={"ifname": "rtb"})
-        r.link("add", ifname="rtbr", kind="bridge")
+        r.add_veth("rta", "rtb")
+        r.add_bridge("rtbr")
         a, b, br = (r.link_lookup(ifname=n)[0] for n in ("rta", "rtb", "rtbr"))
-        r.link("set", index=a, mtu=1400)
-        r.link("set", ifname="rta", address="02:11:22:33:44:55")  # by name, as the NIC layer does
-        r.link("set", ifname="rta", state="up")
-        r.link("set", index=b, master=br)
-        got = r.link("get", index=a)[0]
+        r.set_mtu("rta", 1400)
+        r.set_address("rta", "02:11:22:33:44:55")
+        r.set_up("rtb")
+        r.set_down("rtb")
+        r.set_up("rta")
+        r.set_master("rtb", br)
+        got = r.link_at(a)
+        by_name = r.link("rta")
+        with_vfs = r.vf_info("rta")  # a veth has no VFs: the same link, asked with the VF filter
         print(json.dumps({
             "get": [got.get_attr("IFLA_IFNAME"), got.get_attr("IFLA_MTU"),
                     got.get_attr("IFLA_ADDRESS"), got["flags"] & 1],
+            "by_name": [by_name["index"] == a, by_name.get_attr("IFLA_MTU")],
+            "vf_info": [with_vfs["index"] == a, with_vfs.get_attr("IFLA_VFINFO_LIST")],
             "dump": sorted(x.get_attr("IFLA_IFNAME") for x in r.get_links()),
-            "exists": refused(lambda: r.link("add", ifname="rtbr", kind="bridge")),
-            "missing": refused(lambda: r.link("set", index=0x7FFFFFF0, mtu=1400)),
-            "missing_name": refused(lambda: r.link("set", ifname="rtnone", mtu=1400)),
+            "exists": refused(lambda: r.add_bridge("rtbr")),
+            "missing": refused(lambda: r.request("set", index=0x7FFFFFF0, mtu=1400)),
+            "missing_name": refused(lambda: r.set_mtu("rtnone", 1400)),
+            "missing_vf_info": refused(lambda: r.vf_info("rtnone")),
         }))
 """
 
@@ -81,9 +88,12 @@ def test_link_changes_are_what_iproute2_sees(netns):
     result = json.loads(in_ns(netns, sys.executable, "-c", textwrap.dedent(CHANGES)))
     links = ip_links(netns)
     assert result["get"] == ["rta", 1400, "02:11:22:33:44:55", 1]
+    assert result["by_name"] == [True, 1400]
+    assert result["vf_info"] == [True, None]
     assert result["dump"] == sorted(links)
     assert (links["rta"]["mtu"], links["rta"]["address"]) == (1400, "02:11:22:33:44:55")
     assert "UP" in links["rta"]["flags"]
+    assert "UP" not in links["rtb"]["flags"]  # up, then down again
     assert links["rtb"]["master"] == "rtbr"
     (bridge,) = json.loads(in_ns(netns, "ip", "-j", "-d", "link", "show", "rtbr"))
     assert bridge["linkinfo"]["info_kind"] == "bridge"
@@ -92,6 +102,7 @@ def test_link_changes_are_what_iproute2_sees(netns):
         "ENODEV",
         "ENODEV",
     )
+    assert result["missing_vf_info"] == "ENODEV"
 
 
 def test_deleting_one_end_of_a_veth_removes_both_and_addresses_are_dumped(netns):
@@ -104,7 +115,7 @@ def test_deleting_one_end_of_a_veth_removes_both_and_addresses_are_dumped(netns)
         with Rtnl() as r:
             index = r.link_lookup(ifname="rtc")[0]
             addresses = [(a["index"] == index, a.get_attr("IFA_ADDRESS")) for a in r.get_addr()]
-            r.link("del", index=index)
+            r.delete("rtc")
             print(json.dumps({"addresses": addresses, "after": r.link_lookup(ifname="rtd")}))
     """
     result = json.loads(in_ns(netns, sys.executable, "-c", textwrap.dedent(code)))

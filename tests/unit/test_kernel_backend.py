@@ -1,12 +1,12 @@
 """KernelBackend against a recording fake of its netlink socket (``plugin.nic.rtnl.Rtnl``).
 
-The fake turns each recorded ``vf={...}`` through the socket's own request
-building (``rtnl.link_message``, pyroute2's request filter) into the IFLA_VF_*
-attributes that would go to the kernel, encodes them
-and checks the bytes the way the kernel's rtnetlink does (every attribute at
-least the size of its kernel struct, or EINVAL), applies them to a model of the
-PF's VFs, and answers "get" with real encoded-then-decoded RTM_NEWLINK
-messages, so parsing is tested against pyroute2's structures. The VF netdev
+The fake offers Rtnl's typed calls. ``set_vf`` builds the request the real
+socket would send (``rtnl.vf_request``, pyroute2's request filter), encodes it,
+checks the bytes the way the kernel's rtnetlink does (every attribute at least
+the size of its kernel struct, or EINVAL), decodes them and applies the IFLA_VF_*
+attributes to a model of the PF's VFs; ``vf_info`` and ``link`` answer with
+real encoded-then-decoded RTM_NEWLINK messages, so parsing is tested against
+pyroute2's structures. The VF netdev
 behaves as igb/igbvf do (seen on the emulated 82576): once the PF has set an
 admin MAC, the VF's own MAC change is refused unless it is to the address the VF
 got at its last reset, and the VF resets when its link goes down or its MTU
@@ -25,6 +25,14 @@ import sysfs_trees
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from rtnetlink_checks import (
+    IFINFOMSG_OFFSET,
+    IFLA_VF_INFO,
+    IFLA_VF_VLAN_INFO,
+    IFLA_VF_VLAN_LIST,
+    IFLA_VFINFO_LIST,
+    kernel_checks_vf_lengths,
+)
 from test_network import ep_id, net_id
 from test_status_metrics import Plugin
 
@@ -33,41 +41,10 @@ from plugin.nic import netlink
 from plugin.nic.base import VF_STATS_FIELDS, NetdevStatus, VfInfo, VfRefused, VfSettings, VfStats
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.rtnl import LinkBrief, link_message
+from plugin.nic.rtnl import LinkBrief, vf_request
 
 PF_INDEX = 7
 VF3 = VfInfo(pf="enp1s0f0", index=3, pci="0000:3b:02.3", netdev="enp1s0f0v3", driver="iavf")
-
-
-# include/uapi/linux/if_link.h: IFLA_VF_* attribute type -> sizeof its struct.
-KERNEL_VF_SIZES = {1: 36, 2: 12, 3: 8, 4: 8, 5: 8, 6: 12, 7: 8, 9: 8, 10: 16, 11: 16}
-IFLA_VFINFO_LIST, IFLA_VF_INFO, IFLA_VF_VLAN_LIST, IFLA_VF_VLAN_INFO = 22, 1, 12, 1
-VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info), tail padding included
-IFINFOMSG_OFFSET = 32  # struct nlmsghdr (16) + struct ifinfomsg (16)
-
-
-def attributes(data: bytes):
-    """(type, payload) of each netlink attribute in ``data``."""
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        yield kind & 0x3FFF, data[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-
-
-def kernel_checks_vf_lengths(data: bytes) -> None:
-    """Raise EINVAL where rtnetlink would: a VF attribute shorter than its struct."""
-    for kind, payload in attributes(data[IFINFOMSG_OFFSET:]):
-        if kind != IFLA_VFINFO_LIST:
-            continue
-        for _info, vf_attrs in attributes(payload):
-            for vf_kind, value in attributes(vf_attrs):
-                if vf_kind == IFLA_VF_VLAN_LIST:
-                    for _entry, vlan_info in attributes(value):
-                        if len(vlan_info) < VLAN_INFO_SIZE:
-                            raise NetlinkError(errno.EINVAL, "IFLA_VF_VLAN_INFO too short")
-                elif len(value) < KERNEL_VF_SIZES.get(vf_kind, 0):
-                    raise NetlinkError(errno.EINVAL, f"IFLA_VF attribute {vf_kind} too short")
 
 
 def message(attrs, index=0, flags=0):
@@ -130,47 +107,80 @@ class FakeRtnl:
     def close(self):
         self.closed = True
 
-    def link(self, command, **kwargs):
-        self.calls.append((command, copy.deepcopy(kwargs)))
-        if command == "get" and kwargs.get("ext_mask") == 1:
-            assert self._index(kwargs) == PF_INDEX  # VF settings are read from the PF
-            return [self._pf_message()]
-        if command == "get":
-            index = self._index(kwargs)
-            attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
-            return [message(attrs, index, self.flags[index])]
-        if command == "set" and "vf" in kwargs:
-            return self._set_vf(kwargs)
-        if command == "set" and "state" in kwargs:
-            return self._set_state(self._index(kwargs), kwargs["state"])
-        if command == "set" and "address" in kwargs:
-            return self._set_address(self._index(kwargs), kwargs["address"])
-        if command == "set" and "mtu" in kwargs:
-            if "mtu" in self.fail_on:
-                raise NetlinkError(self.fail_on["mtu"])
-            index = self._index(kwargs)
-            changed = self.mtu.get(index) != kwargs["mtu"]
-            self.mtu[index] = kwargs["mtu"]
-            if changed and index in self.vf_of_netdev and not self.flags[index] & 1:
-                self._reset_vf(index)  # igbvf_change_mtu on a down VF resets it
-            return []
-        raise AssertionError(f"unexpected call {command} {kwargs}")
+    def link(self, name):
+        self.calls.append(("link", name))
+        index = self._index(name)
+        attrs = [("IFLA_MTU", self.mtu[index]), ("IFLA_ADDRESS", self.address[index])]
+        return message(attrs, index, self.flags[index])
 
-    def _index(self, kwargs):
-        """The link a request names, by index or (as the kernel looks it up) by name."""
-        index = kwargs["index"] if "index" in kwargs else self.links.get(kwargs["ifname"])
+    def vf_info(self, pf):
+        self.calls.append(("vf_info", pf))
+        assert self._index(pf) == PF_INDEX  # VF settings are read from the PF
+        return self._pf_message()
+
+    def set_vf(self, pf, index, settings):
+        """The request Rtnl would send, checked and applied as the kernel does."""
+        request = vf_request(pf, index, settings)
+        request.encode()
+        kernel_checks_vf_lengths(request.data)
+        sent = ifinfmsg(request.data)
+        sent.decode()
+        (info,) = sent.get_attr("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO")
+        attrs = dict(vf_attribute(name, value, index) for name, value in info["attrs"])
+        named = sent.get_attr("IFLA_IFNAME")
+        self.calls.append(("set_vf", {"ifname": named, "vf": index, **attrs}))
+        assert self._index(named) == PF_INDEX  # VF settings go through the PF
+        vf = self.vfs[index]
+        for name in sorted(attrs, key=KERNEL_ORDER.index):
+            if name in self.fail_on:  # rtnetlink stops at the first refusal
+                raise NetlinkError(self.fail_on[name])
+            if name == "IFLA_VF_VLAN_LIST":
+                (entry,) = attrs[name]
+                vf["IFLA_VF_VLAN"] = {"vlan": entry["vlan"], "qos": entry["qos"]}
+                vf[name] = entry
+            elif name == "IFLA_VF_VLAN":
+                vf[name] = attrs[name]
+                vf["IFLA_VF_VLAN_LIST"] = vlan_entry(attrs[name]["vlan"], attrs[name]["qos"])
+            else:
+                vf[name] = attrs[name]
+
+    def set_mtu(self, name, mtu):
+        self.calls.append(("set_mtu", name, mtu))
+        if "mtu" in self.fail_on:
+            raise NetlinkError(self.fail_on["mtu"])
+        index = self._index(name)
+        changed = self.mtu.get(index) != mtu
+        self.mtu[index] = mtu
+        if changed and index in self.vf_of_netdev and not self.flags[index] & 1:
+            self._reset_vf(index)  # igbvf_change_mtu on a down VF resets it
+
+    def set_up(self, name):
+        self.calls.append(("set_up", name))
+        self.flags[self._index(name)] |= 1
+
+    def set_down(self, name):
+        self.calls.append(("set_down", name))
+        index = self._index(name)
+        self.flags[index] &= ~1
+        if self.resets_on_link_down:  # igbvf_down resets the VF
+            self._reset_vf(index)
+
+    def set_address(self, name, mac):
+        self.calls.append(("set_address", name, mac))
+        index = self._index(name)
+        vf = self.vfs[self.vf_of_netdev[index]]
+        admin_set = vf["IFLA_VF_MAC"]["mac"] != "00:00:00:00:00:00"
+        # igb refuses an untrusted VF's request; igbvf then falls back to its reset address.
+        if admin_set and not vf["IFLA_VF_TRUST"]["trust"] and mac != self.reset_address[index]:
+            raise NetlinkError(errno.EADDRNOTAVAIL)
+        self.address[index] = mac
+
+    def _index(self, name):
+        """The link a request names, as the kernel looks it up by name."""
+        index = self.links.get(name)
         if index is None:
             raise NetlinkError(errno.ENODEV)
         return index
-
-    def _set_state(self, index, state):
-        if state == "up":
-            self.flags[index] |= 1
-        else:
-            self.flags[index] &= ~1
-            if self.resets_on_link_down:  # igbvf_down resets the VF
-                self._reset_vf(index)
-        return []
 
     def _reset_vf(self, index):
         """igbvf's reset: take the admin MAC if one is set, then register the netdev's MAC."""
@@ -181,18 +191,9 @@ class FakeRtnl:
         else:
             self.address[index] = self.reset_address[index] = admin
 
-    def _set_address(self, index, mac):
-        vf = self.vfs[self.vf_of_netdev[index]]
-        admin_set = vf["IFLA_VF_MAC"]["mac"] != "00:00:00:00:00:00"
-        # igb refuses an untrusted VF's request; igbvf then falls back to its reset address.
-        if admin_set and not vf["IFLA_VF_TRUST"]["trust"] and mac != self.reset_address[index]:
-            raise NetlinkError(errno.EADDRNOTAVAIL)
-        self.address[index] = mac
-        return []
-
     def link_brief(self, name):
         self.calls.append(("brief", name))
-        index = self._index({"ifname": name})
+        index = self._index(name)
         return LinkBrief(index, self.flags.get(index, 0))
 
     def addresses(self, index):
@@ -206,30 +207,6 @@ class FakeRtnl:
     def get_addr(self):
         """Nor every address of the host: only those of the one netdev asked about."""
         raise AssertionError("a whole-host address dump on the request path")
-
-    def _set_vf(self, kwargs):
-        assert self._index(kwargs) == PF_INDEX  # VF settings go through the PF
-        request = link_message("set", copy.deepcopy(kwargs))
-        (nlas,) = [value for name, value in request["attrs"] if name == "IFLA_VFINFO_LIST"]
-        (info,) = copy.deepcopy(nlas["attrs"])
-        request.encode()
-        kernel_checks_vf_lengths(request.data)
-        for name, value in sorted(info[1]["attrs"], key=lambda a: KERNEL_ORDER.index(a[0])):
-            if name in self.fail_on:  # rtnetlink stops at the first refusal
-                raise NetlinkError(self.fail_on[name])
-            if name == "IFLA_VF_VLAN_LIST":
-                (entry,) = value["attrs"]
-                vf = self.vfs[entry[1]["vf"]]
-                vf["IFLA_VF_VLAN"] = {"vlan": entry[1]["vlan"], "qos": entry[1]["qos"]}
-                vf[name] = vlan_entry(entry[1]["vlan"], entry[1]["qos"], entry[1]["proto"])
-                continue
-            vf = self.vfs[value.pop("vf")]
-            if name == "IFLA_VF_VLAN":
-                vf[name] = value
-                vf["IFLA_VF_VLAN_LIST"] = vlan_entry(value["vlan"], value["qos"])
-            else:
-                vf[name] = value
-        return []
 
     def _pf_message(self):
         infos = []
@@ -248,6 +225,18 @@ class FakeRtnl:
         return message(
             [("IFLA_IFNAME", "enp1s0f0"), ("IFLA_VFINFO_LIST", {"attrs": infos})], PF_INDEX
         )
+
+
+def vf_attribute(name, nla, index):
+    """(name, fields) of one decoded IFLA_VF_* attribute of VF ``index``: its fields but
+    the VF number, which must be ``index``; IFLA_VF_VLAN_LIST a list of its entries."""
+    if name == "IFLA_VF_VLAN_LIST":
+        entries = [vf_attribute(entry, value, index)[1] for entry, value in nla["attrs"]]
+        return name, entries
+    assert nla["vf"] == index
+    fields = {field: nla[field] for field, fmt in nla.fields if not fmt.endswith("x")}
+    del fields["vf"]
+    return name, fields
 
 
 # The order in which rtnetlink's do_setvfinfo applies the attributes of one request.
@@ -295,19 +284,21 @@ def backend(fake, opened):
 
 def docker_sets_mac(fake, mac):
     """What libnetwork does inside the container after Join: set the endpoint's MAC."""
-    fake.link("set", index=12, address=mac)
+    fake.set_address("enp1s0f0v3", mac)
 
 
 def link_state_sets(fake):
-    return [kw for command, kw in fake.calls if command == "set" and "state" in kw]
+    return [call for call in fake.calls if call[0] in ("set_up", "set_down")]
 
 
 def vf_attribute_sets(fake):
-    return [kwargs for command, kwargs in fake.calls if command == "set" and "vf" in kwargs]
+    """What each VF request put on the wire: the PF it names, the VF, its attributes."""
+    return [call[1] for call in fake.calls if call[0] == "set_vf"]
 
 
 def vf_sets(fake):
-    return [kwargs for command, kwargs in fake.calls if command == "set"]
+    """Every change sent, in order."""
+    return [call for call in fake.calls if call[0].startswith("set_")]
 
 
 def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
@@ -335,7 +326,7 @@ def test_read_vf_parses_the_pf_report_and_the_netdev_mtu(backend, fake):
         max_tx_rate=1000,
         mtu=9000,
     )
-    assert ("get", {"ifname": VF3.pf, "ext_mask": 1}) in fake.calls
+    assert ("vf_info", VF3.pf) in fake.calls
 
 
 def test_read_vf_reports_unreported_trust_as_none(backend, fake):
@@ -353,7 +344,7 @@ def test_read_vf_of_a_vf_the_pf_does_not_report(backend):
 
 def test_netdev_address_is_the_vf_netdevs_own_mac(backend, fake):
     assert backend.netdev_address(VF3) == "02:00:00:00:00:0c"
-    assert fake.calls == [("get", {"ifname": "enp1s0f0v3"})]  # by name: one round trip
+    assert fake.calls == [("link", "enp1s0f0v3")]  # by name: one round trip
     assert backend.netdev_address(VfInfo("enp1s0f0", 3, "0000:3b:02.3", None, "iavf")) is None
     gone = VfInfo("enp1s0f0", 5, "0000:3b:02.5", "enp1s0f0v5", "iavf")
     assert backend.netdev_address(gone) is None
@@ -366,26 +357,26 @@ def test_read_vf_without_netdev_has_no_mtu(backend):
 @pytest.mark.parametrize(
     ("settings", "vf_attrs"),
     [
-        (VfSettings(vlan=100, qos=0, proto="802.1Q"), {"vlan": {"vlan": 100, "qos": 0}}),
+        (VfSettings(vlan=100, qos=0, proto="802.1Q"), {"IFLA_VF_VLAN": {"vlan": 100, "qos": 0}}),
         (
             VfSettings(vlan=100, qos=3, proto="802.1ad"),
-            {"vlan": [{"vlan": 100, "qos": 3, "proto": 0x88A8}]},
+            {"IFLA_VF_VLAN_LIST": [{"vlan": 100, "qos": 3, "proto": 0x88A8}]},
         ),
-        (VfSettings(mac="02:AA:bb:cc:dd:ee"), {"mac": "02:aa:bb:cc:dd:ee"}),
+        (VfSettings(mac="02:AA:bb:cc:dd:ee"), {"IFLA_VF_MAC": {"mac": "02:aa:bb:cc:dd:ee"}}),
         (
             VfSettings(min_tx_rate=10, max_tx_rate=500),
-            {"rate": {"min_tx_rate": 10, "max_tx_rate": 500}},
+            {"IFLA_VF_RATE": {"min_tx_rate": 10, "max_tx_rate": 500}},
         ),
-        (VfSettings(spoofchk=False), {"spoofchk": 0}),
-        (VfSettings(trust=True), {"trust": 1}),
-        (VfSettings(link_state="auto"), {"link_state": 0}),
-        (VfSettings(link_state="enable"), {"link_state": 1}),
-        (VfSettings(link_state="disable"), {"link_state": 2}),
+        (VfSettings(spoofchk=False), {"IFLA_VF_SPOOFCHK": {"spoofchk": 0}}),
+        (VfSettings(trust=True), {"IFLA_VF_TRUST": {"trust": 1}}),
+        (VfSettings(link_state="auto"), {"IFLA_VF_LINK_STATE": {"link_state": 0}}),
+        (VfSettings(link_state="enable"), {"IFLA_VF_LINK_STATE": {"link_state": 1}}),
+        (VfSettings(link_state="disable"), {"IFLA_VF_LINK_STATE": {"link_state": 2}}),
     ],
 )
 def test_each_setting_becomes_its_vf_attribute_through_the_pf(backend, fake, settings, vf_attrs):
     backend.set_vf(VF3, settings)
-    assert vf_attribute_sets(fake) == [{"ifname": VF3.pf, "vf": {"vf": 3, **vf_attrs}}]
+    assert vf_attribute_sets(fake) == [{"ifname": VF3.pf, "vf": 3, **vf_attrs}]
 
 
 def test_the_vf_settings_go_in_one_request(backend, fake):
@@ -434,7 +425,7 @@ def test_vlan_protocol_reaches_the_model_through_the_vlan_list(backend, fake):
 
 def test_mtu_is_set_on_the_vf_netdev_not_the_pf(backend, fake):
     backend.set_mtu(VF3, 9000)
-    assert vf_sets(fake) == [{"ifname": VF3.netdev, "mtu": 9000}]
+    assert vf_sets(fake) == [("set_mtu", VF3.netdev, 9000)]
 
 
 def test_netlink_refusal_names_the_vf_and_the_errno(backend, fake):
@@ -512,19 +503,20 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     desired = VfSettings(mac="02:00:00:00:00:03", vlan=100, spoofchk=False, mtu=9000)
     original = program_vf(backend, VF3, desired)
     assert vf_sets(fake) == [
-        {"ifname": VF3.netdev, "mtu": 9000},
-        {
-            "ifname": VF3.pf,
-            "vf": {
+        ("set_mtu", VF3.netdev, 9000),
+        (
+            "set_vf",
+            {
+                "ifname": VF3.pf,
                 "vf": 3,
-                "mac": "02:00:00:00:00:03",
-                "vlan": {"vlan": 100, "qos": 0},
-                "spoofchk": 0,
+                "IFLA_VF_MAC": {"mac": "02:00:00:00:00:03"},
+                "IFLA_VF_VLAN": {"vlan": 100, "qos": 0},
+                "IFLA_VF_SPOOFCHK": {"spoofchk": 0},
             },
-        },
+        ),
         # the netdev takes the admin MAC (igbvf resets when down)
-        {"ifname": VF3.netdev, "state": "up"},
-        {"ifname": VF3.netdev, "state": "down"},
+        ("set_up", VF3.netdev),
+        ("set_down", VF3.netdev),
     ]
     assert original == VfSettings(
         mac="00:00:00:00:00:00", vlan=0, qos=0, proto="802.1Q", spoofchk=True, mtu=1500
@@ -532,16 +524,17 @@ def test_program_then_restore_sends_exact_attributes_and_returns_to_the_original
     fake.calls.clear()
     restore_vf(backend, VF3, original)
     assert vf_sets(fake) == [
-        {"ifname": VF3.netdev, "mtu": 1500},
-        {
-            "ifname": VF3.pf,
-            "vf": {
+        ("set_mtu", VF3.netdev, 1500),
+        (
+            "set_vf",
+            {
+                "ifname": VF3.pf,
                 "vf": 3,
-                "mac": "00:00:00:00:00:00",
-                "vlan": {"vlan": 0, "qos": 0},
-                "spoofchk": 1,
+                "IFLA_VF_MAC": {"mac": "00:00:00:00:00:00"},
+                "IFLA_VF_VLAN": {"vlan": 0, "qos": 0},
+                "IFLA_VF_SPOOFCHK": {"spoofchk": 1},
             },
-        },
+        ),
     ]
     assert fake.vfs[3] == before
     assert fake.mtu[12] == 1500
@@ -598,10 +591,7 @@ def test_docker_can_set_the_admin_mac_on_the_vf_netdev_again_and_again(backend, 
 def test_admin_mac_adoption_keeps_an_up_vf_up_and_skips_a_netdev_that_has_it(backend, fake):
     fake.flags[12] = 1
     backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
-    assert link_state_sets(fake) == [
-        {"ifname": VF3.netdev, "state": "down"},
-        {"ifname": VF3.netdev, "state": "up"},
-    ]
+    assert link_state_sets(fake) == [("set_down", VF3.netdev), ("set_up", VF3.netdev)]
     assert fake.flags[12] == 1
     fake.calls.clear()
     backend.set_vf(VF3, VfSettings(mac="02:00:00:00:00:07"))
@@ -648,7 +638,7 @@ def test_vf_stats_are_read_for_every_vf_from_one_request_to_the_pf(backend, fake
 
     stats = backend.vf_stats("enp1s0f0")
 
-    assert fake.calls == [("get", {"ifname": "enp1s0f0", "ext_mask": 1})]
+    assert fake.calls == [("vf_info", "enp1s0f0")]
     assert sorted(stats) == [0, 1, 2, 3]
     assert stats[2] == VfStats(
         rx_packets=200, tx_packets=201, rx_bytes=202, tx_bytes=203,
@@ -724,6 +714,6 @@ def test_the_request_path_never_dumps_the_hosts_links_or_addresses(tmp_path, bac
     (pf_view,) = status["pfs"]
     assert pf_view["vf_counts"] == {"free": 0, "leased": 1, "unusable": 3}
     assert pf_view["vfs"][0]["reason"] == "its netdev enp1s0f0v0 is not in the host namespace"
-    asked = {name for command, name in fake.calls if command == "brief"}
+    asked = {call[1] for call in fake.calls if call[0] == "brief"}
     assert asked == {f"enp1s0f0v{index}" for index in range(4)}  # each VF netdev, by name
     assert ("addresses", 12) in fake.calls  # of the one netdev that was up

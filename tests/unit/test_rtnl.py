@@ -16,11 +16,19 @@ import pytest
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from rtnetlink_checks import (
+    IFINFOMSG_OFFSET,
+    IFLA_VF_VLAN_LIST,
+    IFLA_VFINFO_LIST,
+    VLAN_INFO_SIZE,
+    attributes,
+    kernel_checks_vf_lengths,
+)
 
 import plugin.nic  # noqa: F401  (registers pyroute2 without its catalogue)
 from plugin.nic import netlink
-from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
-from plugin.nic.rtnl import Rtnl, link_message
+from plugin.nic.base import VfSettings
+from plugin.nic.rtnl import Rtnl
 
 HEADER = struct.Struct("=IHHII")
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -39,6 +47,7 @@ class Kernel:
     def request(self):
         """The next request: (header fields, decoded message)."""
         data = self.sock.recv(65536)
+        self.last = data  # the request's bytes, as the kernel gets them
         length, kind, flags, seq, _pid = HEADER.unpack_from(data)
         msg = (ifaddrmsg if kind == RTM_GETADDR else ifinfmsg)(data[:length])
         msg.decode()
@@ -117,7 +126,7 @@ def test_replies_to_an_earlier_request_are_skipped(pair):
         k.send(link(header["seq"], 8, "eth0", flags=0))
 
     thread = answer_in_thread(kernel, script)
-    (found,) = rtnl.link("get", index=8)
+    found = rtnl.link_at(8)
     thread.join()
     assert (found["index"], found.get_attr("IFLA_IFNAME")) == (8, "eth0")
 
@@ -151,9 +160,9 @@ def test_a_change_waits_for_the_ack_and_a_refusal_raises_its_errno(pair):
         k.send(error(header["seq"], errno.EINVAL))
 
     thread = answer_in_thread(kernel, script)
-    assert rtnl.link("set", index=5, state="up", mtu=9000) == []
+    assert rtnl.request("set", index=5, state="up", mtu=9000) == []
     with pytest.raises(NetlinkError) as raised:
-        rtnl.link("set", index=5, mtu=1)
+        rtnl.request("set", index=5, mtu=1)
     thread.join()
     assert raised.value.code == errno.EINVAL
     ((header, index, flags, change, mtu),) = seen
@@ -173,8 +182,8 @@ def test_add_asks_to_create_exclusively_and_del_names_the_index(pair):
             k.send(error(header["seq"], 0))
 
     thread = answer_in_thread(kernel, script)
-    rtnl.link("add", ifname="sw0", kind="bridge")
-    rtnl.link("del", index=12)
+    rtnl.add_bridge("sw0")
+    rtnl.request("del", index=12)
     thread.join()
     (add, added), (delete, deleted) = seen
     assert add["type"] == RTM_NEWLINK
@@ -358,41 +367,133 @@ def test_the_real_kernel_filters_addresses_to_the_link_asked_about():
         assert rtnl.link_brief("lo").index == 1
 
 
-def test_a_vf_request_carries_every_setting_in_one_vfinfo_list():
-    pad_vlan_info_to_kernel_size()
-    msg = link_message(
-        "set",
-        {
-            "index": 7,
-            "vf": {
-                "vf": 3,
-                "mac": "02:00:00:00:00:01",
-                "vlan": [{"vlan": 100, "qos": 2, "proto": 0x88A8}],
-                "rate": {"min_tx_rate": 0, "max_tx_rate": 500},
-                "spoofchk": 1,
-                "trust": 0,
-                "link_state": 2,
-            },
-        },
+def test_set_vf_sends_every_setting_in_one_vfinfo_list_at_the_kernels_sizes(pair):
+    """The bytes of a VF request: one RTM_SETLINK naming the PF, each setting once, each
+    attribute as long as the kernel's struct (pyroute2 alone makes IFLA_VF_VLAN_INFO short)."""
+    rtnl, kernel = pair
+    sent = []
+
+    def script(k):
+        header, msg = k.request()
+        sent.append((header, msg, k.last))
+        k.send(error(header["seq"], 0))
+        header, _msg = k.request()
+        k.send(error(header["seq"], errno.EOPNOTSUPP))
+
+    thread = answer_in_thread(kernel, script)
+    settings = VfSettings(
+        mac="02:00:00:00:00:01",
+        vlan=100,
+        qos=2,
+        proto="802.1ad",
+        min_tx_rate=0,
+        max_tx_rate=500,
+        spoofchk=True,
+        trust=False,
+        link_state="disable",
+        mtu=9000,  # not a VF attribute: the VF netdev's own
     )
-    msg.encode()
-    decoded = ifinfmsg(msg.data)
-    decoded.decode()
+    rtnl.set_vf("enp1s0f0", 3, settings)
+    with pytest.raises(NetlinkError) as raised:
+        rtnl.set_vf("enp1s0f0", 3, VfSettings(trust=True))
+    thread.join()
+    assert raised.value.code == errno.EOPNOTSUPP
+    ((header, decoded, data),) = sent
+    kernel_checks_vf_lengths(data)
+    assert (header["type"], header["flags"]) == (RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK)
+    assert decoded.get_attr("IFLA_IFNAME") == "enp1s0f0"
+    assert decoded.get_attr("IFLA_MTU") is None
     (info,) = decoded.get_attr("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO")
+    names = [name for name, _value in info["attrs"]]
+    assert sorted(names) == sorted(set(names))  # each setting once
+    assert "IFLA_VF_VLAN" not in names  # only the list carries the 802.1ad protocol
     (vlan,) = info.get_attr("IFLA_VF_VLAN_LIST").get_attrs("IFLA_VF_VLAN_INFO")
-    assert decoded["index"] == 7
-    assert info.get_attr("IFLA_VF_MAC")["mac"] == "02:00:00:00:00:01"
     assert (vlan["vf"], vlan["vlan"], vlan["qos"], vlan["proto"]) == (3, 100, 2, 0x88A8)
+    assert info.get_attr("IFLA_VF_MAC")["mac"] == "02:00:00:00:00:01"
     assert info.get_attr("IFLA_VF_RATE")["max_tx_rate"] == 500
     assert info.get_attr("IFLA_VF_SPOOFCHK")["spoofchk"] == 1
     assert info.get_attr("IFLA_VF_TRUST")["trust"] == 0
     assert info.get_attr("IFLA_VF_LINK_STATE")["link_state"] == 2
+    assert {value["vf"] for name, value in info["attrs"] if name != "IFLA_VF_VLAN_LIST"} == {3}
+    (vflist,) = [v for kind, v in attributes(data[IFINFOMSG_OFFSET:]) if kind == IFLA_VFINFO_LIST]
+    ((_info, vf_attrs),) = attributes(vflist)
+    (vlan_list,) = [value for kind, value in attributes(vf_attrs) if kind == IFLA_VF_VLAN_LIST]
+    ((_entry, vlan_info),) = attributes(vlan_list)
+    assert len(vlan_info) == VLAN_INFO_SIZE
+
+
+def test_an_8021q_vlan_goes_in_the_classic_attribute_every_driver_takes(pair):
+    rtnl, kernel = pair
+    sent = []
+
+    def script(k):
+        header, msg = k.request()
+        sent.append((msg, k.last))
+        k.send(error(header["seq"], 0))
+
+    thread = answer_in_thread(kernel, script)
+    rtnl.set_vf("enp1s0f0", 1, VfSettings(vlan=7, qos=0, proto="802.1Q"))
+    thread.join()
+    ((decoded, data),) = sent
+    kernel_checks_vf_lengths(data)
+    (info,) = decoded.get_attr("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO")
+    assert [name for name, _value in info["attrs"]] == ["IFLA_VF_VLAN"]
+    vlan = info.get_attr("IFLA_VF_VLAN")
+    assert (vlan["vf"], vlan["vlan"], vlan["qos"]) == (1, 7, 0)
+
+
+def test_each_typed_link_call_sends_the_request_it_names(pair):
+    rtnl, kernel = pair
+    seen = []
+
+    def script(k):
+        for _ in range(10):
+            header, msg = k.request()
+            seen.append((header["type"], header["flags"], msg))
+            if header["type"] == RTM_GETLINK:
+                k.send(link(header["seq"], 9, msg.get_attr("IFLA_IFNAME") or "eth9", flags=0))
+            else:
+                k.send(error(header["seq"], 0))
+
+    thread = answer_in_thread(kernel, script)
+    assert rtnl.vf_info("enp1s0f0")["index"] == 9
+    assert rtnl.link("eth1").get_attr("IFLA_IFNAME") == "eth1"
+    assert rtnl.link_at(9)["index"] == 9
+    rtnl.set_mtu("eth1", 9000)
+    rtnl.set_address("eth1", "02:11:22:33:44:55")
+    rtnl.set_up("eth1")
+    rtnl.set_down("eth1")
+    rtnl.set_master("eth1", 4)
+    rtnl.add_veth("vfa", "vfb")
+    rtnl.delete("vfa")
+    thread.join()
+    get, change = NLM_F_REQUEST, NLM_F_REQUEST | NLM_F_ACK
+    add = change | NLM_F_CREATE | NLM_F_EXCL
+    (vf_info, by_name, by_index, mtu, address, up, down, master, veth, delete) = seen
+    assert vf_info[:2] == (RTM_GETLINK, get)
+    assert vf_info[2].get_attr("IFLA_IFNAME") == "enp1s0f0"
+    assert vf_info[2].get_attr("IFLA_EXT_MASK") == 1  # RTEXT_FILTER_VF: the VF list
+    assert by_name[:2] == (RTM_GETLINK, get) and by_name[2].get_attr("IFLA_EXT_MASK") is None
+    assert by_index[2]["index"] == 9 and by_index[2].get_attr("IFLA_IFNAME") is None
+    for kind, flags, msg in (mtu, address, up, down, master):
+        assert (kind, flags, msg.get_attr("IFLA_IFNAME")) == (RTM_NEWLINK, change, "eth1")
+    assert mtu[2].get_attr("IFLA_MTU") == 9000
+    assert address[2].get_attr("IFLA_ADDRESS") == "02:11:22:33:44:55"
+    assert (up[2]["flags"] & IFF_UP, up[2]["change"] & IFF_UP) == (IFF_UP, IFF_UP)
+    assert (down[2]["flags"] & IFF_UP, down[2]["change"] & IFF_UP) == (0, IFF_UP)
+    assert master[2].get_attr("IFLA_MASTER") == 4
+    assert veth[:2] == (RTM_NEWLINK, add) and veth[2].get_attr("IFLA_IFNAME") == "vfa"
+    info = veth[2].get_attr("IFLA_LINKINFO")
+    assert info.get_attr("IFLA_INFO_KIND") == "veth"
+    peer = info.get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert peer.get_attr("IFLA_IFNAME") == "vfb"
+    assert (delete[0], delete[1], delete[2].get_attr("IFLA_IFNAME")) == (RTM_DELLINK, change, "vfa")
 
 
 def test_an_unknown_command_is_refused_before_anything_is_sent(pair):
     rtnl, kernel = pair
     with pytest.raises(ValueError, match="unknown command 'replace'"):
-        rtnl.link("replace", index=1)
+        rtnl.request("replace", index=1)
     kernel.sock.setblocking(False)
     with pytest.raises(BlockingIOError):
         kernel.sock.recv(100)
@@ -406,5 +507,5 @@ def test_the_real_kernel_answers_for_this_namespace():
         names = [x.get_attr("IFLA_IFNAME") for x in rtnl.get_links()]
         assert "lo" in names
         with pytest.raises(NetlinkError) as raised:
-            rtnl.link("get", index=0x7FFFFFF0)
+            rtnl.link_at(0x7FFFFFF0)
         assert raised.value.code == errno.ENODEV

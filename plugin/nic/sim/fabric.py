@@ -78,9 +78,9 @@ def fabric_locked(fabric: str) -> Iterator[None]:
 def add_ports(ipr: Rtnl, fabric: str, state: PfState) -> None:
     """Make each VF's veth pair at the PF's MTU and plug its port into its VLAN's bridge."""
     for vf in state["vfs"]:
-        netlink.add_veth(ipr, vf["netdev"], vf["peer"])
+        ipr.add_veth(vf["netdev"], vf["peer"])
         for name in (vf["netdev"], vf["peer"]):
-            netlink.set_mtu(ipr, name, state["mtu"])
+            ipr.set_mtu(name, state["mtu"])
         plug(ipr, fabric, vf["peer"], vf["vlan"])
 
 
@@ -89,7 +89,7 @@ def plug(ipr: Rtnl, fabric: str, peer: str, vlan: int) -> None:
     bridge = bridge_name(fabric, vlan)
     netlink.add_bridge(ipr, bridge)
     netlink.set_master(ipr, peer, bridge)
-    netlink.set_up(ipr, peer)
+    ipr.set_up(peer)
 
 
 def remove_ports(ipr: Rtnl, fabric: str, state: PfState) -> None:
