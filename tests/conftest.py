@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import runid
+from hypothesis import settings
 from support import PluginProcess
 
 from plugin.state.sqlite import Store
@@ -27,6 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "system = Debian 12's docker.io 20.10; trixie = Debian 13's 26.1 and sid = Debian "
         "unstable's 28.5, side by side",
     )
+
+
+# With CI set, Hypothesis loads its "ci" profile, which derandomizes every test: the
+# printed seed would then decide nothing. This profile keeps the seed in charge on CI too
+# (and no per-example deadline, which a loaded machine misses).
+settings.register_profile("sriov", derandomize=False, deadline=None, print_blob=True)
+settings.load_profile("sriov")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -37,6 +37,7 @@ def run_draws(tree: Path, *args: str) -> tuple[str, list[str]]:
             "PYTHONPATH": str(TESTS),
             "DRAWN": str(drawn),
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only Hypothesis's: start-up is the cost
+            "CI": "true",  # as on CI, where Hypothesis would derandomize without our profile
         },
         capture_output=True,
         text=True,
