@@ -24,7 +24,7 @@ RUN python3 -m compileall -q -j 0 /opt/sriov \
 sys.path.insert(0, '/opt/sriov'); import plugin; \
 [importlib.import_module(m.name) for m in pkgutil.walk_packages(plugin.__path__, 'plugin.')]; \
 import falcon, jsonschema, pyroute2, waitress, sqlite3, hashlib; \
-plugin.schema.RequestValidator()"
+plugin.protocol.schema.RequestValidator()"
 
 FROM scratch
 COPY --from=build /rootfs/ /

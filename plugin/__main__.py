@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "serve":
         return serve()
     if argv[0] == "status":
-        from plugin.status_cli import run_cli
+        from plugin.ops.status_cli import run_cli
 
         return run_cli(argv[1:])
     if argv[0] == "sim":
@@ -63,7 +63,7 @@ def cluster(argv: list[str]) -> int:
         config = load_config(os.environ)
         if config.cluster is None:
             raise ConfigError("SRIOV_CLUSTER_STORE is empty: give the etcd endpoints")
-        from plugin.cluster import EtcdEndpoints, release_node
+        from plugin.state.etcd import EtcdEndpoints, release_node
 
         done = release_node(EtcdEndpoints(config.cluster), argv[1])
     except ConfigError as exc:

@@ -16,23 +16,28 @@ import falcon
 import waitress
 from waitress import wasyncore
 
-from plugin.app import LogAfterReply, create_app
 from plugin.config import Config, DefaultPool
 from plugin.errors import PluginError
-from plugin.handlers import cluster_handlers, ipam_handlers, network_handlers, plugin_handlers
-from plugin.ipam import IpamService
-from plugin.metrics import Metrics
-from plugin.network import NetworkService
 from plugin.nic.base import NicBackend
 from plugin.nic.sysfs import Sysfs
-from plugin.ops_routes import RequestMetrics, metrics_app, ops_routes
-from plugin.reconcile import HostRecovery, read_boot_id
-from plugin.schema import RequestValidator
-from plugin.status import StatusService
-from plugin.store import Store
+from plugin.ops.metrics import Metrics
+from plugin.ops.routes import RequestMetrics, metrics_app, ops_routes
+from plugin.ops.status import StatusService
+from plugin.protocol.app import LogAfterReply, create_app
+from plugin.protocol.handlers import (
+    cluster_handlers,
+    ipam_handlers,
+    network_handlers,
+    plugin_handlers,
+)
+from plugin.protocol.schema import RequestValidator
+from plugin.services.ipam import IpamService
+from plugin.services.networks import NetworkService
+from plugin.services.recovery import HostRecovery, read_boot_id
+from plugin.state.sqlite import Store
 
 if TYPE_CHECKING:  # imported when a cluster store is configured: it brings in etcd3gw
-    from plugin.cluster import ClusterStore
+    from plugin.state.etcd import ClusterStore
 
 log = logging.getLogger("sriov")
 
@@ -137,7 +142,7 @@ def build_cluster(config: Config) -> ClusterStore | None:
     """
     if config.cluster is None:
         return None
-    from plugin.cluster import ClusterStore, EtcdEndpoints, NodePresence
+    from plugin.state.etcd import ClusterStore, EtcdEndpoints, NodePresence
 
     etcd = EtcdEndpoints(config.cluster)
     presence = NodePresence(etcd, config.cluster.node).start()

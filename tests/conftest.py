@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import PluginProcess
 
-from plugin.store import Store
+from plugin.state.sqlite import Store
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

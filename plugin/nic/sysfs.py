@@ -129,6 +129,36 @@ class Sysfs:
             return None
         return self._vf(pf_name, index, link)
 
+    def vf_by_pci(self, pci: str) -> VfInfo | None:
+        """The VF at PCI address ``pci`` as sysfs describes it now; None if no VF is there.
+
+        A lease keeps the VF's PCI address because names move: a VM runtime
+        (Kata) that unbinds VFs from their netdev driver and binds them back gets
+        new ``ethN`` names in whatever order the driver probes them, and a PF
+        can be renamed. The PF, the VF's index and its netdev are read here, at
+        the moment they are used.
+        """
+        pci = check_pci_address(pci, "VF")
+        vf_dir = self._link_target(self._pci_dir(pci))
+        if vf_dir is None:
+            return None  # the VF is gone (its PF's sriov_numvfs was reset)
+        pf_dir = self._link_target(os.path.join(vf_dir, "physfn"), in_real_dir=True)
+        if pf_dir is None:
+            return None
+        pf_names = self._netdevs(pf_dir)
+        if not pf_names:
+            raise DeviceError(
+                f"read VF {pci}: its PF {os.path.basename(pf_dir)} has no netdev "
+                "(no network driver bound to the PF)"
+            )
+        numvfs = self._read_int(os.path.join(pf_dir, "sriov_numvfs"))
+        for index, link in self._virtfn_links(pf_dir):
+            if os.path.basename(os.readlink(link)) == pci:
+                return self._vf(pf_names[0], index, link) if index < numvfs else None
+        raise DeviceError(
+            f"read VF {pci}: its PF {os.path.basename(pf_dir)} lists no virtfn for it"
+        )
+
     def set_numvfs(self, pf_name: str, n: int) -> None:
         """Write ``n`` to the PF's sriov_numvfs.
 

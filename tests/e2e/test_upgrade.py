@@ -1,6 +1,6 @@
 """`docker plugin upgrade` from the release before schema versions to this tree, containers up.
 
-Version 1 is built from the commit before plugin/migrations.py existed (its store
+Version 1 is built from the commit before plugin/state/migrations.py existed (its store
 has no schema version); version 2 from this checkout. Both travel through a
 local registry, as upgrades only come from one. The mount sources are set again
 before enabling, as README "Upgrading" says (DESIGN.md notes Docker 20.10 reset
@@ -24,7 +24,7 @@ from test_operate import status_command
 from test_registry import registry  # noqa: F401  (a fixture)
 from vflib import QUICK_STOP, container_mac, interface_of, sim_vfs, vf_with_mac
 
-from plugin.migrations import LATEST_VERSION
+from plugin.state.migrations import LATEST_VERSION
 
 pytestmark = pytest.mark.docker
 
@@ -33,12 +33,12 @@ SUBNET = ipaddress.IPv4Network("10.93.3.0/24")
 
 
 def version_1_commit() -> str:
-    """The parent of the commit that added schema versions (plugin/migrations.py)."""
+    """The parent of the commit that added schema versions (plugin/state/migrations.py)."""
     added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "plugin/migrations.py"],
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", "plugin/state/migrations.py"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    assert added, "git history has no commit adding plugin/migrations.py (a shallow clone?)"
+    assert added, "git history has no commit adding plugin/state/migrations.py (a shallow clone?)"
     return f"{added[-1]}^"
 
 

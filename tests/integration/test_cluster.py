@@ -22,9 +22,9 @@ from etcd3gw.exceptions import ConnectionTimeoutError
 from etcdlib import EtcdCluster, etcd_available, free_port, make_certificates
 from support import REPO_ROOT, PluginClient, PluginProcess
 
-from plugin.cluster import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
 from plugin.config import ClusterConfig, load_config
-from plugin.ipam import IpamService
+from plugin.services.ipam import IpamService
+from plugin.state.etcd import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
 
 pytestmark = [
     pytest.mark.cluster,

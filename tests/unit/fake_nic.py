@@ -38,7 +38,8 @@ VF_GROUPS = (
 class FakeNic:
     """Settings per (PF, VF index), starting at ``initial``.
 
-    ``calls`` records ("read",) and (step, value); a step named in ``fail``
+    ``calls`` records ("read",) and (step, value), ``targets`` the VF each call
+    was given (its PF and netdev names, which the backends act on); a step named in ``fail``
     (or "step:value" for one value only) raises DeviceError (VfRefused for a VF
     setting); ``status`` maps a netdev name to what ``netdev_statuses`` answers
     (IDLE when absent).
@@ -52,11 +53,13 @@ class FakeNic:
         self.status: dict[str, NetdevStatus] = {}
         self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
         self.vf_requests: list[list[str]] = []  # the steps each set_vf request carried
+        self.targets: list[tuple[str, int, str | None]] = []  # (PF, VF index, VF netdev) per call
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
 
     def _set(self, vf: VfInfo, step: str, value, **fields) -> None:
+        self.targets.append((vf.pf, vf.index, vf.netdev))
         self.calls.append((step, value))
         if step in self.fail or f"{step}:{value}" in self.fail:
             raise DeviceError(
@@ -65,11 +68,13 @@ class FakeNic:
         self.by_vf[(vf.pf, vf.index)] = dataclasses.replace(self.settings_of(vf), **fields)
 
     def read_vf(self, vf):
+        self.targets.append((vf.pf, vf.index, vf.netdev))
         self.calls.append(("read",))
         return self.settings_of(vf)
 
     def set_vf(self, vf, settings):
         """Apply in the kernel's order; a failing step stops the rest, as rtnetlink does."""
+        self.targets.append((vf.pf, vf.index, vf.netdev))
         self.vf_requests.append([step for step, fields in VF_GROUPS if _given(settings, fields)])
         for step, fields in VF_GROUPS:
             values = {f: getattr(settings, f) for f in fields if getattr(settings, f) is not None}

@@ -8,6 +8,7 @@ it, usually relative) or ``DIR`` (an empty directory).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,37 @@ def vf(
     if netdev_name:
         tree.update(netdev(netdev_name, pci))
     return tree
+
+
+def rename_netdev(root: Path, pci: str, old: str, new: str) -> None:
+    """Rename netdev ``old`` of the PCI function ``pci`` to ``new``, as the kernel shows it."""
+    netdir = root / PCI_ROOT / pci / "net"
+    (netdir / old).rename(netdir / new)
+    (root / "class/net" / old).unlink()
+    (root / "class/net" / new).symlink_to(f"../../{PCI_ROOT}/{pci}/net/{new}")
+
+
+def swap_netdevs(root: Path, first: tuple[str, str], second: tuple[str, str]) -> None:
+    """Give two functions' netdevs each other's names: ``(pci, netdev)`` each.
+
+    What a driver rebind shows: VFs given back to their netdev driver in another
+    order than they were taken get their ``ethN`` names in that order.
+    """
+    (pci1, name1), (pci2, name2) = first, second
+    rename_netdev(root, pci1, name1, "swapping")
+    rename_netdev(root, pci2, name2, name1)
+    rename_netdev(root, pci1, "swapping", name2)
+
+
+def bind_to_vfio(root: Path, pci: str) -> None:
+    """Unbind the function at ``pci`` from its netdev driver and bind it to vfio-pci.
+
+    What a VM runtime does to a VF: its netdev disappears from the host.
+    """
+    device = root / PCI_ROOT / pci
+    for name in os.listdir(device / "net"):
+        (root / "class/net" / name).unlink()
+    shutil.rmtree(device / "net")
+    (device / "driver").unlink()
+    build(root, {"bus/pci/drivers/vfio-pci": DIR})
+    (device / "driver").symlink_to("../../../bus/pci/drivers/vfio-pci")

@@ -7,12 +7,12 @@ import falcon
 import falcon.testing
 import pytest
 
-from plugin.app import create_app
 from plugin.config import parse_default_pools
 from plugin.errors import Conflict
-from plugin.handlers import ipam_handlers, plugin_handlers
-from plugin.ipam import IpamService
-from plugin.schema import RequestValidator
+from plugin.protocol.app import create_app
+from plugin.protocol.handlers import ipam_handlers, plugin_handlers
+from plugin.protocol.schema import RequestValidator
+from plugin.services.ipam import IpamService
 
 
 @pytest.fixture(scope="module")

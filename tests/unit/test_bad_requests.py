@@ -21,15 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sysfs_trees import build, pf, vf
 
-from plugin.app import MAX_NESTING, create_app
 from plugin.config import parse_default_pools
 from plugin.errors import InvalidRequest
-from plugin.handlers import ipam_handlers, network_handlers, plugin_handlers
-from plugin.ipam import IpamService
-from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
-from plugin.schema import RequestValidator, inline_refs, load_schemas
-from plugin.store import Store
+from plugin.protocol.app import MAX_NESTING, create_app
+from plugin.protocol.handlers import ipam_handlers, network_handlers, plugin_handlers
+from plugin.protocol.schema import RequestValidator, inline_refs, load_schemas
+from plugin.services.ipam import IpamService
+from plugin.services.networks import NetworkService
+from plugin.state.sqlite import Store
 
 PF_PCI = "0000:3b:00.0"
 NETWORK = "a" * 64

@@ -4,10 +4,10 @@ import socket
 
 import pytest
 
-from plugin.cluster import ClusterStore, ClusterUnavailable, EtcdEndpoints
 from plugin.config import ClusterConfig, load_config
-from plugin.handlers import ipam_handlers
-from plugin.ipam import IpamService
+from plugin.protocol.handlers import ipam_handlers
+from plugin.services.ipam import IpamService
+from plugin.state.etcd import ClusterStore, ClusterUnavailable, EtcdEndpoints
 
 
 def closed_port() -> int:
@@ -88,6 +88,6 @@ def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store)
 def test_unreachable_errors_say_the_cause_in_a_few_words(text, short):
     from etcd3gw.exceptions import ConnectionFailedError
 
-    from plugin.cluster import error_cause
+    from plugin.state.etcd import error_cause
 
     assert error_cause(ConnectionFailedError(text)) == short

@@ -2,7 +2,7 @@
 
 A crash of the plugin process loses no commit (the page cache has it); an OS
 crash can lose those not synced. Where the host's boot id is known, leases end
-with the boot (plugin/reconcile.py), so nothing of a lease needs a sync.
+with the boot (plugin/services/recovery.py), so nothing of a lease needs a sync.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import falcon.testing
 from fake_nic import FakeNic
 from sysfs_trees import build, pf, vf
 
-from plugin.metrics import Metrics
-from plugin.network import NetworkService
+from plugin.model.options import NetworkOptions, PfChoice
 from plugin.nic.sysfs import Sysfs
-from plugin.options import NetworkOptions, PfChoice
+from plugin.ops.metrics import Metrics
 from plugin.server import assemble_app
-from plugin.store import Store
+from plugin.services.networks import NetworkService
+from plugin.state.sqlite import Store
 
 PF0 = "0000:3b:00.0"
 NETWORK, ENDPOINT = "1" * 64, "e" * 64

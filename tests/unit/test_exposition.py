@@ -1,4 +1,5 @@
-"""The Prometheus text format as plugin.exposition writes it, read back by the reference parser.
+"""The Prometheus text format as plugin.ops.exposition writes it, read back by the reference
+parser.
 
 prometheus_client's parser reads what a Prometheus server reads; the exact text
 is checked too where the format leaves a choice that Prometheus cares about
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugin.exposition import Counter, Histogram, format_value, gauge, render
+from plugin.ops.exposition import Counter, Histogram, format_value, gauge, render
 
 
 def parsed(text: bytes) -> list:

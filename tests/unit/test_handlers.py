@@ -8,10 +8,10 @@ from sysfs_trees import build
 from test_network import IPV4, ep_id, net_id, nic_tree, wire_options
 
 from plugin.errors import InvalidRequest
-from plugin.handlers import network_handlers
-from plugin.network import NetworkService
 from plugin.nic.sysfs import Sysfs
-from plugin.store import Store
+from plugin.protocol.handlers import network_handlers
+from plugin.services.networks import NetworkService
+from plugin.state.sqlite import Store
 
 IPV6 = [{"AddressSpace": "local", "Pool": "fd00::/64", "Gateway": "fd00::1/64"}]
 

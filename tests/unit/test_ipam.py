@@ -8,8 +8,8 @@ import pytest
 
 from plugin.config import parse_default_pools
 from plugin.errors import Conflict, InvalidRequest
-from plugin.ipam import IpamService
-from plugin.store import Store
+from plugin.services.ipam import IpamService
+from plugin.state.sqlite import Store
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
 DEFAULTS = "10.9.0.0/22:24,fd00:9::/48:64"

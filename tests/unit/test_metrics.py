@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import REPO_ROOT
 
 from plugin.errors import PluginError
-from plugin.metrics import Metrics
-from plugin.ops_routes import metrics_app
+from plugin.ops.metrics import Metrics
+from plugin.ops.routes import metrics_app
 from plugin.server import MetricsListener
 
 

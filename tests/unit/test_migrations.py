@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import StoreError
-from plugin.ipam import IpamService
-from plugin.migrations import LATEST_VERSION
-from plugin.store import Store
+from plugin.services.ipam import IpamService
+from plugin.state.migrations import LATEST_VERSION
+from plugin.state.sqlite import Store
 
 V1_SQL = Path(__file__).with_name("store_v1.sql")
 POOL = "local/10.1.0.0/24#0a0b0c0d"

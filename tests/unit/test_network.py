@@ -14,10 +14,26 @@ import threading
 
 import pytest
 from fake_nic import FACTORY, FakeNic
-from sysfs_trees import build, link_files, pf, vf
+from sysfs_trees import (
+    bind_to_vfio,
+    build,
+    link_files,
+    pf,
+    rename_netdev,
+    swap_netdevs,
+    vf,
+)
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.network import (
+from plugin.model.options import (
+    EndpointOptions,
+    NetworkOptions,
+    parse_endpoint_options,
+    parse_network_options,
+)
+from plugin.nic.base import NetdevStatus
+from plugin.nic.sysfs import Sysfs
+from plugin.services.networks import (
     EndpointCreated,
     JoinInfo,
     NetworkService,
@@ -25,15 +41,7 @@ from plugin.network import (
     random_mac,
     with_prefix,
 )
-from plugin.nic.base import NetdevStatus
-from plugin.nic.sysfs import Sysfs
-from plugin.options import (
-    EndpointOptions,
-    NetworkOptions,
-    parse_endpoint_options,
-    parse_network_options,
-)
-from plugin.store import NetworkPf, Store, network_settings
+from plugin.state.sqlite import NetworkPf, Store, network_settings
 
 PF0, PF1 = "0000:3b:00.0", "0000:3c:00.0"
 
@@ -500,11 +508,7 @@ def test_pf_by_pci_address_is_recorded_by_address_and_survives_a_rename(make, tm
     with store.transaction() as tx:
         assert tx.network(net_id(1)).pfs == (NetworkPf(PF0, "pf0", ((1, 1),)),)
     # After a reboot the PF comes up as "ens1f0": same PCI function, new netdev name.
-    sys_root = tmp_path / "sys"
-    netdir = sys_root / "devices/pci0000:00" / PF0 / "net"
-    (netdir / "pf0").rename(netdir / "ens1f0")
-    (sys_root / "class/net/pf0").unlink()
-    (sys_root / "class/net/ens1f0").symlink_to(f"../../devices/pci0000:00/{PF0}/net/ens1f0")
+    rename_netdev(tmp_path / "sys", PF0, "pf0", "ens1f0")
     svc.create_endpoint(net_id(1), ep_id(1))
     assert leased_vf(svc, 1) == ("ens1f0", 1)
 
@@ -731,3 +735,64 @@ def test_create_network_stops_waiting_for_a_link_that_does_not_return(tmp_path, 
     assert "pf0: no link 10 s after enabling VFs" in caplog.text
     svc.create_network(net_id(2), options(pf_iface="pf0", vlanid=5), GATEWAY)
     assert now[0] < 10.2  # VFs already enabled: nothing to wait for
+
+
+# --- a VF is found by its PCI address, never by a name remembered from its lease ---------------
+
+
+def test_release_after_netdev_names_swapped_works_on_each_vfs_own_netdev(make, tmp_path):
+    """Kata gives VFs back to their driver in reverse order: their ethN names come back swapped.
+
+    The release of VF 0 must act on the netdev VF 0 has now (the name VF 1 had at
+    lease time) and never touch VF 1, which another container still holds.
+    """
+    svc, nic, _ = make(nic_tree(vfs0=2), macs=["02:00:00:00:00:01", "02:00:00:00:00:02"])
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=10, mtu=1400), GATEWAY)
+    svc.create_endpoint(net_id(1), ep_id(1))
+    svc.create_endpoint(net_id(1), ep_id(2))
+    held_by_2 = nic.by_vf[("pf0", 1)]
+    swap_netdevs(tmp_path / "sys", ("0000:3b:02.0", "pf0v0"), ("0000:3b:02.1", "pf0v1"))
+    nic.targets.clear()
+
+    assert svc.join(net_id(1), ep_id(1)).netdev == "pf0v1"
+    assert svc.endpoint_info(ep_id(1)).netdev == "pf0v1"
+    svc.delete_endpoint(ep_id(1))
+
+    assert set(nic.targets) == {("pf0", 0, "pf0v1")}
+    assert nic.by_vf[("pf0", 0)] == FACTORY
+    assert nic.by_vf[("pf0", 1)] == held_by_2
+    assert svc.endpoint_info(ep_id(2)).netdev == "pf0v0"
+
+
+def test_a_vf_bound_to_vfio_pci_at_release_is_restored_through_its_pf_and_released(
+    make, tmp_path
+):
+    """Kata moved the VF into its VM (vfio-pci) and the container ended before it gave it back."""
+    svc, nic, store = make(nic_tree(vfs0=1))
+    svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=10, mtu=1400), GATEWAY)
+    svc.create_endpoint(net_id(1), ep_id(1))
+    bind_to_vfio(tmp_path / "sys", "0000:3b:02.0")
+    nic.calls.clear()
+
+    svc.delete_endpoint(ep_id(1))
+
+    assert ("mtu", 1500) not in nic.calls  # no netdev to carry an MTU
+    assert nic.by_vf[("pf0", 0)].mac == FACTORY.mac
+    assert nic.by_vf[("pf0", 0)].vlan == 0
+    with store.transaction() as tx:
+        assert tx.endpoint(ep_id(1)) is None
+
+
+def test_a_lease_whose_vf_is_gone_is_released_without_touching_the_nic(make, tmp_path):
+    svc, nic, store = make(nic_tree(vfs0=2))
+    svc.create_network(net_id(1), options(pf_iface="pf0"), GATEWAY)
+    svc.create_endpoint(net_id(1), ep_id(1))
+    sys_root = tmp_path / "sys"
+    (sys_root / "bus/pci/devices/0000:3b:02.0").unlink()  # sriov_numvfs went to 0 and back
+    nic.calls.clear()
+
+    svc.delete_endpoint(ep_id(1))
+
+    assert nic.calls == []
+    with store.transaction() as tx:
+        assert tx.endpoint(ep_id(1)) is None

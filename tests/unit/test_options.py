@@ -5,8 +5,7 @@ import re
 import pytest
 
 from plugin.errors import InvalidRequest
-from plugin.nic.base import VfSettings
-from plugin.options import (
+from plugin.model.options import (
     EndpointOptions,
     NetworkOptions,
     PfChoice,
@@ -16,6 +15,7 @@ from plugin.options import (
     parse_network_options,
     parse_vf_spans,
 )
+from plugin.nic.base import VfSettings
 
 KNOWN = (
     "pf_iface, netdevice, vlanid, vlan_qos, vlan_proto, mtu, com.docker.network.driver.mtu, "

@@ -6,7 +6,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from plugin.errors import InvalidRequest
-from plugin.schema import RequestValidator, inline_refs, load_schemas
+from plugin.protocol.schema import RequestValidator, inline_refs, load_schemas
 
 NET = "5f3e2a9c" * 8
 EP = "0d1c2b3a" * 8

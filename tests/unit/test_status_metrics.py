@@ -16,12 +16,12 @@ from sysfs_trees import build
 from test_network import IPV4, PF0, ep_id, net_id, nic_tree, wire_options
 
 from plugin.config import parse_default_pools
-from plugin.metrics import Metrics
 from plugin.nic.base import NetdevStatus
 from plugin.nic.sysfs import Sysfs
+from plugin.ops.metrics import Metrics
+from plugin.ops.status_cli import format_status
 from plugin.server import assemble_app
-from plugin.status_cli import format_status
-from plugin.store import Store
+from plugin.state.sqlite import Store
 
 
 class Plugin:

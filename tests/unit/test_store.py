@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import StoreError
+from plugin.model.options import NetworkOptions
 from plugin.nic.base import VfSettings
-from plugin.options import NetworkOptions
-from plugin.store import NetworkPf, NetworkRow, Store
+from plugin.state.sqlite import NetworkPf, NetworkRow, Store
 
 
 def network_row(
@@ -99,7 +99,7 @@ def test_an_sqlite_error_inside_a_transaction_is_a_store_error_naming_the_file(s
 
 SYNCS_PER_COMMIT = """
 import os, sys
-from plugin.store import Store
+from plugin.state.sqlite import Store
 
 store = Store(sys.argv[1])
 for durable in sys.argv[2:]:

@@ -1,7 +1,17 @@
 import os
 
 import pytest
-from sysfs_trees import PCI_ROOT, Link, build, netdev, pci_function, pf, vf
+from sysfs_trees import (
+    PCI_ROOT,
+    Link,
+    build,
+    netdev,
+    pci_function,
+    pf,
+    rename_netdev,
+    swap_netdevs,
+    vf,
+)
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic.base import PfInfo, VfInfo
@@ -76,6 +86,22 @@ def test_one_vf_reads_as_in_the_list_and_none_when_not_enabled(sysfs):
     assert [s.vf("enp1s0f0", i) for i in (0, 1)] == s.vfs("enp1s0f0")
     assert s.vf("enp1s0f0", 2) is None  # its link is there, but numvfs is 2
     assert s.vf("enp1s0f0", 7) is None
+
+
+def test_vf_by_pci_reads_the_vf_as_it_is_now(sysfs, tmp_path):
+    s = sysfs({**two_vfs(), **vf(PF_PCI, 2, "0000:3b:02.2", "enp1s0f0v2")})
+    assert s.vf_by_pci("0000:3B:02.1") == s.vf("enp1s0f0", 1)
+    swap_netdevs(tmp_path, ("0000:3b:02.0", "enp1s0f0v0"), ("0000:3b:02.1", "enp1s0f0v1"))
+    rename_netdev(tmp_path, PF_PCI, "enp1s0f0", "ens1f0")
+    assert s.vf_by_pci("0000:3b:02.1") == VfInfo("ens1f0", 1, "0000:3b:02.1", "enp1s0f0v0", "iavf")
+    assert s.vf_by_pci("0000:3b:02.2") is None  # its link is there, but numvfs is 2
+    assert s.vf_by_pci("0000:3b:07.0") is None  # no such function
+    assert s.vf_by_pci(PF_PCI) is None  # a PF is no VF
+
+
+def test_vf_by_pci_checks_the_address_before_any_path(sysfs):
+    with pytest.raises(InvalidRequest, match=r"VF '\.\./\.\./x' is not a PCI address"):
+        sysfs(two_vfs()).vf_by_pci("../../x")
 
 
 def test_missing_pf_is_a_clear_user_error(sysfs, tmp_path):

@@ -1,6 +1,6 @@
 """JSON Schema checks for the requests Docker sends.
 
-One schema per protocol method lives in ``plugin/schemas/<Interface>.<Method>.json``;
+One schema per protocol method lives in ``plugin/protocol/schemas/<Interface>.<Method>.json``;
 ``common.json`` holds the shared definitions the others reference as
 ``common.json#/$defs/...``. The files are read once, through
 ``importlib.resources`` so an installed package finds them too, and each method's
@@ -25,8 +25,8 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _schema_files() -> Iterator[tuple[str, dict]]:
-    """Yield (file name, parsed schema) for every JSON file in plugin/schemas."""
-    folder = resources.files("plugin").joinpath("schemas")
+    """Yield (file name, parsed schema) for every JSON file in plugin/protocol/schemas."""
+    folder = resources.files("plugin.protocol").joinpath("schemas")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             yield entry.name, json.loads(entry.read_text(encoding="utf-8"))
@@ -42,7 +42,7 @@ def load_schemas() -> tuple[dict, dict[str, dict]]:
         else:
             methods[name.removesuffix(".json")] = schema
     if common is None:
-        raise RuntimeError(f"request schemas: {COMMON} is missing from plugin/schemas")
+        raise RuntimeError(f"request schemas: {COMMON} is missing from plugin/protocol/schemas")
     return common, methods
 
 

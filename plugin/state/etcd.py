@@ -1,6 +1,6 @@
 """Cluster pools on etcd v3: one pool that several hosts share, no address handed out twice.
 
-The IPAM rules stay in ``plugin.ipam``; this module is the store those rules use
+The IPAM rules stay in ``plugin.services.ipam``; this module is the store those rules use
 for pools requested with ``--ipam-opt cluster=true``. It offers the same
 transaction methods as the SQLite store, but optimistically: reads go to etcd at
 once (linearizable), writes are kept until the block ends and are then sent as
@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING
 
 from plugin.config import ClusterConfig
 from plugin.errors import PluginError, StoreError
-from plugin.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict, pool_name
-from plugin.store import AddressKind, AddressSpace, Family, PoolRow
+from plugin.services.ipam import CLUSTER_POOL_PREFIX, SHARED_KINDS, TransactionConflict, pool_name
+from plugin.state.sqlite import AddressKind, AddressSpace, Family, PoolRow
 
 if TYPE_CHECKING:
     from etcd3gw import Etcd3Client
@@ -309,7 +309,7 @@ def _pool_row(kv: KeyValue, cursor: int | None) -> PoolRow:
 
 
 class ClusterTransaction:
-    """The store transaction of ``plugin.store.Transaction``, on etcd (see the module doc).
+    """The store transaction of ``plugin.state.sqlite.Transaction``, on etcd (see the module doc).
 
     Pools are counted per node (``holders`` maps node to count) so that
     ``release-node`` can drop a dead node's share; the IPAM rules see the sum.

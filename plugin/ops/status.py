@@ -12,15 +12,15 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
-from plugin.ipam import usable_range
 from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
-from plugin.store import network_settings
+from plugin.services.ipam import usable_range
+from plugin.state.sqlite import network_settings
 
 if TYPE_CHECKING:
-    from plugin.network import NetworkService
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
-    from plugin.store import EndpointRow, NetworkPf, NetworkRow, PoolRow, Store, Transaction
+    from plugin.services.networks import NetworkService
+    from plugin.state.sqlite import EndpointRow, NetworkPf, NetworkRow, PoolRow, Store, Transaction
 
 # Where a VF netdev is, as status shows it.
 WHERE = {

@@ -11,7 +11,7 @@ counts its holders and is freed when the last one releases it, so one network's
 ``ReleasePool`` never frees addresses another network still uses.
 
 Pools requested with ``--ipam-opt cluster=true`` live in a cluster store
-(``plugin.cluster``, etcd) and are shared by every node that asks for the same
+(``plugin.state.etcd``, etcd) and are shared by every node that asks for the same
 subnet; all other pools stay in the local SQLite store. Both offer the same
 narrow port (``PoolStore``), and the rules below do not know which one they use.
 A cluster store commits optimistically and raises ``TransactionConflict`` when
@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 
 from plugin.config import DefaultPool
 from plugin.errors import Conflict, InvalidRequest, StoreError
-from plugin.store import AddressKind, AddressSpace, Family, PoolRow
+from plugin.state.sqlite import AddressKind, AddressSpace, Family, PoolRow
 
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
@@ -54,7 +54,7 @@ class TransactionConflict(Exception):
 
 
 class Transaction(Protocol):
-    """What the IPAM rules ask of a store transaction (plugin.store.Transaction has it all)."""
+    """What the IPAM rules ask of a store transaction (the SQLite Transaction has it all)."""
 
     def pool(self, pool_id: str) -> PoolRow | None: ...
     def pool_by_request(self, request_key: str) -> PoolRow | None: ...

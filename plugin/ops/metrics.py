@@ -12,8 +12,8 @@ in step. Counters (requests, failures) count since the plugin started.
 
 from __future__ import annotations
 
-from plugin.exposition import Counter, Family, Histogram, gauge, render
-from plugin.status import StatusService
+from plugin.ops.exposition import Counter, Family, Histogram, gauge, render
+from plugin.ops.status import StatusService
 
 VF_STATES = ("free", "leased", "unusable")
 # Request latency buckets: a trivial call takes under a millisecond, CreateEndpoint on a

@@ -3,7 +3,7 @@
 Docker calls ``POST /<Interface>.<Method>`` with no Content-Type and, for some
 methods, an empty body. Each method is one route whose responder reads the body,
 checks it against the method's JSON Schema and hands it to a handler (see
-``plugin.handlers``); every failure leaves as a non-2xx ``{"Err": message}``.
+``plugin.protocol.handlers``); every failure leaves as a non-2xx ``{"Err": message}``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import falcon
 
 from plugin.errors import InvalidRequest, PluginError
-from plugin.schema import json_path
+from plugin.protocol.schema import json_path
 
 log = logging.getLogger("sriov")
 

@@ -1,7 +1,10 @@
 """The one store: every byte of state the plugin keeps goes through here.
 
-SQLite in WAL mode with synchronous commits, one connection shared by the request
-threads, one transaction per request (``BEGIN IMMEDIATE``, because a read decides the write).
+SQLite in WAL mode, one connection shared by the request threads. A request takes
+short transactions around its device work, never one across a netlink or sysfs
+call (``BEGIN IMMEDIATE``, because a read decides the write). What outlives a boot
+(networks, pools, addresses) is committed synchronously; a VF lease lives for one
+boot, so its writes may skip the sync (``transaction(durable=False)``).
 Leases are rows guarded by unique keys, so a double lease is impossible rather
 than unlikely. Addresses are stored as 16-byte big-endian integers so that IPv4
 and IPv6 sort and compare the same way inside one index.
@@ -21,9 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 from plugin.errors import StoreError
-from plugin.migrations import migrate, refuse_newer
+from plugin.model.options import UNTAGGED, NetworkOptions, PfChoice, VfSpans
 from plugin.nic.base import VfSettings
-from plugin.options import UNTAGGED, NetworkOptions, PfChoice, VfSpans
+from plugin.state.migrations import migrate, refuse_newer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pools (

@@ -1,6 +1,6 @@
 """The store's schema version (``PRAGMA user_version``) and its forward migrations.
 
-Version 1 is ``SCHEMA`` in plugin/store.py, which stores never numbered (they say
+Version 1 is ``SCHEMA`` in plugin/state/sqlite.py, which stores never numbered (they say
 ``user_version`` 0). Its statements are ``CREATE ... IF NOT EXISTS``, so tables
 added to it before versions existed (``vfs_without_admin_mac``) appear in older
 unnumbered stores too. From version 2 on, change the schema only by adding a
@@ -29,7 +29,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE endpoints ADD COLUMN restore_error TEXT",
         "ALTER TABLE endpoints ADD COLUMN sandbox TEXT",
     ),
-    # 3: the host boot the VF leases belong to (see plugin/reconcile.py), in a one-row table.
+    # 3: the host boot the VF leases belong to (plugin/services/recovery.py), in a one-row table.
     (
         "CREATE TABLE leases_boot (only INTEGER PRIMARY KEY CHECK (only = 1), "
         "boot_id TEXT NOT NULL)",

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugin.errors import DeviceError, PluginError
-from plugin.network import VFIO_DRIVER
+from plugin.services.networks import VFIO_DRIVER
 
 if TYPE_CHECKING:
-    from plugin.network import NetworkService
     from plugin.nic.sysfs import Sysfs
-    from plugin.store import EndpointRow, Store
+    from plugin.services.networks import NetworkService
+    from plugin.state.sqlite import EndpointRow, Store
 
 log = logging.getLogger("sriov")
 

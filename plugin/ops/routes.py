@@ -12,10 +12,10 @@ import time
 
 import falcon
 
-from plugin.app import ProtocolMethod
-from plugin.exposition import CONTENT_TYPE
-from plugin.metrics import Metrics
-from plugin.status import StatusService
+from plugin.ops.exposition import CONTENT_TYPE
+from plugin.ops.metrics import Metrics
+from plugin.ops.status import StatusService
+from plugin.protocol.app import ProtocolMethod
 
 
 class StatusResource:

@@ -12,14 +12,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from plugin.ipam import parse_address
-from plugin.options import parse_endpoint_options, parse_network_options
-from plugin.store import AddressSpace
+from plugin.model.options import parse_endpoint_options, parse_network_options
+from plugin.services.ipam import parse_address
+from plugin.state.sqlite import AddressSpace
 
 if TYPE_CHECKING:
-    from plugin.cluster import EtcdEndpoints
-    from plugin.ipam import IpamService
-    from plugin.network import JoinInfo, NetworkService
+    from plugin.services.ipam import IpamService
+    from plugin.services.networks import JoinInfo, NetworkService
+    from plugin.state.etcd import EtcdEndpoints
 
 Handler = Callable[[dict], dict]
 
@@ -77,7 +77,7 @@ def ipam_handlers(ipam: IpamService) -> dict[str, Handler]:
 
 def cluster_handlers(etcd: EtcdEndpoints) -> dict[str, Handler]:
     """The operator's route on the plugin socket (a managed plugin has no exec)."""
-    from plugin.cluster import release_node
+    from plugin.state.etcd import release_node
 
     def release(body: dict) -> dict:
         """{Node} -> {Node, Addresses, PoolsDropped, PoolsFreed}"""

@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
-from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
-from plugin.nic.program import program_vf, restore_vf
-from plugin.nic.sysfs import LINK_DOWN, LINK_UP
-from plugin.nic.sysfs import LinkState as PfLinkState
-from plugin.options import (
+from plugin.model.options import (
     ANY_VF,
     EndpointOptions,
     PfChoice,
@@ -30,13 +26,17 @@ from plugin.options import (
     format_vf_spans,
     in_vf_spans,
 )
-from plugin.store import EndpointRow, EndpointState, NetworkPf, NetworkRow
+from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettings, vf_mac
+from plugin.nic.program import program_vf, restore_vf
+from plugin.nic.sysfs import LINK_DOWN, LINK_UP
+from plugin.nic.sysfs import LinkState as PfLinkState
+from plugin.state.sqlite import EndpointRow, EndpointState, NetworkPf, NetworkRow
 
 if TYPE_CHECKING:
+    from plugin.model.options import NetworkOptions
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
-    from plugin.options import NetworkOptions
-    from plugin.store import Store, Transaction
+    from plugin.state.sqlite import Store, Transaction
 
 log = logging.getLogger("sriov")
 
@@ -183,7 +183,7 @@ class NetworkService:
     ) -> None:
         """``sync_leases`` False: a lease's writes do not wait for the disk.
 
-        Only for a store whose leases end with the boot (plugin/reconcile.py): a
+        Only for a store whose leases end with the boot (plugin/services/recovery.py): a
         crash of this process loses no commit (the page cache has it), and what
         an OS crash loses belongs to a boot whose leases are void at next start.
         """
@@ -552,12 +552,21 @@ class NetworkService:
         netdev = self._current_netdev(ep)
         return JoinInfo(netdev=netdev, gateway=network.gateway, gateway6=network.gateway6)
 
+    def _leased_vf_now(self, ep: EndpointRow) -> VfInfo | None:
+        """The leased VF as sysfs shows it now, found by its PCI address; None if it is gone.
+
+        Never by the netdev (or PF) name recorded at lease time: that name can
+        belong to another VF by now (see Sysfs.vf_by_pci).
+        """
+        return self._sysfs.vf_by_pci(ep.pci)
+
     def _current_netdev(self, ep: EndpointRow) -> str:
-        vf = self._sysfs.vf(ep.pf, ep.vf)
+        vf = self._leased_vf_now(ep)
         if vf is not None and vf.netdev:
             return vf.netdev
         raise DeviceError(
-            f"VF {ep.vf} of {ep.pf} has no netdev in the host namespace (was it unbound or moved?)"
+            f"VF {ep.vf} of {ep.pf} ({ep.pci}) has no netdev in the host namespace "
+            "(was it unbound or moved?)"
         )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -568,8 +577,20 @@ class NetworkService:
             self._release(ep)
 
     def _release(self, ep: EndpointRow) -> None:
-        vf = VfInfo(pf=ep.pf, index=ep.vf, pci=ep.pci, netdev=ep.netdev, driver=None)
-        original = ep.original
+        """Restore the VF's original settings through its PF as it is now, then end the lease."""
+        vf = self._leased_vf_now(ep)
+        if vf is None:
+            log.warning(
+                "endpoint %s: VF %d of %s (%s) is gone (sriov_numvfs was reset), and with it "
+                "what was programmed; lease released",
+                ep.id[:12],
+                ep.vf,
+                ep.pf,
+                ep.pci,
+            )
+            self._end_lease(ep, ep.original)
+            return
+        original = _restorable(ep, vf)
         try:
             restore_vf(self._backend, vf, original)
         except DeviceError as exc:
@@ -579,11 +600,14 @@ class NetworkService:
             with self._store.transaction(durable=self._sync_leases) as tx:
                 tx.set_restore_error(ep.id, exc.message)
             raise
+        self._end_lease(ep, original)
+        log.info("endpoint %s released VF %d of %s (%s)", ep.id[:12], vf.index, vf.pf, vf.netdev)
+
+    def _end_lease(self, ep: EndpointRow, restored: VfSettings) -> None:
         with self._store.transaction(durable=self._sync_leases) as tx:
             tx.delete_endpoint(ep.id)
-            if original.mac == NO_ADMIN_MAC:
+            if restored.mac == NO_ADMIN_MAC:
                 tx.remember_admin_mac_cleared(ep.pci)
-        log.info("endpoint %s released VF %d of %s", ep.id[:12], ep.vf, ep.pf)
 
     def endpoint_info(self, endpoint_id: str) -> EndpointInfo:
         with self._store.transaction() as tx:
@@ -591,14 +615,20 @@ class NetworkService:
             network = tx.network(ep.network_id) if ep else None
         if ep is None or network is None:
             raise InvalidRequest(f"unknown endpoint {endpoint_id[:12]}")
+        vf = self._leased_vf_now(ep)
+        if vf is None:
+            raise DeviceError(
+                f"endpoint {endpoint_id[:12]}: its VF {ep.vf} of {ep.pf} ({ep.pci}) is gone "
+                "(sriov_numvfs was reset)"
+            )
         return EndpointInfo(
-            pf=ep.pf,
-            vf=ep.vf,
-            pci=ep.pci,
-            netdev=ep.netdev,
+            pf=vf.pf,
+            vf=vf.index,
+            pci=vf.pci,
+            netdev=vf.netdev or "",
             vlan=network.options.vf.vlan,
             mac=ep.mac,
-            pf_link=self._sysfs.pf_link(ep.pf),
+            pf_link=self._sysfs.pf_link(vf.pf),
         )
 
     def recover(self) -> None:
@@ -652,6 +682,29 @@ def _network_row(
         gateway=None if opts.internal else gateway,
         gateway6=None if opts.internal else gateway6,
     )
+
+
+def _restorable(ep: EndpointRow, vf: VfInfo) -> VfSettings:
+    """What of ``ep.original`` can be put back on ``vf`` as it is now.
+
+    Everything but the MTU is the PF's record of the VF and is restored through
+    the PF whatever the VF is bound to. The MTU belonged to the VF's netdev: a
+    VF bound to vfio-pci (a VM runtime such as Kata took it) or to no driver
+    has none, and the netdev it gets when a netdev driver takes it back is a
+    new one with the driver's default MTU, so there is no MTU to restore.
+    """
+    if ep.original.mtu is None or vf.netdev or vf.driver not in (VFIO_DRIVER, None):
+        return ep.original
+    log.info(
+        "endpoint %s: VF %d of %s (%s) is bound to %s and has no netdev; its MTU is not "
+        "restored (a netdev driver gives it a new netdev)",
+        ep.id[:12],
+        vf.index,
+        vf.pf,
+        vf.pci,
+        vf.driver or "no driver",
+    )
+    return dataclasses.replace(ep.original, mtu=None)
 
 
 def _warn_if_no_pf_has_link(network_id: str, links: dict[str, PfLinkState]) -> None:

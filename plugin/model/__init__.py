@@ -1,0 +1,1 @@
+"""Values the services, the store and the wire share: network and endpoint options."""

@@ -1,0 +1,1 @@
+"""What operators see: status, Prometheus metrics, their HTTP routes and the CLI."""

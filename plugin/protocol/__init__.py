@@ -1,0 +1,1 @@
+"""Docker's side of the plugin: the falcon app, the request schemas, the wire format."""

@@ -1,0 +1,1 @@
+"""The rules, with no HTTP: networks and endpoints, IPAM, and recovery after a restart."""
