@@ -76,6 +76,12 @@ vm_stage() {
     run_pytest -m vm "$@"
 }
 
+# Two guests cabled back to back; the plugin's rootfs is the one the vm stage built, if current.
+wire_stage() {
+    start_dockerd || return 1
+    run_pytest -m wire "$@"
+}
+
 swarm_stage() {
     start_dockerd || return 1
     run_pytest -m swarm "$@"
@@ -95,6 +101,7 @@ run_stage netns run_pytest -m netns "$@"
 run_stage cluster run_pytest -m cluster "$@"
 run_stage docker docker_stage "$@"
 run_stage vm vm_stage "$@"
+run_stage wire wire_stage "$@"
 run_stage swarm swarm_stage "$@"
 
 heading "summary"

@@ -68,9 +68,10 @@ if [ -n "$repo" ]; then
 fi
 mkdir -p $r/sriov-io
 mount -t 9p -o "$ninep,cache=none" io $r/sriov-io || fail "mount the io share"
-# A guest without that share: the mount fails (no such tag) and the directory goes.
-mkdir -p $r/sriov-shared
-mount -t 9p -o "$ninep,cache=none" shared $r/sriov-shared 2>/dev/null || rmdir $r/sriov-shared
+if cat /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag | grep -q shared; then
+    mkdir -p $r/sriov-shared
+    mount -t 9p -o "$ninep,cache=none" shared $r/sriov-shared || fail "mount the shared share"
+fi
 
 hostname "$name"
 echo "$name" >$r/etc/hostname

@@ -29,7 +29,8 @@ def test_guest_suites_pass_on_an_emulated_igb(plugin_rootfs, vm_setup, tmp_path)
     proc = subprocess.run(
         ["scripts/vm/run.sh", "scripts/vm/guest-tests.sh", "-s"],
         cwd=REPO,
-        env={**os.environ, "SRIOV_VM_OUT": str(out)},
+        # The IOMMU lets the Kata tests bind VFs to vfio-pci.
+        env={**os.environ, "SRIOV_VM_OUT": str(out), "SRIOV_VM_IOMMU": "1"},
         capture_output=True,
         text=True,
         timeout=1800,

@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from igb import run, wait_for
@@ -38,11 +38,12 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
     return proc
 
 
-def enable_plugin(attempts: int = 3) -> None:
+def enable_plugin(attempts: int = 6) -> None:
     """docker plugin enable; again if the plugin was not answering yet.
 
     dockerd gives a plugin about 10 s to answer on its socket, and Python under
-    TCG on a busy host sometimes needs more for its first start.
+    TCG on a busy host sometimes needs more for its first start (23 s seen with
+    two guests and other work on 2 cores).
     """
     for attempt in range(1, attempts + 1):
         proc = docker("plugin", "enable", PLUGIN, check=False)
@@ -57,8 +58,12 @@ def timed(what: str, started: float) -> None:
 
 
 @contextlib.contextmanager
-def engine() -> Iterator[None]:
-    """dockerd running with the sriov plugin enabled and the test image loaded; stopped after."""
+def engine(before_enable: Callable[[], object] = lambda: None) -> Iterator[None]:
+    """dockerd running with the sriov plugin enabled and the test image loaded; stopped after.
+
+    ``before_enable`` runs between `docker plugin create` and `enable` (guests that share
+    the CPU take turns to start their plugin within dockerd's deadline).
+    """
     assert (REPO / "rootfs" / "opt" / "sriov").is_dir(), "build the plugin on the host first"
     log = LOG.open("w")
     started = time.monotonic()
@@ -88,8 +93,10 @@ def engine() -> Iterator[None]:
         (PLUGIN_DIR / "rootfs").mkdir(parents=True)
         (PLUGIN_DIR / "config.json").write_bytes((REPO / "config.json").read_bytes())
         run("mount", "--bind", str(REPO / "rootfs"), str(PLUGIN_DIR / "rootfs"))
-        docker("plugin", "create", PLUGIN, str(PLUGIN_DIR))
+        # dockerd gzips and digests the 70 MB rootfs under TCG: 66-270 s seen, more on a busy host.
+        docker("plugin", "create", PLUGIN, str(PLUGIN_DIR), timeout=900)
         timed("docker plugin create", started)
+        before_enable()
         started = time.monotonic()
         enable_plugin()
         timed("docker plugin enable", started)

@@ -83,7 +83,11 @@ def node(pf: Pf):
     """The VFs enabled (mailbox proven), the PF addressed, dockerd up, the config-only network."""
     pf.set_numvfs(pf.totalvfs)
     run("ip", "addr", "add", f"{PF_ADDRESS[ROLE]}/24", "dev", pf.name)
-    with guest_engine():
+    # Node b starts its plugin after node a has: one at a time they start within dockerd's
+    # deadline, together on a busy machine they did not.
+    with guest_engine(lambda: ROLE == "b" and shared_json("a-enabled.json")):
+        if ROLE == "a":
+            write_shared("a-enabled.json", {})
         docker(
             "network", "create", "--config-only", "--ipam-driver", PLUGIN,
             "-o", f"pf_iface={pf.name}", "-o", f"vlanid={VLAN}", "-o", f"vlan_qos={QOS}",
