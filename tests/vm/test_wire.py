@@ -108,7 +108,7 @@ def boot(role: str, workdir: Path, netdev: str, **env: str) -> Guest:
             "SRIOV_VM_MAC": MACS[role],
             "SRIOV_VM_NETDEV": netdev,
             "SRIOV_VM_SHARE": str(workdir / "shared"),
-            "SRIOV_VM_TIMEOUT": "900",
+            "SRIOV_VM_TIMEOUT": "1500",
             **env,
         },
         stdout=subprocess.PIPE,
@@ -138,7 +138,7 @@ def wire(plugin_rootfs, vm_setup) -> Iterator[tuple[list[Frame], dict]]:
         b = boot(
             "b", workdir, f"stream,server=off,reconnect-ms=1000,addr.type=unix,addr.path={cable}"
         )
-        status_a, out_a = a.finish(timeout=960)
+        status_a, out_a = a.finish(timeout=1560)
         print(f"guest a: exit {status_a} after {time.monotonic() - started:.1f} s")
         # b waits for a's done.json; if a failed before writing it, b cannot finish.
         if status_a != 0 and not (workdir / "shared" / "done.json").exists():

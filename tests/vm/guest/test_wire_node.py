@@ -2,7 +2,7 @@
 
 Runs only in the wire stage (SRIOV_WIRE_ROLE=a or b; guest/conftest.py leaves
 it out otherwise). Both nodes enable their VFs (mailbox proven), put the
-swarm's control traffic untagged on the PF (192.168.77.1 and .2), run dockerd
+swarm's control traffic untagged on the PF (192.168.77.1 and .2, MTU 9000), run dockerd
 with the plugin and make their `--config-only` networks as README's swarm
 recipe says. Node a is the manager: it makes the swarm network, one dnsrr
 service on each node, pings across, then puts a VLAN 200 container with an
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from engine import IMAGE, PLUGIN, container_mac, docker
 from engine import engine as guest_engine
-from igb import Pf, run, wait_for
+from igb import Pf, has_carrier, run, wait_for
 
 ROLE = os.environ.get("SRIOV_WIRE_ROLE", "")
 SHARED = Path("/sriov-shared")
@@ -63,14 +63,18 @@ def leased_vf(pf: Pf) -> dict:
 
 
 def task_container(service: str) -> str:
-    return wait_for(
-        f"the running task of {service} on this node",
-        lambda: docker(
-            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}"
-        ).stdout.strip(),
-        timeout=PEER_TIMEOUT,
-        interval=1.0,
-    )
+    try:
+        return wait_for(
+            f"the running task of {service} on this node",
+            lambda: docker(
+                "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}"
+            ).stdout.strip(),
+            timeout=PEER_TIMEOUT,
+            interval=1.0,
+        )
+    except AssertionError as err:
+        tasks = docker("service", "ps", "--no-trunc", service, check=False)
+        raise AssertionError(f"{err}\n{tasks.stdout}{tasks.stderr}") from None
 
 
 def container_address(container: str) -> str:
@@ -81,6 +85,10 @@ def container_address(container: str) -> str:
 @pytest.fixture(scope="module")
 def node(pf: Pf):
     """The VFs enabled (mailbox proven), the PF addressed, dockerd up, the config-only network."""
+    # A network's MTU may not exceed its PF's (the plugin refuses it): jumbo frames need the
+    # PF at 9000 first. igb resets the PF for it; the VFs are enabled after.
+    run("ip", "link", "set", pf.name, "mtu", str(MTU))
+    wait_for(f"carrier on {pf.name}", lambda: has_carrier(pf.name), timeout=60)
     pf.set_numvfs(pf.totalvfs)
     run("ip", "addr", "add", f"{PF_ADDRESS[ROLE]}/24", "dev", pf.name)
     # Node b starts its plugin after node a has: one at a time they start within dockerd's
@@ -149,6 +157,18 @@ def test_node_a_runs_the_swarm_and_pings_across(node: Pf):
         return proc
 
     ping(peer["address"], BY_ADDRESS)
+    # b's task reaches node a's embedded DNS by the swarm's gossip, some seconds after it starts.
+    started = time.monotonic()
+    wait_for(
+        "service b in node a's embedded DNS",
+        lambda: (
+            peer["address"]
+            in docker("exec", container, "nslookup", "b", "127.0.0.11", check=False).stdout
+        ),
+        timeout=180,
+        interval=2.0,
+    )
+    print(f"service b resolvable on node a after {time.monotonic() - started:.1f} s")
     by_name = ping("b", BY_NAME)
     assert f"({peer['address']})" in by_name.stdout, "service b resolves to its task's address"
     ping(peer["address"], JUMBO)
