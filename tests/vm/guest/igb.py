@@ -8,6 +8,7 @@ would show them.
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -73,8 +74,8 @@ class Pf:
 
     def enables(self) -> int:
         """How many times igb enabled this PF's VFs since boot, as its kernel log says."""
-        line = f" {self.pci}: {self.totalvfs} VFs allocated"
-        return dmesg().count(line)
+        allocated = re.compile(rf" {re.escape(self.pci)}: \d+ VFs allocated$", re.MULTILINE)
+        return len(allocated.findall(dmesg()))
 
     def mailbox_proven(self) -> str | None:
         """Prove the mailbox if VFs were enabled since the last proof; the proof's dmesg line.
