@@ -23,7 +23,7 @@ RUN python3 -m compileall -q -j 0 /opt/sriov \
     && chroot /rootfs python3 -c "import importlib, os, pkgutil, sys; os.chdir('/opt/sriov'); \
 sys.path.insert(0, '/opt/sriov'); import plugin; \
 [importlib.import_module(m.name) for m in pkgutil.walk_packages(plugin.__path__, 'plugin.')]; \
-import falcon, jsonschema, pyroute2, waitress, sqlite3, hashlib; \
+import falcon, jsonschema, prometheus_client, pyroute2, waitress, sqlite3, hashlib; \
 plugin.protocol.schema.RequestValidator()"
 
 FROM scratch

@@ -39,3 +39,11 @@ class StoreError(PluginError):
     """The state store failed."""
 
     status = 500
+
+
+class TransactionConflict(Exception):
+    """An optimistic store found, at commit, that another writer changed what was read.
+
+    Not a PluginError: it never leaves the plugin. The IPAM service runs the
+    request again (``plugin.services.ipam.run_atomically``).
+    """

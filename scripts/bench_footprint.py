@@ -5,7 +5,7 @@
   (the managed plugin's root filesystem; build it first), target at most 80 MB;
 - resident memory: ``python -m plugin serve`` on a temporary socket and state
   directory, VmRSS once it answers and after 5,000 requests (RequestAddress and
-  ReleaseAddress in turn, over one keep-alive connection), target at most 40 MB.
+  ReleaseAddress in turn, over one keep-alive connection), target at most 45 MB.
   Measured twice: as the managed plugin runs, with the interpreter and
   libraries of its root filesystem (a chroot into an overlay of ``rootfs/`` with
   this checkout's ``plugin/`` mounted over the built one, so no rebuild is
@@ -37,7 +37,7 @@ from bench_ipam import LeanClient
 from support import REPO_ROOT, PluginProcess
 
 ROOTFS_TARGET_MB = 80
-RSS_TARGET_MB = 40
+RSS_TARGET_MB = 45
 START_TARGET_S = 1.0
 
 

@@ -1,8 +1,9 @@
 """Real etcd members on loopback ports, for the cluster tests and the benchmark.
 
-Each member is Debian's ``etcd`` binary with its own data directory and two free
-loopback ports (client and peer), found by binding port 0, so runs never collide
-with each other or with an etcd the host may run on 2379.
+Each member is Debian's ``etcd`` binary with its own data directory and two loopback
+ports (client and peer) that this run claimed (``runid.reserve_port``: below the
+kernel's ephemeral range, held against every other test run, free when taken), so
+runs never collide with each other or with an etcd the host may run on 2379.
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from runid import reserve_port
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 READY_LIMIT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_certificates(directory: Path) -> None:
@@ -63,8 +59,8 @@ class EtcdMember:
         self.log_path = directory / f"{name}.log"
         self.tls = tls
         scheme = "https" if tls else "http"
-        self.client_url = f"{scheme}://127.0.0.1:{free_port()}"
-        self.peer_url = f"http://127.0.0.1:{free_port()}"
+        self.client_url = f"{scheme}://127.0.0.1:{reserve_port()}"
+        self.peer_url = f"http://127.0.0.1:{reserve_port()}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, initial_cluster: str, token: str) -> None:

@@ -1,1 +1,1 @@
-"""Values the services, the store and the wire share: network and endpoint options."""
+"""Values the services, the stores and the wire share: options, networks, leases, pools."""

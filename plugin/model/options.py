@@ -31,7 +31,7 @@ from plugin.nic.names import check_ifname, check_pci_address
 GENERIC = "com.docker.network.generic"
 INTERNAL = "com.docker.network.internal"
 DOCKER_MTU = "com.docker.network.driver.mtu"
-DOCKER_PREFIX = "com.docker."
+DOCKER_PREFIX = "com.docker."  # Docker's own option keys, never the user's
 
 NETWORK_OPTIONS = (
     "pf_iface",
@@ -54,8 +54,6 @@ ENDPOINT_OPTIONS = ("vf",)
 
 VF_INDEX_MAX = 65535  # TotalVFs is a 16-bit field in the SR-IOV capability
 
-PROTOS = {proto.lower(): proto for proto in VlanProto}  # any case
-LINK_STATES = {state.value: state for state in VfLinkState}
 SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False}
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -132,7 +130,7 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
     pfs = _pf_choices(flags)
     vlan = _optional_integer(flags, "vlanid", VLAN_RANGE) or 0
     qos = _optional_integer(flags, "vlan_qos", QOS_RANGE) or 0
-    proto = _optional_choice(flags, "vlan_proto", PROTOS) or VlanProto.DOT1Q
+    proto = _optional_choice(flags, "vlan_proto", VlanProto) or VlanProto.DOT1Q
     _check_vlan_needed(vlan, qos, proto)
     vf = VfSettings(  # checks what the messages above do not: min_tx_rate <= max_tx_rate
         vlan=vlan,
@@ -141,7 +139,7 @@ def parse_network_options(options: Mapping | None) -> NetworkOptions:
         mtu=_mtu(flags),
         spoofchk=_optional_switch(flags, "spoofchk"),
         trust=_optional_switch(flags, "trust"),
-        link_state=_optional_choice(flags, "link_state", LINK_STATES),
+        link_state=_optional_choice(flags, "link_state", VfLinkState),
         min_tx_rate=_optional_integer(flags, "min_tx_rate", RATE_RANGE),
         max_tx_rate=_optional_integer(flags, "max_tx_rate", RATE_RANGE),
     )
@@ -378,14 +376,16 @@ def _optional_switch(flags: Mapping, name: str) -> bool | None:
     raise InvalidRequest(f"{name} {value!r} is not one of {', '.join(SWITCH_WORDS)}")
 
 
-def _optional_choice(flags: Mapping, name: str, choices: Mapping[str, E]) -> E | None:
-    """One of ``choices`` (matched without regard to case), normalized; None if absent."""
+def _optional_choice(flags: Mapping, name: str, kind: type[E]) -> E | None:
+    """A member of ``kind`` by its spelling (matched without regard to case); None if absent."""
     if name not in flags:
         return None
     value = flags[name]
-    if isinstance(value, str) and value.strip().lower() in choices:
-        return choices[value.strip().lower()]
-    raise InvalidRequest(f"{name} {value!r} is not one of {', '.join(choices.values())}")
+    spelled = value.strip().lower() if isinstance(value, str) else None
+    for member in kind:
+        if member.lower() == spelled:
+            return member
+    raise InvalidRequest(f"{name} {value!r} is not one of {', '.join(kind)}")
 
 
 def _vf_choice(value: object) -> EndpointOptions:

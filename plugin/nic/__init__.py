@@ -1,6 +1,6 @@
 """The NIC layer: the only code that reads sysfs or speaks netlink."""
 
-from plugin.nic.lean_pyroute2 import register_package_without_catalogue
+from plugin.nic.pyroute2_fixes import register_package_without_catalogue
 
-# Before any module of this layer imports from pyroute2 (see lean_pyroute2).
+# Before any module of this layer imports from pyroute2 (see pyroute2_fixes).
 register_package_without_catalogue()

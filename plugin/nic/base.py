@@ -44,6 +44,35 @@ class VfInfo:
     driver: str | None  # bound driver ("iavf", "mlx5_core", "vfio-pci"), None if unbound
 
 
+@dataclass(frozen=True)
+class VfStats:
+    """One VF's traffic counters as its PF reports them (IFLA_VF_STATS), since the VF was made.
+
+    Directions are the VF's own: ``rx`` is what the VF received from the NIC's
+    switch, ``tx`` what it sent into it. ``broadcast`` and ``multicast`` count
+    received packets. A counter the device does not report is None (the simulated
+    NIC has no broadcast or multicast counts per VF; kernels before 4.20 send no
+    dropped counts).
+    """
+
+    rx_packets: int | None = None
+    tx_packets: int | None = None
+    rx_bytes: int | None = None
+    tx_bytes: int | None = None
+    broadcast: int | None = None
+    multicast: int | None = None
+    rx_dropped: int | None = None
+    tx_dropped: int | None = None
+
+    def reported(self) -> dict[str, int]:
+        """The counters the device reports, by name."""
+        values = {name: getattr(self, name) for name in VF_STATS_FIELDS}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+VF_STATS_FIELDS = tuple(f.name for f in fields(VfStats))
+
+
 class NetdevStatus(enum.Enum):
     """What the host namespace says about a VF netdev."""
 
@@ -98,6 +127,19 @@ RANGES = {
     "max_tx_rate": RATE_RANGE,
     "mtu": MTU_RANGE,
 }
+
+# The VF settings a PF takes in one request, as the groups the device takes together, in
+# the order rtnetlink applies them (do_setvfinfo: IFLA_VF_MAC, _VLAN_LIST, _RATE, _SPOOFCHK,
+# _LINK_STATE, _TRUST); it stops at the first one the driver refuses. Every backend, the
+# programming order (plugin.nic.program) and the test fake follow this one list.
+VF_SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mac", ("mac",)),
+    ("vlan", ("vlan", "qos", "proto")),
+    ("rate", ("min_tx_rate", "max_tx_rate")),
+    ("spoofchk", ("spoofchk",)),
+    ("link_state", ("link_state",)),
+    ("trust", ("trust",)),
+)
 
 NO_ADMIN_MAC = "00:00:00:00:00:00"  # what a PF reports for a VF with no admin MAC set
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -161,24 +203,24 @@ class VfSettings:
                 "(Mbit/s; use max_tx_rate 0 for no cap)"
             )
 
-    def given(self) -> tuple[str, ...]:
+    def fields_set(self) -> tuple[str, ...]:
         """The names of the fields that are set (not None), in field order."""
         return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
 
-    def keep(self, names: Iterable[str]) -> VfSettings:
+    def only(self, names: Iterable[str]) -> VfSettings:
         """Only the fields named in ``names``; the others None."""
         return VfSettings(**{name: getattr(self, name) for name in names})
 
-    def over(self, base: VfSettings) -> VfSettings:
-        """``base`` with this value's set fields written over it."""
-        return replace(base, **{name: getattr(self, name) for name in self.given()})
+    def filled_from(self, base: VfSettings) -> VfSettings:
+        """This value, with the fields it leaves unset taken from ``base``."""
+        return replace(base, **{name: getattr(self, name) for name in self.fields_set()})
 
 
-def combined(parts: Iterable[VfSettings]) -> VfSettings:
+def merge_settings(parts: Iterable[VfSettings]) -> VfSettings:
     """One value with every part's set fields, later parts winning."""
     result = VfSettings()
     for part in parts:
-        result = part.over(result)
+        result = part.filled_from(result)
     return result
 
 
@@ -225,9 +267,9 @@ class NicBackend(Protocol):
     def set_vf(self, vf: VfInfo, settings: VfSettings) -> None:
         """Set the non-None fields except ``mtu`` through the PF, in one request if it can.
 
-        Fields are applied in the kernel's order (mac, vlan+qos+proto, rates,
-        spoofchk, link_state, trust), stopping at the first one refused, which
-        raises VfRefused; vlan, qos and proto come together, and so do the rates.
+        Fields are applied in the kernel's order (``VF_SETTING_GROUPS``),
+        stopping at the first one refused, which raises VfRefused; vlan, qos and
+        proto come together, and so do the rates.
         """
         ...
 
@@ -241,4 +283,12 @@ class NicBackend(Protocol):
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         """The MAC address of the VF's own netdev, None if it is not in this namespace."""
+        ...
+
+    def vf_stats(self, pf: str) -> dict[int, VfStats]:
+        """Every VF's traffic counters by VF index, from one request to the PF.
+
+        Empty when the PF's driver does not report VF traffic; DeviceError names
+        the PF when it cannot be asked.
+        """
         ...

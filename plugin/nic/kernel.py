@@ -9,7 +9,6 @@ own netdev.
 from __future__ import annotations
 
 import errno
-import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -21,16 +20,19 @@ from plugin.nic import netlink
 from plugin.nic.base import (
     MTU_RANGE,
     NO_ADMIN_MAC,
+    VF_STATS_FIELDS,
     NetdevStatus,
     VfInfo,
     VfLinkState,
     VfRefused,
     VfSettings,
+    VfStats,
     VlanProto,
 )
+from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import vf_error, vf_label
+from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
 from plugin.nic.rtnl import Rtnl
 
 if TYPE_CHECKING:
@@ -41,23 +43,6 @@ ETHERTYPES = {VlanProto.DOT1Q: 0x8100, VlanProto.DOT1AD: 0x88A8}  # ETH_P_8021Q,
 PROTOS = {ethertype: proto for proto, ethertype in ETHERTYPES.items()}
 LINK_STATES = tuple(VfLinkState)  # IFLA_VF_LINK_STATE_AUTO=0, _ENABLE=1, _DISABLE=2
 NOT_REPORTED = 0xFFFFFFFF  # the kernel's -1 for spoofchk/trust a driver does not report
-VLAN_INFO_SIZE = 16  # sizeof(struct ifla_vf_vlan_info): u32 vf, vlan, qos; be16 proto; padding
-
-
-def pad_vlan_info_to_kernel_size() -> None:
-    """Make pyroute2 encode IFLA_VF_VLAN_INFO with the kernel's size.
-
-    pyroute2 (0.9.7) declares the struct as its 14 bytes of fields, but the kernel
-    checks the attribute against sizeof(struct ifla_vf_vlan_info), which includes
-    two bytes of tail padding, and answers EINVAL: no 802.1ad VLAN could ever be
-    set. Adding the padding as a field fixes encoding and decoding alike; once
-    pyroute2 declares the full size this does nothing.
-    """
-    info = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
-    size = struct.calcsize("=" + "".join(fmt.lstrip("<>=!") for _name, fmt in info.fields))
-    if size < VLAN_INFO_SIZE:
-        info.fields = (*info.fields, ("pad", f"{VLAN_INFO_SIZE - size}x"))
-
 
 pad_vlan_info_to_kernel_size()
 
@@ -153,6 +138,38 @@ class KernelBackend:
 
     def netdev_address(self, vf: VfInfo) -> str | None:
         return self._netdevs.address(vf)
+
+    def vf_stats(self, pf: str) -> dict[int, VfStats]:
+        """IFLA_VF_STATS of every VF, from the one RTM_GETLINK of the PF that lists its VFs."""
+        try:
+            with self._iproute() as ipr:
+                msg = ipr.link("get", ifname=check_ifname(pf, "pf_iface"), ext_mask=RTEXT_FILTER_VF)
+        except NetlinkError as err:
+            raise DeviceError(f"read VF traffic of {pf}: {netlink.strerror(err)}") from err
+        return vf_stats_of(msg[0])
+
+
+def vf_stats_of(pf_msg: ifinfmsg) -> dict[int, VfStats]:
+    """Each VF's IFLA_VF_STATS in an RTM_NEWLINK of the PF, by VF index; {} when not reported.
+
+    The kernel sends IFLA_VF_STATS for every VF, zeros when the PF's driver has
+    no ``ndo_get_vf_stats`` (igb, for one): every counter of every VF at 0 is
+    read as "not reported". A PF whose VFs have passed no packet yet reads the
+    same, until the first one does.
+    """
+    vflist = pf_msg.get_attr("IFLA_VFINFO_LIST")
+    stats: dict[int, VfStats] = {}
+    for info in [] if vflist is None else vflist.get_attrs("IFLA_VF_INFO"):
+        mac = info.get_attr("IFLA_VF_MAC")
+        counters = info.get_attr("IFLA_VF_STATS")
+        if mac is None or counters is None:
+            continue
+        stats[mac["vf"]] = VfStats(
+            **{name: counters.get_attr(f"IFLA_VF_STATS_{name.upper()}") for name in VF_STATS_FIELDS}
+        )
+    if not any(any(s.reported().values()) for s in stats.values()):
+        return {}
+    return stats
 
 
 def _vf_spec(index: int, s: VfSettings) -> dict:

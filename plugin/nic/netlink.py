@@ -22,11 +22,11 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.nic.base import NetdevStatus
 from plugin.nic.rtnl import Rtnl
+from plugin.nic.sockios import IFF_UP
 
 if TYPE_CHECKING:
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
 
 

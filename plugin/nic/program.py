@@ -3,8 +3,8 @@
 ``program_vf`` snapshots the VF first and applies only what was asked, in an
 order that later steps cannot undo: the MTU first, on the VF's own netdev; then
 the VF settings in one request through the PF, which the kernel applies in its
-own order (MAC, VLAN, rates, spoofchk, link state) and stops at the first the
-driver refuses; trust last, in a request of its own. A VF that resets (igbvf
+own order (``VF_SETTING_GROUPS``) and stops at the first the driver refuses;
+trust last, in a request of its own. A VF that resets (igbvf
 does on an MTU change, and the backend makes it reset so that its netdev takes
 a new admin MAC) re-registers its netdev's old MAC, and a trusted VF is allowed
 to, which would replace the admin MAC just set: so nothing that resets the VF
@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from plugin.errors import DeviceError
-from plugin.nic.base import NicBackend, VfInfo, VfRefused, VfSettings, VlanProto, combined
+from plugin.nic.base import (
+    VF_SETTING_GROUPS,
+    NicBackend,
+    VfInfo,
+    VfRefused,
+    VfSettings,
+    VlanProto,
+    merge_settings,
+)
+from plugin.nic.errors import vf_error, vf_label
 
 
 @dataclass(frozen=True)
@@ -34,20 +43,19 @@ class Step:
 
     def of(self, settings: VfSettings) -> VfSettings:
         """This step's fields of ``settings``; the others None."""
-        return settings.keep(self.fields)
+        return settings.only(self.fields)
 
+
+# What completes a partial group when it is restored (the device takes the group whole).
+NEUTRAL = {"vlan": VfSettings(qos=0, proto=VlanProto.DOT1Q)}
 
 MTU = Step("mtu", ("mtu",))
-TRUST = Step("trust", ("trust",))
-# The VF settings sent together, in the order rtnetlink applies them (do_setvfinfo).
-VF_STEPS = (
-    Step("mac", ("mac",)),
-    Step("vlan", ("vlan", "qos", "proto"), VfSettings(qos=0, proto=VlanProto.DOT1Q)),
-    Step("rate", ("min_tx_rate", "max_tx_rate")),  # VfSettings has both rates or neither
-    Step("spoofchk", ("spoofchk",)),
-    Step("link_state", ("link_state",)),
+# The VF settings in the kernel's order; VfSettings has both rates or neither.
+VF_STEPS = tuple(
+    Step(name, names, NEUTRAL.get(name, VfSettings())) for name, names in VF_SETTING_GROUPS
 )
-STEPS = (MTU, *VF_STEPS, TRUST)
+TRUST = next(step for step in VF_STEPS if step.name == "trust")  # last, in a request of its own
+STEPS = (MTU, *VF_STEPS)
 
 
 @dataclass(frozen=True)
@@ -65,32 +73,6 @@ class Planned:
     step: Step
     before: VfSettings
     target: VfSettings
-
-
-def vf_label(vf: VfInfo) -> str:
-    return f"VF {vf.index} of {vf.pf}"
-
-
-def setting_text(step: str, values: VfSettings) -> str:
-    """How error messages show a step's values: "vlan to 100", "spoofchk to off"."""
-    if step == "vlan":
-        text = str(values.vlan)
-        proto = values.proto or VlanProto.DOT1Q
-        if values.qos or proto != VlanProto.DOT1Q:
-            text += f" qos {values.qos or 0} proto {proto}"
-        return f"vlan to {text}"
-    if step == "rate":
-        return f"rate to min {values.min_tx_rate} max {values.max_tx_rate} Mbit/s"
-    (name,) = values.given() or (step,)
-    value = getattr(values, name)
-    if isinstance(value, bool):
-        value = "on" if value else "off"
-    return f"{step} to {value}"
-
-
-def vf_error(vf: VfInfo, step: str, values: VfSettings, why: str) -> DeviceError:
-    """DeviceError "set VF 3 of enp1s0f0 vlan to 100: Operation not supported"."""
-    return DeviceError(f"set {vf_label(vf)} {setting_text(step, values)}: {why}")
 
 
 def program_vf(
@@ -119,7 +101,7 @@ def program_vf(
         _apply_vf_steps(backend, vf, request, done)
     if done:
         _check_read_back(backend, vf, desired, done)
-    return combined(change.values for change in done)
+    return merge_settings(change.values for change in done)
 
 
 def _apply_vf_steps(
@@ -132,7 +114,7 @@ def _apply_vf_steps(
     took effect (those are undone) and the first that did not is the one named.
     """
     try:
-        backend.set_vf(vf, combined(entry.target for entry in plan))
+        backend.set_vf(vf, merge_settings(entry.target for entry in plan))
     except VfRefused as err:
         try:
             now = backend.read_vf(vf)
@@ -156,7 +138,7 @@ def _vf_requests(entries: list[Entry]) -> list[list[Entry]]:
 
 
 def _holds(now: VfSettings, values: VfSettings) -> bool:
-    return now.keep(values.given()) == values
+    return now.only(values.fields_set()) == values
 
 
 def _apply(backend: NicBackend, vf: VfInfo, step: Step, values: VfSettings) -> None:
@@ -203,7 +185,7 @@ def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings) -> list[Planned
     plan = []
     for step in STEPS:
         asked = step.of(desired)
-        if not asked.given():
+        if not asked.fields_set():
             continue
         before = step.of(original)
         unreported = [f for f in step.fields if getattr(before, f) is None]
@@ -211,11 +193,11 @@ def _plan(vf: VfInfo, original: VfSettings, desired: VfSettings) -> list[Planned
             raise vf_error(
                 vf,
                 step.name,
-                asked.over(before),
+                asked.filled_from(before),
                 f"the device does not report {', '.join(unreported)}, so the original could "
                 "not be restored; nothing was changed",
             )
-        target = asked.over(before)
+        target = asked.filled_from(before)
         if target != before:
             plan.append(Planned(step, before, target))
     return plan
@@ -245,13 +227,13 @@ def restore_vf(backend: NicBackend, vf: VfInfo, original: VfSettings) -> None:
     failed, steps = [], []
     for step in STEPS:
         given = step.of(original)
-        if not given.given():
+        if not given.fields_set():
             continue
-        values = given.over(step.neutral)
+        values = given.filled_from(step.neutral)
         missing = [f for f in step.fields if getattr(values, f) is None]
         if missing:
             failed.append(
-                f"cannot restore {', '.join(given.given())} of {vf_label(vf)} "
+                f"cannot restore {', '.join(given.fields_set())} of {vf_label(vf)} "
                 f"without {', '.join(missing)}"
             )
             continue
@@ -280,7 +262,7 @@ def _put_back(backend: NicBackend, vf: VfInfo, steps: list[Change]) -> dict[str,
         failed.update(_restore_each(backend, vf, [ordered.pop(0)]))
     for request in _vf_requests(ordered):
         try:
-            backend.set_vf(vf, combined(change.values for change in request))
+            backend.set_vf(vf, merge_settings(change.values for change in request))
         except VfRefused:
             failed.update(_restore_each(backend, vf, request))
     return failed

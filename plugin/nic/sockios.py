@@ -16,7 +16,7 @@ import fcntl
 import socket
 import struct
 
-IFF_UP = 0x1
+IFF_UP = 0x1  # <linux/if.h>: SIOCGIFFLAGS and rtnetlink's ifi_flags carry the same flags
 
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921

@@ -8,14 +8,12 @@ responders only translate HTTP and call the status service or the metrics.
 from __future__ import annotations
 
 import json
-import time
 
 import falcon
 
-from plugin.ops.exposition import CONTENT_TYPE
-from plugin.ops.metrics import Metrics
+from plugin.ops.metrics import CONTENT_TYPE, Metrics
 from plugin.ops.status import StatusService
-from plugin.protocol.app import ProtocolMethod
+from plugin.protocol.app import FinishedRequest
 
 
 class StatusResource:
@@ -37,23 +35,17 @@ class MetricsResource:
 
 
 class RequestMetrics:
-    """Middleware: count each protocol request by method and outcome, and time it."""
+    """Count each protocol request by method and outcome, and its time (an ``after_reply``)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.metrics_started = time.perf_counter()
-
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
-    ) -> None:
-        if req.method != "POST":
+    def __call__(self, request: FinishedRequest) -> None:
+        if request.http_method != "POST":
             return  # status and metrics scrapes are not protocol requests
         # An unknown path is one label value, not one per path a client tried.
-        method = req.path.lstrip("/") if isinstance(resource, ProtocolMethod) else "unknown"
-        elapsed = time.perf_counter() - req.context.metrics_started
-        self._metrics.observe_request(method, resp.status_code, elapsed)
+        method = request.path if request.protocol else "unknown"
+        self._metrics.observe_request(method, request.status, request.seconds)
 
 
 def ops_routes(status: StatusService, metrics: Metrics) -> dict[str, object]:

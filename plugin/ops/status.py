@@ -12,15 +12,18 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from plugin.errors import PluginError
-from plugin.nic.base import NetdevStatus, VfInfo, VfSettings
+from plugin.model.networks import network_settings
+from plugin.nic.base import NetdevStatus, VfInfo, VfSettings, VfStats
 from plugin.services.ipam import usable_range
-from plugin.state.sqlite import network_settings
 
 if TYPE_CHECKING:
+    from plugin.model.ipam import PoolRow
+    from plugin.model.leases import EndpointRow
+    from plugin.model.networks import NetworkPf, NetworkRow
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
     from plugin.services.networks import NetworkService
-    from plugin.state.sqlite import EndpointRow, NetworkPf, NetworkRow, PoolRow, Store, Transaction
+    from plugin.state.sqlite import SqliteTransaction, Store
 
 # Where a VF netdev is, as status shows it.
 WHERE = {
@@ -92,9 +95,13 @@ class StatusService:
             view.update(pci=pf.pci, link=link, mtu=pf.mtu)
             view.update(totalvfs=pf.totalvfs, numvfs=pf.numvfs)
         where = self._where(vfs)
+        traffic = self._traffic(name, view) if pf is not None else {}
         vf_views = [
             self._vf_view(vf, where[vf.index], leases.get(vf.index), networks_by_id) for vf in vfs
         ]
+        for vf_view in vf_views:
+            if vf_view["index"] in traffic:
+                vf_view["traffic"] = traffic[vf_view["index"]].reported()
         present = {vf.index for vf in vfs}
         # Leases of VFs that are not enabled (sriov_numvfs went down, or the VF is gone).
         vf_views += [
@@ -128,6 +135,18 @@ class StatusService:
             view["reason"] = reason
         return view
 
+    def _traffic(self, pf: str, view: dict) -> dict[int, VfStats]:
+        """Each VF's traffic counters from one request to the PF; ``view`` records whether
+        the PF reports them ("reports_traffic") and why it could not be asked."""
+        try:
+            stats = self._backend.vf_stats(pf)
+        except PluginError as exc:
+            view["reports_traffic"] = False
+            view["traffic_error"] = exc.message
+            return {}
+        view["reports_traffic"] = bool(stats)
+        return stats
+
     def _where(self, vfs: list[VfInfo]) -> dict[int, str]:
         """Where each VF's netdev is, by VF index, from one read of the host namespace."""
         try:
@@ -156,7 +175,7 @@ def _lease_view(ep: EndpointRow, network: NetworkRow | None) -> dict:
 
 def _given(settings: VfSettings) -> dict:
     """The fields of ``settings`` that are set, by name."""
-    return {name: getattr(settings, name) for name in settings.given()}
+    return {name: getattr(settings, name) for name in settings.fields_set()}
 
 
 def _missing_vf_view(ep: EndpointRow, networks: dict) -> dict:
@@ -184,7 +203,7 @@ def _network_view(network: NetworkRow, pfs: list[str], endpoints: list[EndpointR
     }
 
 
-def _pool_view(tx: Transaction, pool: PoolRow) -> dict:
+def _pool_view(tx: SqliteTransaction, pool: PoolRow) -> dict:
     """A pool with how many of the addresses it can hand out are held."""
     cidr = ipaddress.ip_network(pool.cidr)
     first, last = usable_range(cidr)

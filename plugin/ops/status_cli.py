@@ -51,6 +51,25 @@ def settings_text(settings: dict) -> str:
     return " ".join(f"{k} {value(settings[k])}" for k in SETTING_ORDER if k in settings) or "-"
 
 
+def traffic_text(counters: dict) -> str:
+    """``rx 1500 B 12 pkts 0 dropped 3 bcast 1 mcast, tx ...``: the counters a PF reports."""
+    parts = []
+    for direction, extra in (("rx", (("broadcast", "bcast"), ("multicast", "mcast"))), ("tx", ())):
+        words = [
+            f"{counters[key]} {unit}"
+            for key, unit in (
+                (f"{direction}_bytes", "B"),
+                (f"{direction}_packets", "pkts"),
+                (f"{direction}_dropped", "dropped"),
+                *extra,
+            )
+            if key in counters
+        ]
+        if words:
+            parts.append(f"{direction} " + " ".join(words))
+    return ", ".join(parts) or "-"
+
+
 def format_status(status: dict) -> str:
     """The status view as aligned text: PFs with their VFs, then networks, then pools."""
     lines: list[str] = []
@@ -90,6 +109,11 @@ def _pf_lines(pf: dict, vlans: dict) -> list[str]:
             f"{counts['free']} free, {counts['leased']} leased, {counts['unusable']} unusable"
         )
     lines.append(f"  networks: {nets}")
+    if "traffic_error" in pf:
+        lines.append(f"  VF traffic: cannot be read: {pf['traffic_error']}")
+    elif "reports_traffic" in pf:
+        reported = "reported by the PF" if pf["reports_traffic"] else "not reported by its driver"
+        lines.append(f"  VF traffic: {reported}")
     for vf in pf["vfs"]:
         head = f"  VF {vf['index']:<3} {vf['pci']}  {vf['netdev'] or '-':<15} {vf['where']:<10}"
         if vf["state"] == "leased":
@@ -100,6 +124,8 @@ def _pf_lines(pf: dict, vlans: dict) -> list[str]:
             )
             lines.append(f"{'':10}programmed: {settings_text(lease['programmed'])}")
             lines.append(f"{'':10}original:   {settings_text(lease['original'])}")
+            if "traffic" in vf:
+                lines.append(f"{'':10}traffic:    {traffic_text(vf['traffic'])}")
             if "restore_error" in lease:
                 lines.append(f"{'':10}RESTORE FAILED (lease kept): {lease['restore_error']}")
         elif vf["state"] == "unusable":

@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from plugin.model.ipam import AddressSpace
 from plugin.model.options import parse_endpoint_options, parse_network_options
 from plugin.services.ipam import parse_address
-from plugin.state.sqlite import AddressSpace
 
 if TYPE_CHECKING:
     from plugin.services.ipam import IpamService
@@ -97,13 +97,13 @@ def _nothing_before(network_id: str) -> None:
 
 
 def network_handlers(
-    network: NetworkService, before_endpoint: Callable[[str], None] = _nothing_before
+    networks: NetworkService, before_endpoint: Callable[[str], None] = _nothing_before
 ) -> dict[str, Handler]:
     """``before_endpoint(network_id)`` runs first in CreateEndpoint (HostRecovery enables VFs)."""
 
     def create_network(body: dict) -> dict:
         """{NetworkID, Options, IPv4Data, IPv6Data} -> {}"""
-        network.create_network(
+        networks.create_network(
             body["NetworkID"],
             parse_network_options(body.get("Options")),
             gateway=_gateway(body, "IPv4Data"),
@@ -113,7 +113,7 @@ def network_handlers(
 
     def delete_network(body: dict) -> dict:
         """{NetworkID} -> {}"""
-        network.delete_network(body["NetworkID"])
+        networks.delete_network(body["NetworkID"])
         return {}
 
     def create_endpoint(body: dict) -> dict:
@@ -124,7 +124,7 @@ def network_handlers(
         interface = body.get("Interface") or {}
         wanted = parse_endpoint_options(body.get("Options"))
         before_endpoint(body["NetworkID"])
-        created = network.create_endpoint(
+        created = networks.create_endpoint(
             body["NetworkID"],
             body["EndpointID"],
             mac=interface.get("MacAddress") or None,
@@ -138,16 +138,16 @@ def network_handlers(
 
     def delete_endpoint(body: dict) -> dict:
         """{NetworkID, EndpointID} -> {}"""
-        network.delete_endpoint(body["EndpointID"])
+        networks.delete_endpoint(body["EndpointID"])
         return {}
 
     def endpoint_info(body: dict) -> dict:
         """{NetworkID, EndpointID} -> {Value: {pf, vf, pci, netdev, vlan, mac, pf_link}}"""
-        return {"Value": dataclasses.asdict(network.endpoint_info(body["EndpointID"]))}
+        return {"Value": dataclasses.asdict(networks.endpoint_info(body["EndpointID"]))}
 
     def join(body: dict) -> dict:
         """{NetworkID, EndpointID, SandboxKey, Options} -> {InterfaceName, Gateway, ...}"""
-        joined = network.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
+        joined = networks.join(body["NetworkID"], body["EndpointID"], body.get("SandboxKey") or "")
         return _join_reply(joined)
 
     def nothing_to_do(body: dict) -> dict:

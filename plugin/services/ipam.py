@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import random
 import secrets
 import time
@@ -32,29 +31,31 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from plugin.config import DefaultPool
-from plugin.errors import Conflict, InvalidRequest, StoreError
-from plugin.state.sqlite import AddressKind, AddressSpace, Family, PoolRow
+from plugin.errors import Conflict, InvalidRequest, StoreError, TransactionConflict
+from plugin.model.ipam import (
+    CLUSTER_POOL_PREFIX,
+    SHARED_KINDS,
+    AddressKind,
+    AddressSpace,
+    Family,
+    PoolRow,
+    pool_name,
+    pool_request_key,
+)
+from plugin.model.options import DOCKER_PREFIX
 
 GATEWAY_REQUEST = "com.docker.network.gateway"
 REQUEST_TYPE_OPTION = "RequestAddressType"
-DOCKER_OPTION_PREFIX = "com.docker."
 CLUSTER_OPTION = "cluster"
-CLUSTER_POOL_PREFIX = "cluster:"
 MAX_ATTEMPTS = 64
-# Reservations every network on the pool holds together.
-SHARED_KINDS = (AddressKind.GATEWAY, AddressKind.AUX)
 
 T = TypeVar("T")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class TransactionConflict(Exception):
-    """An optimistic store found, at commit, that another writer changed what was read."""
-
-
-class Transaction(Protocol):
-    """What the IPAM rules ask of a store transaction (the SQLite Transaction has it all)."""
+class PoolTransaction(Protocol):
+    """What the IPAM rules ask of a pool store's transaction (SQLite's and etcd's have it all)."""
 
     def pool(self, pool_id: str) -> PoolRow | None: ...
     def pool_by_request(self, request_key: str) -> PoolRow | None: ...
@@ -73,10 +74,10 @@ class Transaction(Protocol):
 
 
 class PoolStore(Protocol):
-    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def transaction(self) -> AbstractContextManager[PoolTransaction]: ...
 
 
-def run_atomically(store: PoolStore, operation: str, work: Callable[[Transaction], T]) -> T:
+def run_atomically(store: PoolStore, operation: str, work: Callable[[PoolTransaction], T]) -> T:
     """Run ``work`` in one transaction of ``store``, again while it conflicts.
 
     SQLite transactions never conflict (one writer at a time); a cluster store's
@@ -101,18 +102,18 @@ class PoolReply:
     pool: str
 
 
-def parse_network(value: str, what: str) -> Network:
+def parse_subnet(value: str, what: str) -> Subnet:
     """A CIDR with no host bits set, or InvalidRequest naming what it was for."""
     try:
         interface = ipaddress.ip_interface(value)
     except ValueError:
         raise InvalidRequest(f"{what} {value!r} is not a valid CIDR (e.g. 10.1.0.0/24)") from None
-    network = interface.network
+    subnet = interface.network
     if "/" not in value:
-        raise InvalidRequest(f"{what} {value!r} has no prefix length (e.g. {network})")
-    if interface.ip != network.network_address:
-        raise InvalidRequest(f"{what} {value} has host bits set (did you mean {network}?)")
-    return network
+        raise InvalidRequest(f"{what} {value!r} has no prefix length (e.g. {subnet})")
+    if interface.ip != subnet.network_address:
+        raise InvalidRequest(f"{what} {value} has host bits set (did you mean {subnet}?)")
+    return subnet
 
 
 def parse_address(
@@ -126,28 +127,28 @@ def parse_address(
 
 
 @functools.lru_cache(maxsize=1024)
-def stored_network(cidr: str) -> Network:
-    """A pool's or SubPool's network as the store keeps it, parsed once per process."""
+def stored_subnet(cidr: str) -> Subnet:
+    """A pool's or SubPool's subnet as the store keeps it, parsed once per process."""
     return ipaddress.ip_network(cidr)
 
 
-def address_text(network: Network, value: int) -> str:
-    """``value`` written as an address of ``network``'s family (::1 is not 0.0.0.1)."""
-    return str(type(network.network_address)(value))
+def address_text(subnet: Subnet, value: int) -> str:
+    """``value`` written as an address of ``subnet``'s family (::1 is not 0.0.0.1)."""
+    return str(type(subnet.network_address)(value))
 
 
-def usable_range(network: Network) -> tuple[int, int]:
-    """First and last address that may be handed out from ``network``.
+def usable_range(subnet: Subnet) -> tuple[int, int]:
+    """First and last address that may be handed out from ``subnet``.
 
     IPv4 skips the network and broadcast addresses except in /31 (RFC 3021) and
     /32; IPv6 skips the subnet-router anycast address (the network address)
     except in /127 (RFC 6164) and /128.
     """
-    first, last = int(network.network_address), int(network.broadcast_address)
-    host_bits = network.max_prefixlen - network.prefixlen
+    first, last = int(subnet.network_address), int(subnet.broadcast_address)
+    host_bits = subnet.max_prefixlen - subnet.prefixlen
     if host_bits <= 1:
         return first, last
-    if network.version == 4:
+    if subnet.version == 4:
         return first + 1, last - 1
     return first + 1, last
 
@@ -190,16 +191,16 @@ class IpamService:
         """Hand out ``pool`` (or the next free default subnet), with ``subpool`` as its range."""
         address_space = _address_space(space)
         cluster = self._wants_cluster(options, pool)
-        network, sub = self._check_pool_request(pool, subpool, v6)
+        subnet, ip_range = self._check_pool_request(pool, subpool, v6)
         if cluster:
-            return self._request_cluster_pool(address_space, network, sub)
+            return self._request_cluster_pool(address_space, subnet, ip_range)
         with self._store.transaction() as tx:
-            if network is None:
-                network = self._next_default_subnet(tx, address_space, 6 if v6 else 4)
-                row = _new_pool_row(address_space, network, None)
+            if subnet is None:
+                subnet = self._next_default_subnet(tx, address_space, 6 if v6 else 4)
+                row = _new_pool_row(address_space, subnet, None)
                 tx.insert_pool(row, f"auto:{secrets.token_hex(8)}")
                 return PoolReply(row.id, row.cidr)
-            return _take_pool(tx, address_space, network, sub, "")
+            return _take_pool(tx, address_space, subnet, ip_range, "")
 
     def _wants_cluster(self, options: dict | None, pool: str) -> bool:
         """Whether ``--ipam-opt cluster=true`` asks for a cluster pool; refuse other options."""
@@ -217,43 +218,43 @@ class IpamService:
         return cluster
 
     def _request_cluster_pool(
-        self, space: AddressSpace, network: Network, sub: Network | None
+        self, space: AddressSpace, subnet: Subnet, ip_range: Subnet | None
     ) -> PoolReply:
         """Take the cluster pool, after checking it overlaps no local pool of this node."""
         with self._store.transaction() as tx:
-            _refuse_overlap(tx, space, network)
+            _refuse_overlap(tx, space, subnet)
         return run_atomically(
             self._cluster,
             "RequestPool",
-            lambda tx: _take_pool(tx, space, network, sub, CLUSTER_POOL_PREFIX),
+            lambda tx: _take_pool(tx, space, subnet, ip_range, CLUSTER_POOL_PREFIX),
         )
 
     @staticmethod
     def _check_pool_request(
         pool: str, subpool: str, v6: bool
-    ) -> tuple[Network | None, Network | None]:
+    ) -> tuple[Subnet | None, Subnet | None]:
         if not pool:
             if subpool:
                 raise InvalidRequest(
                     f"SubPool {subpool} needs a Pool (give --subnet with --ip-range)"
                 )
             return None, None
-        network = parse_network(pool, "pool")
-        if (network.version == 6) != v6:
+        subnet = parse_subnet(pool, "pool")
+        if (subnet.version == 6) != v6:
             raise InvalidRequest(
-                f"pool {pool} is IPv{network.version} but the request is for "
+                f"pool {pool} is IPv{subnet.version} but the request is for "
                 f"IPv{6 if v6 else 4}"
             )
         if not subpool:
-            return network, None
-        sub = parse_network(subpool, "SubPool")
-        if sub.version != network.version or not sub.subnet_of(network):
+            return subnet, None
+        ip_range = parse_subnet(subpool, "SubPool")
+        if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):
             raise InvalidRequest(f"SubPool {subpool} is not inside pool {pool}")
-        return network, sub
+        return subnet, ip_range
 
     def _next_default_subnet(
-        self, tx: Transaction, space: AddressSpace, family: Family
-    ) -> Network:
+        self, tx: PoolTransaction, space: AddressSpace, family: Family
+    ) -> Subnet:
         candidates = [p for p in self._default_pools if p.base.version == family]
         for default in candidates:
             subnet = _first_free_subnet(tx, space, default)
@@ -268,7 +269,7 @@ class IpamService:
     def release_pool(self, pool_id: str) -> None:
         """Drop one holder of the pool; the last one frees it and its addresses."""
 
-        def work(tx: Transaction) -> None:
+        def work(tx: PoolTransaction) -> None:
             pool = tx.pool(pool_id)
             if pool is None:
                 return
@@ -285,21 +286,21 @@ class IpamService:
         """Lease ``address`` (or the gateway, or the next free one); answer it as CIDR."""
         is_gateway = (options or {}).get(REQUEST_TYPE_OPTION) == GATEWAY_REQUEST
 
-        def work(tx: Transaction) -> str:
+        def work(tx: PoolTransaction) -> str:
             pool = _known_pool(tx, pool_id)
-            network = stored_network(pool.cidr)
+            subnet = stored_subnet(pool.cidr)
             if address:
-                wanted = _address_in_pool(address, network, pool)
+                wanted = _address_in_pool(address, subnet, pool)
             elif is_gateway:
-                wanted = usable_range(network)[0]
+                wanted = usable_range(subnet)[0]
             else:
                 wanted = None
             if wanted is None:
-                leased = _lease_next_free(tx, pool, network)
+                leased = _lease_next_free(tx, pool, subnet)
             else:
                 kind = _specific_kind(pool_id, is_gateway, options)
-                leased = _lease_specific(tx, pool, network, wanted, kind)
-            return f"{address_text(network, leased)}/{network.prefixlen}"
+                leased = _lease_specific(tx, pool, subnet, wanted, kind)
+            return f"{address_text(subnet, leased)}/{subnet.prefixlen}"
 
         store = self._store_of(pool_id)
         return run_atomically(store, "RequestAddress", work)
@@ -313,7 +314,7 @@ class IpamService:
         """
         value = int(parse_address(address))
 
-        def work(tx: Transaction) -> None:
+        def work(tx: PoolTransaction) -> None:
             pool = tx.pool(pool_id)
             if pool is None:
                 return
@@ -336,7 +337,7 @@ def _cluster_option(options: dict | None) -> bool:
     """The value of --ipam-opt cluster; refuse any other option (com.docker.* are Docker's)."""
     options = options or {}
     user = sorted(
-        k for k in options if not k.startswith(DOCKER_OPTION_PREFIX) and k != CLUSTER_OPTION
+        k for k in options if not k.startswith(DOCKER_PREFIX) and k != CLUSTER_OPTION
     )
     if user:
         raise InvalidRequest(
@@ -352,31 +353,35 @@ def _cluster_option(options: dict | None) -> bool:
 
 
 def _take_pool(
-    tx: Transaction, space: AddressSpace, network: Network, sub: Network | None, id_prefix: str
+    tx: PoolTransaction,
+    space: AddressSpace,
+    subnet: Subnet,
+    ip_range: Subnet | None,
+    id_prefix: str,
 ) -> PoolReply:
     """Hold the pool for exactly this subnet and range: a new one, or one more holder."""
-    key = json.dumps([space, str(network), str(sub or "")])
+    key = pool_request_key(space, str(subnet), str(ip_range or ""))
     held = tx.pool_by_request(key)
     if held is not None:
         tx.set_pool_holders(held.id, held.holders + 1)
         return PoolReply(held.id, held.cidr)
-    _refuse_overlap(tx, space, network)
-    row = _new_pool_row(space, network, sub, id_prefix)
+    _refuse_overlap(tx, space, subnet)
+    row = _new_pool_row(space, subnet, ip_range, id_prefix)
     tx.insert_pool(row, key)
     return PoolReply(row.id, row.cidr)
 
 
-def _refuse_overlap(tx: Transaction, space: AddressSpace, network: Network) -> None:
+def _refuse_overlap(tx: PoolTransaction, space: AddressSpace, subnet: Subnet) -> None:
     held = tx.overlapping_pool(
-        space, network.version, int(network.network_address), int(network.broadcast_address)
+        space, subnet.version, int(subnet.network_address), int(subnet.broadcast_address)
     )
     if held is not None:
-        raise Conflict(f"{network} overlaps pool {held.cidr} in address space {space}")
+        raise Conflict(f"{subnet} overlaps pool {held.cidr} in address space {space}")
 
 
 def _first_free_subnet(
-    tx: Transaction, space: AddressSpace, default: DefaultPool
-) -> Network | None:
+    tx: PoolTransaction, space: AddressSpace, default: DefaultPool
+) -> Subnet | None:
     """The lowest subnet of ``default.size`` in ``default.base`` that overlaps no held pool.
 
     Jumps past each overlapping pool instead of stepping one subnet at a time.
@@ -395,39 +400,34 @@ def _first_free_subnet(
 
 
 def _new_pool_row(
-    space: AddressSpace, network: Network, sub: Network | None, id_prefix: str = ""
+    space: AddressSpace, subnet: Subnet, ip_range: Subnet | None, id_prefix: str = ""
 ) -> PoolRow:
-    subpool = str(sub) if sub else ""
+    subpool = str(ip_range) if ip_range else ""
     return PoolRow(
-        id=f"{id_prefix}{pool_name(space, str(network), subpool)}#{secrets.token_hex(4)}",
+        id=f"{id_prefix}{pool_name(space, str(subnet), subpool)}#{secrets.token_hex(4)}",
         address_space=space,
-        family=network.version,
-        cidr=str(network),
+        family=subnet.version,
+        cidr=str(subnet),
         subpool=subpool,
-        first=int(network.network_address),
-        last=int(network.broadcast_address),
+        first=int(subnet.network_address),
+        last=int(subnet.broadcast_address),
         holders=1,
         cursor=None,
     )
 
 
-def pool_name(space: str, cidr: str, subpool: str) -> str:
-    """``space/cidr[/subpool]``: the readable part of a pool's id, and its cluster key."""
-    return f"{space}/{cidr}" + (f"/{subpool}" if subpool else "")
-
-
-def _known_pool(tx: Transaction, pool_id: str) -> PoolRow:
+def _known_pool(tx: PoolTransaction, pool_id: str) -> PoolRow:
     pool = tx.pool(pool_id)
     if pool is None:
         raise InvalidRequest(f"unknown pool {pool_id!r} (was it released?)")
     return pool
 
 
-def _address_in_pool(address: str, network: Network, pool: PoolRow) -> int:
+def _address_in_pool(address: str, subnet: Subnet, pool: PoolRow) -> int:
     ip = parse_address(address)
-    if ip not in network:
+    if ip not in subnet:
         raise InvalidRequest(f"{ip} is not in pool {pool.cidr}")
-    first, last = usable_range(network)
+    first, last = usable_range(subnet)
     if not first <= int(ip) <= last:
         raise InvalidRequest(
             f"{ip} is the network, broadcast or subnet-router address "
@@ -454,7 +454,7 @@ def _specific_kind(pool_id: str, is_gateway: bool, options: dict | None) -> Addr
 
 
 def _lease_specific(
-    tx: Transaction, pool: PoolRow, network: Network, addr: int, kind: AddressKind
+    tx: PoolTransaction, pool: PoolRow, subnet: Subnet, addr: int, kind: AddressKind
 ) -> int:
     held_as = tx.address_kind(pool.id, addr)
     if held_as is None:
@@ -463,26 +463,26 @@ def _lease_specific(
     if held_as == kind and kind in SHARED_KINDS:
         return addr  # the same gateway or aux asked for again: shared or retried, not a conflict
     raise Conflict(
-        f"{address_text(network, addr)} in {pool.cidr} is already in use"
+        f"{address_text(subnet, addr)} in {pool.cidr} is already in use"
     )
 
 
-def _allocation_range(network: Network, pool: PoolRow) -> tuple[int, int]:
-    first, last = usable_range(network)
+def _allocation_range(subnet: Subnet, pool: PoolRow) -> tuple[int, int]:
+    first, last = usable_range(subnet)
     if not pool.subpool:
         return first, last
-    sub = stored_network(pool.subpool)
-    return max(first, int(sub.network_address)), min(last, int(sub.broadcast_address))
+    ip_range = stored_subnet(pool.subpool)
+    return max(first, int(ip_range.network_address)), min(last, int(ip_range.broadcast_address))
 
 
-def _lease_next_free(tx: Transaction, pool: PoolRow, network: Network) -> int:
+def _lease_next_free(tx: PoolTransaction, pool: PoolRow, subnet: Subnet) -> int:
     """Lease the first free address at or after the pool's cursor, wrapping once.
 
     Following a cursor rather than taking the lowest free address keeps the cost
     flat as the pool fills and avoids handing a just-released address straight
     to the next container while its old owner may still sit in ARP caches.
     """
-    low, high = _allocation_range(network, pool)
+    low, high = _allocation_range(subnet, pool)
     cursor = pool.cursor if pool.cursor is not None and low <= pool.cursor <= high else low
     found = tx.first_free_address(pool.id, cursor, high)
     if found is None and cursor > low:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
+from plugin.model.leases import EndpointRow, EndpointState
+from plugin.model.networks import NetworkPf, NetworkRow
 from plugin.model.options import (
     ANY_VF,
     EndpointOptions,
@@ -30,13 +32,12 @@ from plugin.nic.base import NO_ADMIN_MAC, NetdevStatus, PfInfo, VfInfo, VfSettin
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.sysfs import LINK_DOWN, LINK_UP
 from plugin.nic.sysfs import LinkState as PfLinkState
-from plugin.state.sqlite import EndpointRow, EndpointState, NetworkPf, NetworkRow
 
 if TYPE_CHECKING:
     from plugin.model.options import NetworkOptions
     from plugin.nic.base import NicBackend
     from plugin.nic.sysfs import Sysfs
-    from plugin.state.sqlite import Store, Transaction
+    from plugin.state.sqlite import SqliteTransaction, Store
 
 log = logging.getLogger("sriov")
 
@@ -118,7 +119,7 @@ class NewEndpoint:
             mac=self.desired.mac,
             address=self.address,
             address6=self.address6,
-            original=snapshot.keep(self.desired.given()),
+            original=snapshot.only(self.desired.fields_set()),
             state=EndpointState.PROGRAMMING,
         )
 
@@ -716,7 +717,7 @@ def _warn_if_no_pf_has_link(network_id: str, links: dict[str, PfLinkState]) -> N
         )
 
 
-def _known_network(tx: Transaction, network_id: str) -> NetworkRow:
+def _known_network(tx: SqliteTransaction, network_id: str) -> NetworkRow:
     network = tx.network(network_id)
     if network is None:
         raise InvalidRequest(

@@ -35,9 +35,10 @@ from plugin.errors import DeviceError, PluginError
 from plugin.services.networks import VFIO_DRIVER
 
 if TYPE_CHECKING:
+    from plugin.model.leases import EndpointRow
     from plugin.nic.sysfs import Sysfs
     from plugin.services.networks import NetworkService
-    from plugin.state.sqlite import EndpointRow, Store
+    from plugin.state.sqlite import Store
 
 log = logging.getLogger("sriov")
 
@@ -67,7 +68,7 @@ class HostRecovery:
         self,
         store: Store,
         sysfs: Sysfs,
-        network: NetworkService,
+        networks: NetworkService,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         boot_id: str | None = None,
@@ -75,7 +76,7 @@ class HostRecovery:
         self._store = store
         self._boot_id = boot_id
         self._sysfs = sysfs
-        self._network = network
+        self._networks = networks
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -94,7 +95,7 @@ class HostRecovery:
         deadline = self._clock() + wait_s
         for pf in pfs:
             try:
-                self._ensure(self._network.pf_name(pf), deadline, final=False)
+                self._ensure(self._networks.pf_name(pf), deadline, final=False)
             except PluginError as exc:
                 log.error("start: %s (retried at the next CreateEndpoint)", exc.message)
 
@@ -106,7 +107,7 @@ class HostRecovery:
             return  # CreateEndpoint itself answers for an unknown network
         deadline = self._clock() + wait_s
         for pf in network.pfs:
-            self._ensure(self._network.pf_name(pf), deadline, final=True)
+            self._ensure(self._networks.pf_name(pf), deadline, final=True)
 
     def _ensure(self, pf: str, deadline: float, final: bool) -> None:
         with self._lock:

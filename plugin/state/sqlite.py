@@ -13,18 +13,18 @@ and IPv6 sort and compare the same way inside one index.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from plugin.errors import StoreError
-from plugin.model.options import UNTAGGED, NetworkOptions, PfChoice, VfSpans
+from plugin.model.ipam import AddressKind, AddressSpace, Family, PoolRow
+from plugin.model.leases import EndpointRow, EndpointState
+from plugin.model.networks import NetworkPf, NetworkRow, network_settings
+from plugin.model.options import UNTAGGED, NetworkOptions, PfChoice
 from plugin.nic.base import VfSettings
 from plugin.state.migrations import migrate, refuse_newer
 
@@ -92,95 +92,11 @@ def decode_address(blob: bytes) -> int:
     return int.from_bytes(blob, "big")
 
 
-class AddressSpace(enum.StrEnum):
-    """Docker's two IPAM address spaces; a pool belongs to one."""
+class SqliteTransaction:
+    """The queries of one request; every method runs inside the open transaction.
 
-    LOCAL = "local"
-    GLOBAL = "global"
-
-
-class AddressKind(enum.StrEnum):
-    """Why an address is held, as stored with it."""
-
-    GATEWAY = "gateway"  # the network's gateway (RequestAddressType gateway)
-    AUX = "aux"  # an --aux-address of a cluster pool
-    STATIC = "static"  # a given address: a container's --ip, or a local pool's --aux-address
-    DYNAMIC = "dynamic"  # the next free address
-
-
-Family = Literal[4, 6]  # the IP version, as ipaddress says it
-
-
-@dataclass(frozen=True)
-class PoolRow:
-    id: str
-    address_space: AddressSpace
-    family: Family
-    cidr: str
-    subpool: str
-    first: int
-    last: int
-    holders: int
-    cursor: int | None
-
-
-class EndpointState(enum.StrEnum):
-    """A lease's VF is being programmed (or a crash cut that short), or handed out."""
-
-    PROGRAMMING = "programming"
-    READY = "ready"
-
-
-@dataclass(frozen=True)
-class EndpointRow:
-    """A VF lease: which VF, the MAC and addresses it was given, and what to restore."""
-
-    id: str
-    network_id: str
-    pf: str
-    vf: int
-    pci: str
-    netdev: str
-    mac: str
-    address: str | None  # the endpoint's IPv4 address (CIDR) as Docker gave it, for status
-    address6: str | None
-    original: VfSettings  # the VF's values of the fields programming changes (others None)
-    state: EndpointState
-    restore_error: str | None = None  # why the VF could not be restored; the lease is kept
-    sandbox: str | None = None  # the SandboxKey of the Join
-
-
-@dataclass(frozen=True)
-class NetworkPf:
-    """A PF of a network as recorded: by PCI address, named as it was then, and its VF range.
-
-    ``pci`` is None in networks recorded before PFs were kept by address; they
-    are found by ``name``. ``vfs`` None means every VF.
+    Its pool and address methods are the IPAM's ``PoolTransaction``.
     """
-
-    pci: str | None
-    name: str
-    vfs: VfSpans | None = None
-
-    @property
-    def key(self) -> str:
-        """How the network's ports (PF, VLAN) name this PF."""
-        return self.pci or self.name
-
-
-@dataclass(frozen=True)
-class NetworkRow:
-    """A network: its settings, its PFs, and the gateways Join answers."""
-
-    id: str
-    options: NetworkOptions
-    pfs: tuple[NetworkPf, ...]
-    gateway: str | None
-    gateway6: str | None
-
-
-class Transaction:
-    """The queries of one request; every method runs inside the open transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -479,18 +395,6 @@ def _network_row(row: sqlite3.Row) -> NetworkRow:
     return NetworkRow(row["id"], options, pfs, row["gateway"], row["gateway6"])
 
 
-def network_settings(network: NetworkRow) -> dict:
-    """The network's options and PFs as the ``options`` column holds them (and status shows).
-
-    One flat object: the VF settings (but the MAC, which is each endpoint's)
-    beside the other options, as networks were always stored.
-    """
-    flat = dataclasses.asdict(network.options)
-    vf = flat.pop("vf")
-    del vf["mac"]
-    return {**vf, **flat, "pfs": [dataclasses.asdict(pf) for pf in network.pfs]}
-
-
 def network_to_json(network: NetworkRow) -> str:
     return json.dumps(network_settings(network))
 
@@ -576,7 +480,7 @@ class Store:
         return conn
 
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[Transaction]:
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         A durable commit returns once the WAL is on disk (an fdatasync, about
@@ -616,7 +520,7 @@ class Store:
             raise StoreError(f"state store {self.path}: set synchronous {level}: {exc}") from exc
 
     @contextmanager
-    def _transaction(self) -> Iterator[Transaction]:
+    def _transaction(self) -> Iterator[SqliteTransaction]:
         """BEGIN IMMEDIATE ... COMMIT; any SQLite error becomes a StoreError naming the file.
 
         After some errors (a full disk, an I/O error) SQLite has already rolled
@@ -630,7 +534,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"state store {self.path}: begin transaction: {exc}") from exc
         try:
-            yield Transaction(conn)
+            yield SqliteTransaction(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

@@ -7,8 +7,11 @@ Its id names the engine: ``test_x[docker26.1]``. The fixtures:
 
 - ``engine`` (session, one per engine): an ``engines.Engine`` that answers, with
   ``DOCKER_HOST`` and ``PATH`` pointing at it (its own client) while its tests run.
-  The system engine is started with scripts/start-dockerd.sh if none answers, and
-  then stopped at the end; trixie's is started beside it and always stopped.
+  The system engine is taken under /tmp/sriov-docker.lock for as long as its tests
+  run (another run's tests wait), started with scripts/start-dockerd.sh if none
+  answers, and then stopped at the end unless another registered run still uses it
+  (``dockerlib.system_engine_session``); trixie's is this run's own, started beside
+  it and always stopped.
 - ``plugin`` (session): ``sriov:latest`` built with scripts/build-plugin.sh, its
   state on a fresh temporary directory (``state.source``), enabled; removed at the end.
 - ``test_image`` (session): ``sriov-test-busybox:latest``, a static busybox with its
@@ -95,11 +98,8 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
 
 
 def _system_engine(engine: Engine) -> Iterator[Engine]:
-    started_pid = dockerlib.start_dockerd()
-    yield engine
-    if started_pid is not None:
-        # A test may have restarted dockerd: stop the one running now.
-        dockerlib.stop_dockerd(dockerlib.dockerd_pid())
+    with dockerlib.system_engine_session():
+        yield engine
 
 
 def _side_by_side_engine(engine: Engine) -> Iterator[Engine]:

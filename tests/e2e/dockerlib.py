@@ -7,30 +7,38 @@ driver import them too:
 
     from dockerlib import PLUGIN, container_ip, docker  # tests/e2e is on sys.path
 
-Names of everything the tests create start with ``NAME_PREFIX``, so a later
-session can remove what a killed one left behind (``remove_leftovers``).
+Names of everything the tests create start with ``NAME_PREFIX``, which carries the
+run's id (tests/runid.py), so a later session removes what a killed one left behind
+(``remove_leftovers``) and never what another live run made.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import runid
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 PLUGIN = "sriov:latest"  # managed plugins resolve as drivers only by full name:tag
 TEST_IMAGE = "sriov-test-busybox:latest"
-NAME_PREFIX = "sriov-e2e-"
+NAME_PREFIX = f"sriov-e2e-run{runid.RUN_ID}-"
+_RUN_IN_NAME = re.compile(r"^/?sriov-e2e-run([0-9a-z]+)-")
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKERD_PIDFILE = Path("/var/run/docker.pid")  # written by the default engine
 STATE_SUBDIR = "sriov-state"  # config.json: SRIOV_STATE_DIR below the state mount
@@ -104,6 +112,60 @@ def start_dockerd() -> int | None:
     if output.startswith("dockerd started, pid "):
         return int(words[3].rstrip(","))
     return None
+
+
+# Users of the system engine (test runs) register here, under its lock, so that the one that
+# started dockerd stops it only when no other is still using it (scripts/test.sh does the same).
+ENGINE_USERS = Path("/run/sriov-engine-users")
+# Held for as long as a test session drives the system engine: its tests restart dockerd and
+# replace sriov:latest, which another run must not see happen under its feet.
+SYSTEM_ENGINE_LOCK = Path("/tmp/sriov-docker.lock")
+
+
+@contextlib.contextmanager
+def system_engine_session() -> Iterator[None]:
+    """Take the system engine for this session: lock, start dockerd if needed, register.
+
+    At the end, dockerd is stopped only if this session started it and no other
+    registered user is alive; otherwise it is left running.
+    """
+    with SYSTEM_ENGINE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _engine_users_lock():
+            ENGINE_USERS.mkdir(parents=True, exist_ok=True)
+            me = ENGINE_USERS / f"{runid.RUN_ID}.{os.getpid()}"
+            me.write_text(f"{os.getpid()}\n")
+            started_pid = start_dockerd()
+        try:
+            yield
+        finally:
+            with _engine_users_lock():
+                me.unlink(missing_ok=True)
+                if started_pid is not None and not _other_engine_users(me.name):
+                    # A test may have restarted dockerd: stop the one running now.
+                    stop_dockerd(dockerd_pid())
+
+
+@contextlib.contextmanager
+def _engine_users_lock() -> Iterator[None]:
+    with open(f"{ENGINE_USERS}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _other_engine_users(mine: str) -> list[str]:
+    """Registered users of the system engine other than ``mine`` whose process is alive."""
+    others = []
+    for entry in ENGINE_USERS.iterdir():
+        if entry.name == mine:
+            continue
+        try:
+            alive = _process_alive(int(entry.read_text().split()[0]))
+        except (OSError, ValueError, IndexError):
+            alive = False
+        if alive:
+            others.append(entry.name)
+    return others
 
 
 def dockerd_pid(host: str | None = None) -> int:
@@ -283,13 +345,24 @@ def running_containers_on(network: str) -> list[str]:
 
 
 def remove_leftovers() -> None:
-    """Remove containers and networks named with NAME_PREFIX (left by a killed session)."""
-    containers = docker("ps", "-aq", "--filter", f"name={NAME_PREFIX}").split()
+    """Remove the containers and networks of this run, and of runs no longer alive.
+
+    A name tells its run (``NAME_PREFIX``); another run's are left alone while that run
+    holds its claim (``runid.is_live``), so only a killed session's are removed.
+    """
+    containers = _leftovers(["ps", "-a", "--format", "{{.Names}}"])
     if containers:
         docker("rm", "-f", *containers)
-    networks = docker("network", "ls", "-q", "--filter", f"name={NAME_PREFIX}").split()
+    networks = _leftovers(["network", "ls", "--format", "{{.Name}}"])
     if networks:
         docker("network", "rm", *networks)
+
+
+def _leftovers(listing: list[str]) -> list[str]:
+    names = docker(*listing, "--filter", "name=sriov-e2e-run").split()
+    runs = {name: match.group(1) for name in names if (match := _RUN_IN_NAME.match(name))}
+    ours_or_dead = {run: run == runid.RUN_ID or not runid.is_live(run) for run in runs.values()}
+    return [name for name, run in runs.items() if ours_or_dead[run]]
 
 
 # ---- simulated NICs --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dockerlib
+import runid
 
 ENGINE_CACHE = Path(os.environ.get("SRIOV_ENGINE_CACHE", "/var/cache/sriov-engines"))
 TRIXIE_ROOT = ENGINE_CACHE / "trixie"
@@ -131,6 +132,20 @@ def _client_dir(client: Path) -> Path:
     return directory
 
 
+def data_root_for(version: str) -> Path:
+    """A data root for a side-by-side engine that no other live run uses.
+
+    The first, ``data/VERSION``, is kept between runs so the plugin's base image is built
+    once; a run that finds it claimed by another live run takes ``data/VERSION.N``.
+    """
+    base = ENGINE_CACHE / "data"
+    for slot in range(64):
+        path = base / (version if slot == 0 else f"{version}.{slot}")
+        if runid.claim(f"engine-data-{path.name}"):
+            return path
+    raise RuntimeError(f"every data root of engine {version} under {base} is in use")
+
+
 class SideBySide:
     """The trixie engine's dockerd, next to the system one; start() and stop() it.
 
@@ -138,7 +153,7 @@ class SideBySide:
     image is built once; the rest lives under short paths of its own.
     """
 
-    NAME = "engtrixie"
+    NAME = f"et{runid.RUN_ID}"  # this run's: another run's engine has names of its own
     SOCKET = Path(f"/run/sriov-{NAME}.sock")
     EXEC_ROOT = Path(f"/run/sriov-{NAME}")  # containerd's sockets live here: keep it short
     PIDFILE = Path(f"/run/sriov-{NAME}.pid")
@@ -147,7 +162,11 @@ class SideBySide:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.data_root = ENGINE_CACHE / "data" / engine.version
+        self.data_root = data_root_for(engine.version)
+        bridge_net = runid.subnet16(f"bridge-{self.NAME}")
+        # the bridge's address, set before dockerd starts (it takes it from the bridge; with
+        # none it would pick one itself, racing another run's engine for the same)
+        self.bridge_address = f"{bridge_net.network_address + 1}/24"
         self.pid: int | None = None
 
     def argv(self) -> list[str]:
@@ -212,6 +231,9 @@ class SideBySide:
         exists = subprocess.run(["ip", "link", "show", self.BRIDGE], capture_output=True)
         if exists.returncode != 0:
             subprocess.run(["ip", "link", "add", self.BRIDGE, "type", "bridge"], check=True)
+            subprocess.run(
+                ["ip", "addr", "add", self.bridge_address, "dev", self.BRIDGE], check=True
+            )
         subprocess.run(["ip", "link", "set", self.BRIDGE, "up"], check=True)
 
     @staticmethod

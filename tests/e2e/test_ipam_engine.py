@@ -6,14 +6,23 @@ import ipaddress
 
 import dockerlib
 import pytest
+import runid
 from dockerlib import PLUGIN, Resources, container_ip, docker, docker_fails
 
 # Tests that cross the protocol (pools, addresses, restart) run on every engine
 # (every_engine); the plugin's own bookkeeping is checked on the system engine only.
 pytestmark = pytest.mark.docker
 
-SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
-GATEWAY = ipaddress.IPv4Address("10.77.0.1")
+# Bridge networks put their gateway on a host bridge: a /24 of the run's own 10.X.0.0/16,
+# which no route of the host or of another run's networks overlaps.
+SUBNET = runid.e2e_subnet(0)
+GATEWAY = SUBNET.network_address + 1
+
+
+def host(number: int) -> str:
+    return str(SUBNET.network_address + number)
+
+
 DEFAULT_BASE = ipaddress.IPv4Network("10.128.0.0/9")  # SRIOV_DEFAULT_POOLS in config.json
 
 
@@ -75,7 +84,7 @@ def test_network_without_subnet_gets_a_default_pool(resources):
 @pytest.mark.every_engine
 def test_requested_ip_is_honoured_and_a_taken_one_refused(resources):
     net = static_network(resources)
-    wanted = "10.77.0.50"
+    wanted = host(50)
 
     holder = run_on(resources, net, "--ip", wanted)
     assert str(container_ip(holder, net)) == wanted
@@ -87,18 +96,18 @@ def test_requested_ip_is_honoured_and_a_taken_one_refused(resources):
 
 def test_removed_container_releases_its_address(resources):
     net = static_network(resources)
-    first = run_on(resources, net, "--ip", "10.77.0.60")
+    first = run_on(resources, net, "--ip", host(60))
     docker("rm", "-f", first)
 
-    second = run_on(resources, net, "--ip", "10.77.0.60")
-    assert str(container_ip(second, net)) == "10.77.0.60"
+    second = run_on(resources, net, "--ip", host(60))
+    assert str(container_ip(second, net)) == host(60)
 
 
 def test_addresses_and_pools_survive_plugin_disable_enable(resources):
     net = static_network(resources)
     default_net = sriov_bridge(resources)
     before = [run_on(resources, net) for _ in range(2)]
-    before.append(run_on(resources, net, "--ip", "10.77.0.70"))
+    before.append(run_on(resources, net, "--ip", host(70)))
     held = addresses(before, net)
 
     dockerlib.configure_plugin({}, PLUGIN)
@@ -116,7 +125,7 @@ def test_addresses_and_pools_survive_plugin_disable_enable(resources):
 def test_addresses_survive_a_dockerd_restart(resources):
     net = static_network(resources)
     survivors = [run_on(resources, net, "--restart", "always") for _ in range(2)]
-    survivors.append(run_on(resources, net, "--restart", "always", "--ip", "10.77.0.80"))
+    survivors.append(run_on(resources, net, "--restart", "always", "--ip", host(80)))
 
     dockerlib.restart_dockerd()
     dockerlib.wait_until(
@@ -125,7 +134,7 @@ def test_addresses_survive_a_dockerd_restart(resources):
     dockerlib.wait_until(lambda: dockerlib.plugin_enabled(PLUGIN), 30, "the plugin to re-enable")
 
     held = addresses(survivors, net)
-    assert ipaddress.IPv4Address("10.77.0.80") in held
+    assert ipaddress.IPv4Address(host(80)) in held
     newcomers = [run_on(resources, net) for _ in range(3)]
     assert_distinct_hosts(held + addresses(newcomers, net), SUBNET, GATEWAY)
 
@@ -136,7 +145,7 @@ def running_names(network: str) -> list[str]:
 
 def test_network_removal_releases_its_pool(resources):
     net = static_network(resources)
-    half = "10.77.0.0/25"
+    half = str(next(SUBNET.subnets(new_prefix=25)))
     error = docker_fails(
         "network",
         "create",

@@ -1,7 +1,7 @@
 """Operating the managed plugin: status and metrics on its socket, and a host reboot.
 
 The managed plugin's socket is /run/docker/plugins/<plugin id>/sriov.sock on the
-host (README "Status and metrics"); the tests reach it exactly that way.
+host (docs/operating.md "Status"); the tests reach it exactly that way.
 """
 
 from __future__ import annotations
@@ -110,6 +110,70 @@ def test_status_and_metrics_on_the_managed_plugin_follow_containers(resources, s
     assert vfs_in_state(samples, sim.pf, "free") == 2
     (pool,) = [p for p in json.loads(status_command("--json"))["pools"] if p["id"] == pool["id"]]
     assert pool["in_use"] == 2
+
+
+TRAFFIC = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+
+
+def vf_traffic(samples: dict, pf: str) -> dict[str, dict[str, tuple[dict, float]]]:
+    """{VF index: {"rx_bytes": (labels, value), ...}} of the sriov_vf_*_total series of ``pf``."""
+    found: dict[str, dict[str, tuple[dict, float]]] = {}
+    for (name, labels), value in samples.items():
+        labels = dict(labels)
+        counter = name.removeprefix("sriov_vf_").removesuffix("_total")
+        if counter in TRAFFIC and name.endswith("_total") and labels.get("pf") == pf:
+            found.setdefault(labels["vf"], {})[counter] = (labels, value)
+    return found
+
+
+def test_pings_between_two_containers_count_on_exactly_their_vfs_with_their_labels(
+    resources, sim_nic
+):
+    sim = sim_nic(vfs=4)
+    net = sriov_network(resources, sim, 730, "10.93.3.0/24")
+    net_id = docker("network", "inspect", "-f", "{{.Id}}", net)
+    first, second = resources.run("--net", net), resources.run("--net", net)
+    vf_of = {c: str(vf_with_mac(sim, container_mac(c, net)).index) for c in (first, second)}
+    endpoint_of = {
+        c: docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{net}").EndpointID}}}}',
+                  c)
+        for c in (first, second)
+    }  # fmt: skip
+    before = vf_traffic(scrape(), sim.pf)
+    assert sorted(before) == ["0", "1", "2", "3"]  # the simulated NIC reports every VF
+
+    size, count = 1000, 5
+    ping = dockerlib.run_docker(
+        "exec", first, "ping", "-c", str(count), "-s", str(size), "-W", "2",
+        str(dockerlib.container_ip(second, net)), timeout=60,
+    )  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+    after = vf_traffic(scrape(), sim.pf)
+    for container in (first, second):
+        vf = vf_of[container]
+        labels, _ = after[vf]["rx_bytes"]
+        assert labels == {"pf": sim.pf, "vf": vf, "pciAddr": sim_vfs(sim)[int(vf)].pci,
+                          "network": net_id, "endpoint": endpoint_of[container]}  # fmt: skip
+        grown = {counter: after[vf][counter][1] - before[vf][counter][1] for counter in TRAFFIC}
+        # Each side sent and received the 5 echoes (requests or replies) of 1,000 bytes.
+        assert grown["tx_packets"] >= count and grown["rx_packets"] >= count, (container, grown)
+        assert grown["tx_bytes"] >= count * size and grown["rx_bytes"] >= count * size, grown
+    for vf in set(after) - set(vf_of.values()):
+        assert "network" not in after[vf]["rx_bytes"][0]
+        assert {c: after[vf][c][1] for c in TRAFFIC} == {c: before[vf][c][1] for c in TRAFFIC}
+
+    status = json.loads(status_command("--json"))
+    (pf,) = [pf for pf in status["pfs"] if pf["name"] == sim.pf]
+    assert pf["reports_traffic"] is True
+    leased = {str(vf["index"]): vf for vf in pf["vfs"] if vf["state"] == "leased"}
+    assert set(leased) == set(vf_of.values())
+    for vf in leased.values():
+        assert vf["traffic"]["tx_packets"] >= count and vf["traffic"]["rx_bytes"] >= count * size
+        assert vf["lease"]["network"] == net_id
+    text = status_command()
+    assert "VF traffic: reported by the PF" in text
+    assert text.count("traffic:    rx ") == 2
 
 
 def test_after_a_host_reboot_containers_run_on_existing_networks_with_no_user_action(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -13,19 +11,14 @@ from pathlib import Path
 
 import dockerlib
 import pytest
+import runid
 from dockerlib import Resources, container_ip, docker
 
 # Push and install go through the engine's plugin manager, which changed since 20.10.
 pytestmark = [pytest.mark.docker, pytest.mark.every_engine]
 
 ALIAS = "sriov-reg:latest"
-SUBNET = ipaddress.IPv4Network("10.79.0.0/24")
-
-
-def free_local_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+SUBNET = runid.e2e_subnet(1)  # a bridge network's: the run's own, see runid
 
 
 def registry_config(storage: Path, port: int) -> str:
@@ -53,8 +46,8 @@ def registry_answers(address: str) -> bool:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
-    """A docker-registry on a free loopback port (Docker speaks plain HTTP to 127.0.0.0/8)."""
-    port = free_local_port()
+    """A docker-registry on a loopback port of the run's (Docker speaks plain HTTP to 127/8)."""
+    port = runid.reserve_port()
     config = tmp_path / "registry.yml"
     config.write_text(registry_config(tmp_path / "storage", port))
     log = (tmp_path / "registry.log").open("w")

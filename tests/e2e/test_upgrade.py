@@ -1,9 +1,9 @@
 """`docker plugin upgrade` from the release before schema versions to this tree, containers up.
 
-Version 1 is built from the commit before plugin/state/migrations.py existed (its store
+Version 1 is built from the commit before plugin/migrations.py existed (its store
 has no schema version); version 2 from this checkout. Both travel through a
 local registry, as upgrades only come from one. The mount sources are set again
-before enabling, as README "Upgrading" says (DESIGN.md notes Docker 20.10 reset
+before enabling, as docs/upgrade.md says (DESIGN.md notes Docker 20.10 reset
 them to the manifest's defaults on upgrade).
 """
 
@@ -32,13 +32,18 @@ ALIAS = "sriov-up:latest"
 SUBNET = ipaddress.IPv4Network("10.93.3.0/24")
 
 
+# Where the schema versions have lived: the package layout moved the module, and git
+# log sees a move as an addition at the new path.
+MIGRATIONS_PATHS = ("plugin/migrations.py", "plugin/state/migrations.py")
+
+
 def version_1_commit() -> str:
-    """The parent of the commit that added schema versions (plugin/state/migrations.py)."""
+    """The parent of the commit that added schema versions (plugin/migrations.py, first)."""
     added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "plugin/state/migrations.py"],
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", *MIGRATIONS_PATHS],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
-    assert added, "git history has no commit adding plugin/state/migrations.py (a shallow clone?)"
+    assert added, "git history has no commit adding plugin/migrations.py (a shallow clone?)"
     return f"{added[-1]}^"
 
 

@@ -14,17 +14,21 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from etcd3gw.exceptions import ConnectionTimeoutError
-from etcdlib import EtcdCluster, etcd_available, free_port, make_certificates
+from etcdlib import EtcdCluster, etcd_available, make_certificates
+from runid import reserve_port
 from support import REPO_ROOT, PluginClient, PluginProcess
 
 from plugin.config import ClusterConfig, load_config
 from plugin.services.ipam import IpamService
-from plugin.state.etcd import ADDRS, POOLS, ClusterStore, EtcdEndpoints, etcd3gw_client, scan_prefix
+from plugin.state.etcd.client import EtcdEndpoints, etcd3gw_client, scan_prefix
+from plugin.state.etcd.keys import ADDRS, POOLS
+from plugin.state.etcd.transaction import ClusterStore
 
 pytestmark = [
     pytest.mark.cluster,
@@ -186,14 +190,28 @@ def test_cluster_pool_overlapping_a_pool_is_refused(etcd_one, nodes):
 
 
 class Racer:
-    """Threads that send RequestAddress to one node and keep what was acknowledged."""
+    """Threads that send RequestAddress to one node and keep what each request came to.
+
+    Every request ends one of three ways: acknowledged (``acked``), refused with an
+    error reply (``errors``), or ``unknown``: the connection broke before a reply, so
+    the client cannot know whether the plugin committed the address.
+    """
 
     def __init__(self, process: PluginProcess, pool_id: str):
         self.process = process
         self.pool_id = pool_id
         self.acked: list[str] = []
         self.errors: list[str] = []
+        self.unknown = 0
         self._lock = threading.Lock()
+
+    @property
+    def node(self) -> str:
+        return self.process.env["SRIOV_NODE_NAME"]
+
+    @property
+    def answered(self) -> int:
+        return len(self.acked) + len(self.errors)
 
     def run(self, threads: int, each: int, stop_on_disconnect: bool = False) -> None:
         def worker() -> None:
@@ -206,6 +224,8 @@ class Racer:
                             {"PoolID": self.pool_id, "Address": "", "Options": None},
                         )
                     except OSError as exc:
+                        with self._lock:
+                            self.unknown += 1
                         if stop_on_disconnect:
                             return
                         raise AssertionError(f"node lost: {exc}") from None
@@ -228,10 +248,12 @@ def race(racers: list[Racer], threads: int, each: int, during=None) -> None:
     runs = [threading.Thread(target=r.run, args=(threads, each, True)) for r in racers]
     for run in runs:
         run.start()
-    if during is not None:
-        during()
-    for run in runs:
-        run.join()
+    try:
+        if during is not None:
+            during()
+    finally:
+        for run in runs:
+            run.join()
 
 
 def assert_no_duplicates(racers: list[Racer]) -> list[str]:
@@ -241,8 +263,53 @@ def assert_no_duplicates(racers: list[Racer]) -> list[str]:
     return acked
 
 
+KILL_DEADLINE_S = 120.0
+
+
+def assert_held_is_acked_or_unknown(held: dict[str, dict], racers: list[Racer]) -> set[str]:
+    """No address leaked: each one etcd holds was acknowledged to its node's client, or is
+    one of that node's unknown outcomes (at most one per request whose reply was lost).
+
+    Returns the unknown ones.
+    """
+    unknown: set[str] = set()
+    for racer in racers:
+        mine = {address for address, value in held.items() if value["node"] == racer.node}
+        assert set(racer.acked) <= mine, f"{racer.node}: acknowledged but not held"
+        extra = mine - set(racer.acked)
+        assert len(extra) <= racer.unknown, (
+            f"{racer.node} holds {len(extra)} addresses no client was given, but only "
+            f"{racer.unknown} requests ended without a reply: {sorted(extra)[:10]}"
+        )
+        unknown |= extra
+    nodes = {racer.node for racer in racers}
+    strays = {address: value for address, value in held.items() if value["node"] not in nodes}
+    assert strays == {}, f"held for no racing node: {strays}"
+    return unknown
+
+
+def release_node(etcd: EtcdCluster, node: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRIOV_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "plugin", "cluster", "release-node", node],
+        env={**env, "SRIOV_CLUSTER_STORE": etcd.endpoints, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_racing_nodes_never_share_an_address_across_plugin_and_member_kills(etcd_three, nodes):
-    """Three nodes race on one pool; node-c is killed -9 mid-way, then an etcd member."""
+    """Three nodes race on one pool; node-c is killed -9 mid-way, then an etcd member.
+
+    After each race, every address etcd holds is one a client was told it got, or one
+    of node-c's requests cut off by the kill (the client cannot know their outcome);
+    ``release-node`` then clears node-c's share, and etcd holds exactly what nodes a
+    and b acknowledged.
+    """
     processes = [nodes.start(n, etcd_three.endpoints) for n in ("node-a", "node-b", "node-c")]
     pool_id = cluster_pool(processes[0].client, "10.44.0.0/20")
     for process in processes[1:]:
@@ -250,38 +317,53 @@ def test_racing_nodes_never_share_an_address_across_plugin_and_member_kills(etcd
     racers = [Racer(p, pool_id) for p in processes]
 
     def kill_node_c_mid_way() -> None:
+        deadline = time.monotonic() + KILL_DEADLINE_S
         while len(racers[2].acked) < 150:
+            assert racers[2].answered < 400, "node-c's racers finished before the kill"
+            assert time.monotonic() < deadline, (
+                f"node-c acknowledged only {len(racers[2].acked)} addresses "
+                f"in {KILL_DEADLINE_S} s; errors: {racers[2].errors[:3]}"
+            )
             threading.Event().wait(0.005)
         processes[2].kill9()
 
     race(racers, threads=4, each=100, during=kill_node_c_mid_way)
-    acked = assert_no_duplicates(racers)
+    assert_no_duplicates(racers)
     assert not [e for r in racers for e in r.errors]
-    held = held_in_etcd(etcd_three)
-    for racer in racers:  # every acknowledged address is in etcd, for the node that got it
-        name = racer.process.env["SRIOV_NODE_NAME"]
-        assert {held[x]["node"] for x in racer.acked} == {name}
+    assert [r.unknown for r in racers[:2]] == [0, 0]
     assert len(racers[2].acked) < 400  # the kill did land mid-way
+    assert 1 <= racers[2].unknown <= 4  # each of node-c's 4 threads lost at most one reply
+    unknown_c = assert_held_is_acked_or_unknown(held_in_etcd(etcd_three), racers)
 
     # node-c comes back on its state dir; then the first endpoint's member dies
     processes[2].start()
     victim = etcd_three.members[0]
-    before = len(acked)
+    before = [(len(r.acked), len(r.errors)) for r in racers]
     race(racers, threads=4, each=150, during=victim.kill9)
     acked = assert_no_duplicates(racers)
-    # while the survivors elect a leader a request may fail, clearly and without effect
+    # while the survivors elect a leader a request may fail, clearly and without effect;
+    # every other request was acknowledged: none went unanswered
     unclear = [e for r in racers for e in r.errors if "etcd cluster store unreachable" not in e]
     assert unclear == []
-    assert len(acked) - before >= 1500  # of 1,800: the two members went on serving
-    for process in processes:  # and serve every request now
+    answered = sum(r.answered for r in racers) - sum(a + e for a, e in before)
+    assert answered == 3 * 4 * 150
+    assert all(len(r.acked) > a for r, (a, _) in zip(racers, before, strict=True))
+    for racer in racers:  # and every node serves every request now
         for _ in range(20):
-            acked.append(address(process.client, pool_id))
-    assert len(set(acked)) == len(acked)
+            racer.acked.append(address(racer.process.client, pool_id))
+    acked = assert_no_duplicates(racers)
     held = held_in_etcd(etcd_three)
-    assert set(acked) <= set(held)
-    for racer in racers:
-        name = racer.process.env["SRIOV_NODE_NAME"]
-        assert {held[x]["node"] for x in racer.acked} == {name}
+    # the refusals changed nothing: still only node-c's unknown outcomes beyond the acked
+    assert assert_held_is_acked_or_unknown(held, racers) == unknown_c
+    assert set(held) == set(acked) | unknown_c
+
+    # node-c goes for good: release-node clears its share, unknown outcomes included
+    processes[2].stop()  # a clean stop withdraws its presence at once
+    released = release_node(etcd_three, "node-c")
+    count = len(racers[2].acked) + len(unknown_c)
+    assert released.startswith(f"node node-c: released {count} addresses;"), released
+    held = held_in_etcd(etcd_three)
+    assert set(held) == set(racers[0].acked) | set(racers[1].acked)
     etcd_three.restart(victim)
     etcd_three.wait_healthy([victim])
 
@@ -463,7 +545,7 @@ def test_ipv6_cluster_pool_on_two_nodes(etcd_one, nodes):
 
 def test_plugin_starts_and_serves_local_pools_while_etcd_is_down(nodes):
     """Docker disables a plugin that does not answer soon after start: etcd must not hold it."""
-    nowhere = f"http://127.0.0.1:{free_port()}"
+    nowhere = f"http://127.0.0.1:{reserve_port()}"
     plugin = nodes.start("node-a", nowhere)
     local = plugin.client.ok(
         "IpamDriver.RequestPool", {"AddressSpace": "local", "Pool": "10.54.0.0/24"}

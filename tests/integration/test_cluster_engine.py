@@ -3,10 +3,13 @@
 Each "host" is a dockerd of this test's own (own data root, exec root, socket,
 pid file and pre-created bridge, ``--iptables=false``; nothing shared with the
 system's Docker Engine, so no lock is needed) and a plugin process of its own,
-registered as a legacy plugin by its socket in /run/docker/plugins under a name
-unique to the run. Both plugins use one etcd member. Each engine creates a
-bridge network on the same subnet with ``--ipam-opt cluster=true`` and no
-``--ip-range``; the containers of both must get distinct addresses from it.
+registered as a legacy plugin by its socket in the run's own plugin directory,
+which each test dockerd sees as /run/docker/plugins in a mount namespace of its
+own (the system engine never sees these sockets). Names carry the run's id
+(tests/runid.py), and the subnet is a /24 of a 10.X.0.0/16 the run claimed and no
+route uses. Both plugins use one etcd member. Each engine creates a bridge network
+on that subnet with ``--ipam-opt cluster=true`` and no ``--ip-range``; the
+containers of both must get distinct addresses from it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import runid
 from etcdlib import EtcdCluster, etcd_available
 from support import REPO_ROOT, PluginProcess
 from test_cluster import held_in_etcd, pools_in_etcd
@@ -33,19 +36,17 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="starting dockerd needs root"),
 ]
 
-SUBNET = ipaddress.ip_network("10.52.0.0/24")
-AUX = "10.52.0.250"  # --aux-address on both engines' networks: one shared reservation
-STATIC = "10.52.0.100"
 IMAGE = "sriov-test-busybox:latest"
-PLUGIN_DIR = Path("/run/docker/plugins")
+DOCKER_PLUGIN_DIR = "/run/docker/plugins"  # where dockerd finds legacy plugins' sockets
 START_LIMIT_S = 60
 
 
 class Engine:
     """A dockerd of this test's own, named ``etc<tag>`` everywhere it leaves a name."""
 
-    def __init__(self, tag: str):
+    def __init__(self, tag: str, plugin_dir: Path):
         self.tag = tag
+        self.plugin_dir = plugin_dir
         self.data_root = Path(f"/var/lib/{tag}-docker")
         self.exec_root = Path(f"/run/{tag}")
         self.socket = self.exec_root / "docker.sock"
@@ -73,7 +74,11 @@ class Engine:
         self.exec_root.mkdir(parents=True, exist_ok=True)
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+        # dockerd looks for legacy plugins only in fixed places: bind the run's own directory
+        # over /run/docker/plugins in a mount namespace of this dockerd's own
         command = [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind "$0" {DOCKER_PLUGIN_DIR} && exec "$@"', str(self.plugin_dir),
             "dockerd",
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
@@ -135,21 +140,22 @@ def etcd(tmp_path):
 @pytest.fixture
 def hosts(etcd, tmp_path):
     """Two (engine, plugin name) pairs; everything stopped and removed afterwards."""
-    run = secrets.token_hex(2)
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
     made = []
     try:
         for letter in "ab":
-            tag = f"etc{letter}{run}"
+            tag = f"etc{letter}{runid.RUN_ID}"
             plugin = PluginProcess(
                 {
-                    "SRIOV_SOCKET": str(PLUGIN_DIR / f"{tag}.sock"),
+                    "SRIOV_SOCKET": str(plugin_dir / f"{tag}.sock"),
                     "SRIOV_STATE_DIR": str(tmp_path / tag),
                     "SRIOV_CLUSTER_STORE": etcd.endpoints,
                     "SRIOV_NODE_NAME": f"host-{letter}",
                     "SRIOV_LOG_LEVEL": "warning",
                 }
             )
-            engine = Engine(tag)
+            engine = Engine(tag, plugin_dir)
             made.append((engine, plugin))
             plugin.start()
             engine.start()
@@ -161,13 +167,21 @@ def hosts(etcd, tmp_path):
             plugin.socket_path.unlink(missing_ok=True)
 
 
-def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd):
+@pytest.fixture
+def subnet() -> ipaddress.IPv4Network:
+    """The first /24 of a 10.X.0.0/16 this run claimed and no route or address uses."""
+    return next(runid.subnet16("cluster-engine").subnets(new_prefix=24))
+
+
+def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd, subnet):
+    aux = str(subnet.network_address + 250)  # --aux-address on both networks: one reservation
+    static = str(subnet.network_address + 100)
     addresses = {}
     for engine, driver in hosts:
         engine.docker(
             "network", "create", "-d", "bridge", "--ipam-driver", driver,
-            "--ipam-opt", "cluster=true", "--subnet", str(SUBNET), "--aux-address",
-            f"router={AUX}", "-o", f"com.docker.network.bridge.name={engine.network_bridge}",
+            "--ipam-opt", "cluster=true", "--subnet", str(subnet), "--aux-address",
+            f"router={aux}", "-o", f"com.docker.network.bridge.name={engine.network_bridge}",
             "clusternet",
         )  # fmt: skip
         for number in range(3):
@@ -183,25 +197,25 @@ def test_containers_on_two_engines_share_one_cluster_subnet(hosts, etcd):
     # a container's --ip taken on one engine is refused on the other
     (engine_a, _), (engine_b, _) = hosts
     engine_a.docker("run", "-d", "--name", f"{engine_a.tag}-ip", "--net", "clusternet",
-                    "--ip", STATIC, IMAGE, "sleep", "3600")  # fmt: skip
+                    "--ip", static, IMAGE, "sleep", "3600")  # fmt: skip
     refused = engine_b.attempt("run", "-d", "--name", f"{engine_b.tag}-ip", "--net",
-                               "clusternet", "--ip", STATIC, IMAGE, "sleep", "3600")  # fmt: skip
+                               "clusternet", "--ip", static, IMAGE, "sleep", "3600")  # fmt: skip
     assert refused.returncode != 0
-    assert f"{STATIC} in {SUBNET} is already in use" in refused.stderr
+    assert f"{static} in {subnet} is already in use" in refused.stderr
     engine_b.docker("rm", "-f", f"{engine_b.tag}-ip", check=False)
     engine_a.docker("rm", "-f", f"{engine_a.tag}-ip")
     values = list(addresses.values())
     assert len(set(values)) == 6, addresses
-    assert AUX not in values
-    gateway = str(SUBNET.network_address + 1)
-    assert all(ipaddress.ip_address(a) in SUBNET and a != gateway for a in values)
+    assert aux not in values
+    gateway = str(subnet.network_address + 1)
+    assert all(ipaddress.ip_address(a) in subnet and a != gateway for a in values)
     held = held_in_etcd(etcd)
     for name, address in addresses.items():
         expected = "host-a" if name.startswith(engine_a.tag) else "host-b"
         assert held[address]["node"] == expected
     assert held[gateway]["kind"] == "gateway"
-    assert held[AUX]["kind"] == "aux"
-    assert STATIC not in held
+    assert held[aux]["kind"] == "aux"
+    assert static not in held
     [pool] = pools_in_etcd(etcd)
     assert pool["holders"] == {"host-a": 1, "host-b": 1}
 

@@ -7,7 +7,6 @@ plugin service and the IPAM driver.
 import ipaddress
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from runid import reserve_port
 from support import PluginClient, PluginProcess
 
 GATEWAY = {"RequestAddressType": "com.docker.network.gateway"}
@@ -271,15 +271,9 @@ def test_a_full_state_disk_is_a_500_naming_the_store_and_changes_nothing(tmp_pat
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_status_command_and_metrics_on_the_socket_and_on_tcp(plugin_env):
     """`python -m plugin status` reads the socket; SRIOV_METRICS_ADDR adds a TCP listener."""
-    port = free_port()
+    port = reserve_port()
     with PluginProcess({**plugin_env, "SRIOV_METRICS_ADDR": f"127.0.0.1:{port}"}) as process:
         pool = request_pool(process.client, "10.44.0.0/24")["PoolID"]
         request_address(process.client, pool)

@@ -3,8 +3,8 @@
 Every test collected under tests/swarm is marked ``swarm``. The fixtures:
 
 - ``nodes`` (session): three dockerd nodes (``swarmlib.Node``), each with the
-  managed plugin ``sriov:latest`` (built once on the system engine under the
-  shared lock), the busybox test image and a simulated PF of 2 VFs on the shared
+  managed plugin ``sriov:latest`` (built once on the system engine under its
+  lock), the busybox test image and a simulated PF of 2 VFs on the run's own
   fabric; all stopped and removed at the end, pass or fail.
 - ``one_node_swarm`` (module): node 1 alone in a swarm; it leaves at the end.
 - ``three_node_swarm`` (module): node 1 manager, nodes 2 and 3 workers.

@@ -11,13 +11,18 @@ busybox test image is imported into each node. Each node gets a simulated PF und
 a sysfs root of its own, all on one simulated fabric (``sim create --fabric``), so
 VFs of different nodes on one VLAN reach each other as through one switch.
 
-Everything made on the host is named with the ``sw`` prefix; ``Node.stop`` and
-``remove_leftovers`` undo it, also after a killed session.
+Everything made on the host is named with ``sw`` and the run's id (tests/runid.py), and
+the host addresses are the run's own: the node bridges' and docker_gwbridges' subnets lie
+in a 10.X.0.0/16 and the swarm addresses in a 127.X.Y.0/24 that this run claimed and that
+nothing else on the host uses. ``Node.stop`` and ``remove_leftovers`` undo what this run
+made (also after a killed session of the same run id), and nothing of another run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import json
 import os
 import re
@@ -29,16 +34,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dockerlib
+import runid
 import vflib
 from dockerlib import PLUGIN, REPO, SCRIPTS, STATE_SUBDIR, TEST_IMAGE, SimNic
 
-WORK = Path("/var/lib/swsriov")  # per node: data root, sysfs root of its NIC, plugin state
+RUN = runid.RUN_ID
+# per node: data root, sysfs root of its NIC, plugin state
+WORK = Path("/var/lib/swsriov") / RUN
 # config.json + rootfs/, what `docker plugin create` reads: in the checkout's build/, on the
 # filesystem of rootfs/, so that its copy can be hard links.
-PLUGIN_DIR = REPO / "build" / "swarm-plugin"
-BUILD_NAME = "swsriov:latest"  # the plugin's name on the system engine while it is built
-FABRIC = "swf"  # the simulated top-of-rack switch every node's PF is plugged into
-FIRST_ADDRESS = 20  # node N listens on 127.0.0.(20+N)
+PLUGIN_DIR = REPO / "build" / f"swarm-plugin-{RUN}"
+BUILD_NAME = f"swsriov{RUN}:latest"  # the plugin's name on the system engine while it is built
+FABRIC = f"f{RUN}"  # the simulated top-of-rack switch every node's PF is plugged into
+SWARM_PORTS = (2377, 7946)  # the manager port and the gossip port, on each node's address
+
+
+@functools.cache
+def host_subnet() -> ipaddress.IPv4Network:
+    """This run's 10.X.0.0/16: node N's bridge 10.X.N.1/24, its docker_gwbridge 10.X.(100+N)."""
+    return runid.subnet16("swarm")
+
+
+@functools.cache
+def loopback_net() -> ipaddress.IPv4Network:
+    """This run's 127.X.Y.0/24: node N listens on 127.X.Y.N."""
+    return runid.loopback24("swarm", SWARM_PORTS)
+
+
 QUICK_STOP = vflib.QUICK_STOP
 FACTORY_MAC = "00:00:00:00:00:00"
 
@@ -48,10 +70,11 @@ def build_plugin_dir() -> Path:
 
     scripts/build-plugin.sh leaves the root filesystem in the checkout's rootfs/ and
     creates the plugin on the system engine, where it is removed again at once. Like
-    the docker stage, this suite uses the shared system engine: run it under the lock.
+    the docker stage, it holds the system engine's lock while it uses it.
     """
-    dockerlib.run_script("build-plugin.sh", BUILD_NAME)
-    dockerlib.docker("plugin", "rm", BUILD_NAME)
+    with dockerlib.system_engine_session():
+        dockerlib.run_script("build-plugin.sh", BUILD_NAME)
+        dockerlib.docker("plugin", "rm", BUILD_NAME)
     shutil.rmtree(PLUGIN_DIR, ignore_errors=True)
     PLUGIN_DIR.mkdir(parents=True)
     shutil.copy(REPO / "config.json", PLUGIN_DIR / "config.json")
@@ -91,11 +114,11 @@ class Node:
 
     @property
     def name(self) -> str:
-        return f"swn{self.index}"
+        return f"sw{RUN}n{self.index}"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.{FIRST_ADDRESS + self.index}"
+        return str(loopback_net().network_address + self.index)
 
     @property
     def dir(self) -> Path:
@@ -115,7 +138,7 @@ class Node:
 
     @property
     def sim(self) -> FabricSimNic:
-        return FabricSimNic(pf=f"swp{self.index}", vfs=self.vfs, sysfs=self.dir / "sysfs")
+        return FabricSimNic(pf=f"sw{RUN}p{self.index}", vfs=self.vfs, sysfs=self.dir / "sysfs")
 
     @property
     def state_db(self) -> Path:
@@ -139,7 +162,15 @@ class Node:
         self.dir.mkdir(parents=True)
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
         subprocess.run(
-            ["ip", "addr", "add", f"10.239.{self.index}.1/24", "dev", self.bridge], check=True
+            [
+                "ip",
+                "addr",
+                "add",
+                f"{self._subnet(self.index).network_address + 1}/24",
+                "dev",
+                self.bridge,
+            ],
+            check=True,
         )
         subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
         dockerd = (
@@ -163,7 +194,7 @@ class Node:
             "network",
             "create",
             "--subnet",
-            f"10.240.{self.index}.0/24",
+            str(self._subnet(100 + self.index)),
             "-o",
             f"com.docker.network.bridge.name={self.gwbridge}",
             "-o",
@@ -172,6 +203,10 @@ class Node:
             "com.docker.network.bridge.enable_ip_masquerade=false",
             "docker_gwbridge",
         )
+
+    @staticmethod
+    def _subnet(third: int) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((int(host_subnet().network_address) + (third << 8), 24))
 
     def install(self, plugin_dir: Path) -> None:
         """Load the plugin (on this node's PF and state dir) and the test image."""

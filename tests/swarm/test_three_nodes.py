@@ -162,7 +162,7 @@ def test_replicas_on_another_vlan_do_not_reach_across_nodes(
     )
     try:
         swarmlib.create_service(
-            manager, "swhere", NETWORK, 1, "--constraint", "node.hostname==swn1"
+            manager, "swhere", NETWORK, 1, "--constraint", f"node.hostname=={manager.name}"
         )
         swarmlib.create_service(
             *(manager, "swthere", "swnet3b", 1, "--cap-add", "NET_ADMIN"),
@@ -246,7 +246,9 @@ def test_draining_a_node_moves_its_tasks_and_frees_its_vfs(
     try:
         swarmlib.wait_for_running(nodes, "swdrain", 3)
         wait_until(
-            lambda: swarmlib.running_by_node(nodes, "swdrain")[drained.name], 30, "a task on swn3"
+            lambda: swarmlib.running_by_node(nodes, "swdrain")[drained.name],
+            30,
+            f"a task on {drained.name}",
         )
         manager.docker("node", "update", "--availability", "drain", drained.name)
         wait_until(
@@ -279,4 +281,4 @@ def test_removing_the_network_leaves_every_vf_free_and_nothing_leased(
     for node in nodes:
         assert node.leases() == {"networks": 0, "endpoints": 0, "pools": 0, "addresses": 0}
         vfs = node.vfs_now().values()
-        assert {vf.bridge for vf in vfs} == {"sswfb0"}, node.sim.show()
+        assert {vf.bridge for vf in vfs} == {f"s{swarmlib.FABRIC}b0"}, node.sim.show()

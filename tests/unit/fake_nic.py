@@ -8,7 +8,14 @@ from __future__ import annotations
 import dataclasses
 
 from plugin.errors import DeviceError
-from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import (
+    VF_SETTING_GROUPS,
+    NetdevStatus,
+    VfInfo,
+    VfRefused,
+    VfSettings,
+    VfStats,
+)
 
 FACTORY = VfSettings(
     mac="00:00:00:00:00:00",
@@ -24,17 +31,6 @@ FACTORY = VfSettings(
 )
 
 
-# The VF setting groups in the order rtnetlink applies them from one request.
-VF_GROUPS = (
-    ("mac", ("mac",)),
-    ("vlan", ("vlan", "qos", "proto")),
-    ("rate", ("min_tx_rate", "max_tx_rate")),
-    ("spoofchk", ("spoofchk",)),
-    ("link_state", ("link_state",)),
-    ("trust", ("trust",)),
-)
-
-
 class FakeNic:
     """Settings per (PF, VF index), starting at ``initial``.
 
@@ -42,7 +38,8 @@ class FakeNic:
     was given (its PF and netdev names, which the backends act on); a step named in ``fail``
     (or "step:value" for one value only) raises DeviceError (VfRefused for a VF
     setting); ``status`` maps a netdev name to what ``netdev_statuses`` answers
-    (IDLE when absent).
+    (IDLE when absent); ``stats`` maps a PF name to what ``vf_stats`` answers (nothing
+    when absent, as for a driver that does not report VF traffic).
     """
 
     def __init__(self, initial: VfSettings = FACTORY):
@@ -54,6 +51,8 @@ class FakeNic:
         self.addresses: dict[str, str] = {}  # VF netdev -> its own MAC address
         self.vf_requests: list[list[str]] = []  # the steps each set_vf request carried
         self.targets: list[tuple[str, int, str | None]] = []  # (PF, VF index, VF netdev) per call
+        self.stats: dict[str, dict[int, VfStats]] = {}
+        self.stats_reads: list[str] = []  # the PF of each vf_stats call
 
     def settings_of(self, vf: VfInfo) -> VfSettings:
         return self.by_vf.get((vf.pf, vf.index), self.initial)
@@ -75,8 +74,10 @@ class FakeNic:
     def set_vf(self, vf, settings):
         """Apply in the kernel's order; a failing step stops the rest, as rtnetlink does."""
         self.targets.append((vf.pf, vf.index, vf.netdev))
-        self.vf_requests.append([step for step, fields in VF_GROUPS if _given(settings, fields)])
-        for step, fields in VF_GROUPS:
+        self.vf_requests.append(
+            [step for step, fields in VF_SETTING_GROUPS if _given(settings, fields)]
+        )
+        for step, fields in VF_SETTING_GROUPS:
             values = {f: getattr(settings, f) for f in fields if getattr(settings, f) is not None}
             if not values:
                 continue
@@ -94,6 +95,12 @@ class FakeNic:
 
     def netdev_address(self, vf):
         return self.addresses.get(vf.netdev)
+
+    def vf_stats(self, pf):
+        self.stats_reads.append(pf)
+        if "vf_stats" in self.fail:
+            raise DeviceError(f"read VF traffic of {pf}: Operation not supported")
+        return dict(self.stats.get(pf, {}))
 
 
 def _given(settings: VfSettings, fields: tuple[str, ...]) -> bool:

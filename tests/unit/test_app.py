@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 
 import falcon
 import falcon.testing
@@ -9,9 +10,10 @@ import pytest
 
 from plugin.config import parse_default_pools
 from plugin.errors import Conflict
-from plugin.protocol.app import create_app
+from plugin.protocol.app import RequestLogWriter, create_app
 from plugin.protocol.handlers import ipam_handlers, plugin_handlers
 from plugin.protocol.schema import RequestValidator
+from plugin.server import LineFormatter, LineHandler
 from plugin.services.ipam import IpamService
 
 
@@ -245,3 +247,92 @@ def test_info_level_logs_no_bodies(client, caplog):
     with caplog.at_level(logging.INFO, logger="sriov"):
         post_json(client, "IpamDriver.RequestPool", body)
     assert "request {" not in caplog.text and "reply {" not in caplog.text
+
+
+def test_each_request_is_given_to_after_reply_once_its_reply_is_sent(handlers, validate):
+    seen = []
+    app = create_app(handlers, validate, after_reply=[seen.append])
+    client = falcon.testing.TestClient(app)
+
+    post(client, "IpamDriver.GetCapabilities", b"")
+    post(client, "IpamDriver.RequestPool", b"{}")
+    post(client, "NetworkDriver.Bogus", b"{}")
+    client.simulate_get("/IpamDriver.GetCapabilities")
+
+    assert [(r.http_method, r.path, r.protocol, r.status) for r in seen] == [
+        ("POST", "IpamDriver.GetCapabilities", True, 200),
+        ("POST", "IpamDriver.RequestPool", True, 400),
+        ("POST", "NetworkDriver.Bogus", False, 404),
+        ("GET", "IpamDriver.GetCapabilities", True, 405),
+    ]
+    assert all(0 < r.seconds < 10 for r in seen)
+
+
+def test_the_log_line_reads_as_the_standard_formatter_writes_it():
+    """LineFormatter formats a second's date and time once; the line must not change."""
+    record = logging.LogRecord("sriov", logging.INFO, __file__, 1, "%s -> %s", ("A.B", "200"), None)
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lean = LineFormatter()
+    assert lean.format(record) == standard.format(record)
+    record.created += 1.5
+    record.msecs = (record.created - int(record.created)) * 1000
+    assert lean.format(record) == standard.format(record)
+
+
+def test_each_log_line_leaves_the_process_whole_before_the_call_returns(tmp_path):
+    """LineHandler writes straight to the descriptor: nothing waits in a buffer for a crash."""
+    path = tmp_path / "log"
+    with path.open("w") as stream:
+        handler = LineHandler(stream)
+        handler.setFormatter(LineFormatter())
+        logger = logging.getLogger("sriov.test-line-handler")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logger.warning("NetworkDriver.Join ep=%s -> 200", "ab" * 6)
+            first = path.read_text()
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception("failed")
+            second = path.read_text()
+        finally:
+            logger.removeHandler(handler)
+    line = " WARNING sriov.test-line-handler: NetworkDriver.Join ep=abababababab -> 200\n"
+    assert first.endswith(line)
+    assert "ERROR sriov.test-line-handler: failed\nTraceback (most recent call last):" in second
+    assert second.endswith("ValueError: boom\n")
+
+
+def test_the_request_log_writer_logs_every_line_with_its_requests_time_in_order(caplog):
+    writer = RequestLogWriter()
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        for n in range(200):
+            writer(1_700_000_000.25 + n, f"IpamDriver.RequestAddress pool=p{n}", "200", 0.0004)
+        deadline = time.monotonic() + 10
+        while len([r for r in caplog.records if r.name == "sriov"]) < 200:
+            assert time.monotonic() < deadline, "the writer thread wrote not all lines"
+            time.sleep(0.005)
+    records = [r for r in caplog.records if r.name == "sriov"]
+    assert [r.getMessage() for r in records[:2]] == [
+        "IpamDriver.RequestAddress pool=p0 -> 200 (0.4 ms)",
+        "IpamDriver.RequestAddress pool=p1 -> 200 (0.4 ms)",
+    ]
+    assert [r.created for r in records] == [1_700_000_000.25 + n for n in range(200)]
+    assert records[0].msecs == 250
+    assert LineFormatter().formatTime(records[0]).endswith(",250")
+
+
+def test_the_request_log_writer_flushes_what_is_queued_at_once(caplog):
+    """What the plugin does at exit: no queued line is left behind."""
+    writer = RequestLogWriter()
+    with caplog.at_level(logging.INFO, logger="sriov"):
+        writer(time.time(), "Plugin.Activate", "200", 0.0001)
+        writer.flush()
+        assert [r.getMessage() for r in caplog.records if r.name == "sriov"] == [
+            "Plugin.Activate -> 200 (0.1 ms)"
+        ]
+    with caplog.at_level(logging.WARNING, logger="sriov"):
+        writer(time.time(), "Plugin.Activate", "200", 0.0001)  # below the level: not queued
+        writer.flush()
+    assert len([r for r in caplog.records if r.name == "sriov"]) == 1

@@ -1,8 +1,7 @@
 """A cluster store that no endpoint answers: clear errors, nothing guessed, local pools unharmed."""
 
-import socket
-
 import pytest
+from runid import reserve_port
 
 from plugin.config import ClusterConfig, load_config
 from plugin.protocol.handlers import ipam_handlers
@@ -10,16 +9,9 @@ from plugin.services.ipam import IpamService
 from plugin.state.etcd import ClusterStore, ClusterUnavailable, EtcdEndpoints
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def endpoints() -> tuple[str, ...]:
-    return (f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}")
+    return (f"http://127.0.0.1:{reserve_port()}", f"http://127.0.0.1:{reserve_port()}")
 
 
 @pytest.fixture

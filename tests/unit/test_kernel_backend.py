@@ -26,7 +26,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from plugin.errors import DeviceError, InvalidRequest
 from plugin.nic import netlink
-from plugin.nic.base import NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import VF_STATS_FIELDS, NetdevStatus, VfInfo, VfRefused, VfSettings, VfStats
 from plugin.nic.kernel import KernelBackend
 from plugin.nic.program import program_vf, restore_vf
 from plugin.nic.rtnl import link_message
@@ -108,6 +108,9 @@ class FakeRtnl:
             }
             for n in range(4)
         }
+        # IFLA_VF_STATS per VF: the kernel sends them for every VF, zeros when the
+        # driver has no ndo_get_vf_stats; None: a kernel that sends none.
+        self.stats = {n: dict.fromkeys(STATS_ATTRS, 0) for n in range(4)}
         self.closed = False
 
     def close(self):
@@ -216,6 +219,9 @@ class FakeRtnl:
                 for name, value in vf.items()
                 if self.report_trust or name != "IFLA_VF_TRUST"
             ]
+            if self.stats is not None:
+                counters = [(name, value) for name, value in self.stats[n].items()]
+                attrs.append(("IFLA_VF_STATS", {"attrs": counters}))
             infos.append(("IFLA_VF_INFO", {"attrs": attrs}))
         return message(
             [("IFLA_IFNAME", "enp1s0f0"), ("IFLA_VFINFO_LIST", {"attrs": infos})], PF_INDEX
@@ -232,6 +238,14 @@ KERNEL_ORDER = (
     "IFLA_VF_LINK_STATE",
     "IFLA_VF_TRUST",
 )
+
+
+# include/uapi/linux/if_link.h, the IFLA_VF_STATS_* a 6.1 kernel sends (PAD aside).
+STATS_ATTRS = tuple(
+    f"IFLA_VF_STATS_{name}"
+    for name in ("RX_PACKETS", "TX_PACKETS", "RX_BYTES", "TX_BYTES", "BROADCAST", "MULTICAST",
+                 "RX_DROPPED", "TX_DROPPED")
+)  # fmt: skip
 
 
 def vlan_entry(vlan, qos, proto=0x8100):
@@ -602,3 +616,56 @@ def test_trust_set_after_the_mac_keeps_the_admin_mac_through_the_vfs_reset(backe
     desired = VfSettings(mac="02:00:00:00:00:03", trust=True, mtu=9000)
     program_vf(backend, VF3, desired)
     assert backend.read_vf(VF3).mac == "02:00:00:00:00:03"
+
+
+def test_vf_stats_are_read_for_every_vf_from_one_request_to_the_pf(backend, fake):
+    for n in range(4):
+        fake.stats[n] = {name: 100 * n + i for i, name in enumerate(STATS_ATTRS)}
+
+    stats = backend.vf_stats("enp1s0f0")
+
+    assert fake.calls == [("get", {"ifname": "enp1s0f0", "ext_mask": 1})]
+    assert sorted(stats) == [0, 1, 2, 3]
+    assert stats[2] == VfStats(
+        rx_packets=200, tx_packets=201, rx_bytes=202, tx_bytes=203,
+        broadcast=204, multicast=205, rx_dropped=206, tx_dropped=207,
+    )  # fmt: skip
+
+
+def test_vf_stats_of_a_driver_that_fills_none_are_not_reported(backend, fake):
+    """igb has no ndo_get_vf_stats: the kernel sends every counter of every VF as 0."""
+    assert backend.vf_stats("enp1s0f0") == {}
+
+
+def test_one_vf_with_traffic_makes_the_pf_report_for_all_its_vfs(backend, fake):
+    fake.stats[1]["IFLA_VF_STATS_TX_PACKETS"] = 1
+
+    stats = backend.vf_stats("enp1s0f0")
+
+    assert stats[1].tx_packets == 1
+    assert stats[0] == VfStats(**dict.fromkeys(VF_STATS_FIELDS, 0))
+
+
+def test_vf_stats_without_dropped_counts_leave_them_unreported(backend, fake):
+    """Kernels before 4.20 send no IFLA_VF_STATS_RX_DROPPED / TX_DROPPED."""
+    for counters in fake.stats.values():
+        del counters["IFLA_VF_STATS_RX_DROPPED"], counters["IFLA_VF_STATS_TX_DROPPED"]
+        counters["IFLA_VF_STATS_RX_BYTES"] = 64
+
+    stats = backend.vf_stats("enp1s0f0")
+
+    assert stats[0].reported() == {
+        "rx_packets": 0, "tx_packets": 0, "rx_bytes": 64, "tx_bytes": 0,
+        "broadcast": 0, "multicast": 0,
+    }  # fmt: skip
+
+
+def test_a_kernel_that_sends_no_vf_stats_reports_none(backend, fake):
+    fake.stats = None
+    assert backend.vf_stats("enp1s0f0") == {}
+
+
+def test_vf_stats_of_a_missing_pf_name_the_pf_and_the_errno(backend):
+    with pytest.raises(DeviceError) as failed:
+        backend.vf_stats("enp9s0")
+    assert failed.value.message == "read VF traffic of enp9s0: No such device"

@@ -25,6 +25,7 @@ from sysfs_trees import (
 )
 
 from plugin.errors import Conflict, DeviceError, InvalidRequest
+from plugin.model.networks import NetworkPf, network_settings
 from plugin.model.options import (
     EndpointOptions,
     NetworkOptions,
@@ -41,7 +42,7 @@ from plugin.services.networks import (
     random_mac,
     with_prefix,
 )
-from plugin.state.sqlite import NetworkPf, Store, network_settings
+from plugin.state.sqlite import Store
 
 PF0, PF1 = "0000:3b:00.0", "0000:3c:00.0"
 

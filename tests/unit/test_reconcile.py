@@ -8,10 +8,11 @@ from sysfs_trees import build
 from test_network import GATEWAY, ep_id, net_id, nic_tree, options
 
 from plugin.errors import DeviceError
+from plugin.model.networks import NetworkPf, NetworkRow
 from plugin.nic.sysfs import Sysfs
 from plugin.services.networks import NetworkService
 from plugin.services.recovery import HostRecovery, read_boot_id
-from plugin.state.sqlite import NetworkPf, NetworkRow, Store
+from plugin.state.sqlite import Store
 
 NUMVFS = "devices/pci0000:00/0000:3b:00.0/sriov_numvfs"
 

@@ -19,7 +19,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 import plugin.nic  # noqa: F401  (registers pyroute2 without its catalogue)
 from plugin.nic import netlink
-from plugin.nic.kernel import pad_vlan_info_to_kernel_size
+from plugin.nic.pyroute2_fixes import pad_vlan_info_to_kernel_size
 from plugin.nic.rtnl import Rtnl, link_message
 
 HEADER = struct.Struct("=IHHII")

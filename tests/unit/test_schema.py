@@ -533,3 +533,19 @@ def test_swarm_network_ids_are_accepted_for_config_from_networks(validator, meth
     """A --config-from network in swarm reaches each node's driver under its swarm id."""
     body = {"NetworkID": SWARM_NET, "EndpointID": NET, "SandboxKey": "/var/run/docker/netns/x"}
     validator.validate(method, body)
+
+
+def test_an_empty_body_gets_the_answer_of_its_methods_schema(validator):
+    """The check of ``{}`` is decided once per method; it must say what the schema says."""
+    common, schemas = load_schemas()
+    for method, schema in schemas.items():
+        expected = Draft202012Validator(inline_refs(schema, common["$defs"])).is_valid({})
+        try:
+            validator.validate(method, {})
+            accepted = True
+        except InvalidRequest:
+            accepted = False
+        assert accepted == expected, method
+    validator.validate("NetworkDriver.GetCapabilities", {})
+    with pytest.raises(InvalidRequest, match="AddressSpace: required property is missing"):
+        validator.validate("IpamDriver.RequestPool", {})

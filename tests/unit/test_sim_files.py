@@ -9,7 +9,8 @@ import json
 import pytest
 
 from plugin.errors import Conflict, InvalidRequest
-from plugin.nic.sim import state, tree
+from plugin.nic.base import VfStats
+from plugin.nic.sim import device, state, tree
 from plugin.nic.sysfs import Sysfs
 
 
@@ -89,3 +90,28 @@ def test_the_tree_reads_as_the_kernels(tmp_path):
     assert not tree.has_netdev(tmp_path, "tps")
     assert list((tmp_path / "class/net").iterdir()) == []
     assert list((tmp_path / tree.PCI_ROOT).iterdir()) == []
+
+
+# /proc/net/dev as the kernel writes it: two header lines, then "name: " and 16 counters.
+PROC_NET_DEV = """\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+sabcdef01p0:     980      10    0    2    0     0          0         4     1960      20    0    3    0     0       0          0
+"""  # noqa: E501
+
+
+def test_a_vfs_traffic_is_its_switch_ports_counters_the_other_way_round(tmp_path):
+    """What the port received the VF sent; a VF whose port is gone has no counters."""
+    with state.locked(tmp_path):
+        state.write_pf(tmp_path, pf_state())
+    proc = tmp_path / "dev"
+    proc.write_text(PROC_NET_DEV)
+
+    stats = device.vf_stats(tmp_path, "tps", proc)
+
+    assert stats == {
+        0: VfStats(rx_packets=20, tx_packets=10, rx_bytes=1960, tx_bytes=980, rx_dropped=3,
+                   tx_dropped=2),
+    }  # fmt: skip
+    assert stats[0].broadcast is None and stats[0].multicast is None  # a veth counts neither

@@ -16,7 +16,7 @@ from sysfs_trees import build
 from test_network import IPV4, PF0, ep_id, net_id, nic_tree, wire_options
 
 from plugin.config import parse_default_pools
-from plugin.nic.base import NetdevStatus
+from plugin.nic.base import NetdevStatus, VfStats
 from plugin.nic.sysfs import Sysfs
 from plugin.ops.metrics import Metrics
 from plugin.ops.status_cli import format_status
@@ -197,3 +197,64 @@ def test_a_pf_that_cannot_be_read_is_reported_not_fatal(tmp_path):
     assert pf["error"].startswith("pf_iface pf0 not found")
     assert "ERROR: pf_iface pf0 not found" in format_status(plugin.status())
     assert value(plugin.metrics(), "sriov_pf_vfs", pf="pf0", state="free") == 0
+
+
+def test_vf_traffic_is_shown_per_vf_with_the_leases_network_and_endpoint(plugin):
+    pool = plugin.network(1, pf_iface="pf0", vlanid=100)
+    plugin.endpoint(1, 1, pool)
+    plugin.nic.stats["pf0"] = {
+        0: VfStats(rx_bytes=1500, tx_bytes=900, rx_packets=15, tx_packets=9, rx_dropped=1,
+                   tx_dropped=0, broadcast=2, multicast=3),
+        1: VfStats(rx_bytes=0, tx_bytes=64, rx_packets=0, tx_packets=1),
+    }  # fmt: skip
+
+    status = plugin.status()
+    samples = plugin.metrics()
+
+    (pf,) = status["pfs"]
+    assert pf["reports_traffic"] is True
+    vf0, vf1, vf2, _ = pf["vfs"]
+    assert vf0["traffic"] == {"rx_packets": 15, "tx_packets": 9, "rx_bytes": 1500, "tx_bytes": 900,
+                              "broadcast": 2, "multicast": 3, "rx_dropped": 1, "tx_dropped": 0}
+    assert vf1["traffic"] == {"rx_packets": 0, "tx_packets": 1, "rx_bytes": 0, "tx_bytes": 64}
+    assert "traffic" not in vf2  # the PF reports no counters for it
+    text = format_status(status)
+    assert "  VF traffic: reported by the PF" in text
+    assert "traffic:    rx 1500 B 15 pkts 1 dropped 2 bcast 3 mcast, tx 900 B 9 pkts 0 dropped" in (
+        text
+    )
+    leased = {"pf": "pf0", "vf": "0", "pciAddr": "0000:3b:02.0", "network": net_id(1),
+              "endpoint": ep_id(1)}  # fmt: skip
+    assert value(samples, "sriov_vf_rx_bytes_total", **leased) == 1500
+    assert value(samples, "sriov_vf_tx_packets_total", **leased) == 9
+    assert value(samples, "sriov_vf_rx_multicast_total", **leased) == 3
+    free = {"pf": "pf0", "vf": "1", "pciAddr": "0000:3b:02.1"}
+    assert value(samples, "sriov_vf_tx_bytes_total", **free) == 64
+    assert ("sriov_vf_rx_dropped_total", tuple(sorted(free.items()))) not in samples
+    assert not [key for key in samples if key[0].startswith("sriov_vf_") and ("vf", "2") in key[1]
+                and "leased" not in key[0]]  # fmt: skip
+    assert plugin.nic.stats_reads == ["pf0", "pf0"]  # one request per PF per view
+
+
+def test_a_pf_without_vf_traffic_has_no_traffic_series_and_status_says_so(plugin):
+    pool = plugin.network(1, pf_iface="pf0", vlanid=100)
+    plugin.endpoint(1, 1, pool)
+
+    status = plugin.status()
+
+    assert status["pfs"][0]["reports_traffic"] is False
+    assert all("traffic" not in vf for vf in status["pfs"][0]["vfs"])
+    assert "  VF traffic: not reported by its driver" in format_status(status)
+    traffic = ("sriov_vf_rx", "sriov_vf_tx")
+    assert not [key for key in plugin.metrics() if key[0].startswith(traffic)]
+
+
+def test_vf_traffic_that_cannot_be_read_is_reported_not_fatal(plugin):
+    plugin.network(1, pf_iface="pf0", vlanid=100)
+    plugin.nic.fail.add("vf_stats")
+
+    (pf,) = plugin.status()["pfs"]
+
+    assert pf["traffic_error"] == "read VF traffic of pf0: Operation not supported"
+    assert pf["vf_counts"]["free"] == 4
+    assert "  VF traffic: cannot be read: read VF traffic of pf0" in format_status(plugin.status())

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import StoreError
+from plugin.model.networks import NetworkPf, NetworkRow
 from plugin.model.options import NetworkOptions
 from plugin.nic.base import VfSettings
-from plugin.state.sqlite import NetworkPf, NetworkRow, Store
+from plugin.state.sqlite import Store
 
 
 def network_row(

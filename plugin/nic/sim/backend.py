@@ -17,10 +17,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from plugin.errors import DeviceError, PluginError
 from plugin.nic import netlink, sockios
-from plugin.nic.base import MTU_RANGE, NetdevStatus, VfInfo, VfRefused, VfSettings
+from plugin.nic.base import MTU_RANGE, NetdevStatus, VfInfo, VfRefused, VfSettings, VfStats
+from plugin.nic.errors import vf_error, vf_label
 from plugin.nic.names import check_ifname
 from plugin.nic.netdevs import HostNetdevs
-from plugin.nic.program import vf_error, vf_label
 from plugin.nic.sim import device
 from plugin.nic.sim.state import SETTING_NAMES
 
@@ -100,6 +100,14 @@ class SimBackend:
             if err.errno == errno.ENODEV:
                 return None
             raise DeviceError(f"read address of {vf.netdev}: {err.strerror}") from err
+
+
+    def vf_stats(self, pf: str) -> dict[int, VfStats]:
+        """Each VF's traffic, from its switch port's counters (see ``device.vf_stats``)."""
+        try:
+            return device.vf_stats(self.root, pf)
+        except SIM_FAILURES as err:
+            raise DeviceError(f"read VF traffic of {pf}: {_why(err)}") from err
 
 
 def _mtu(netdev: str) -> int | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from plugin.errors import Conflict, InvalidRequest
 from plugin.nic import netlink, sockios
+from plugin.nic.base import MTU_RANGE, VF_SETTING_GROUPS, VfStats
 from plugin.nic.names import check_ifname
 from plugin.nic.rtnl import Rtnl
 from plugin.nic.sim.fabric import (
@@ -117,7 +118,7 @@ def _check_create_args(pf: str, vfs: int, mtu: int, numvfs: int, fabric: str | N
         raise InvalidRequest(f"fabric {fabric!r} must be 1-8 lowercase letters or digits")
     for name, value, low, high in (
         ("vfs", vfs, 1, MAX_VFS),
-        ("mtu", mtu, 68, 65535),
+        ("mtu", mtu, MTU_RANGE.low, MTU_RANGE.high),
         ("numvfs", numvfs, 0, vfs),
     ):
         if not isinstance(value, int) or not low <= value <= high:
@@ -186,15 +187,51 @@ def read_vf(root: Path, pf: str, index: int) -> VfState:
         return vf_state(load_pf(root, pf), index)
 
 
+# /proc/net/dev: "name: " then 8 receive and 8 transmit counters; the ones used, by column.
+PROC_NET_DEV = Path("/proc/net/dev")
+RX_BYTES, RX_PACKETS, RX_DROP, TX_BYTES, TX_PACKETS, TX_DROP = 0, 1, 3, 8, 9, 11
+
+
+def vf_stats(root: Path, pf: str, proc_net_dev: Path = PROC_NET_DEV) -> dict[int, VfStats]:
+    """Each VF's traffic as a NIC reports it per VF, from its switch port's counters.
+
+    The port is the VF's veth peer, which stays on the host when the VF goes into
+    a container; what it received the VF sent, so the directions are swapped.
+    One read of ``/proc/net/dev`` for all of them. A veth counts neither
+    broadcast nor multicast it forwards, so those are not reported.
+    """
+    with locked(root):
+        ports = {vf["index"]: vf["peer"] for vf in load_pf(root, pf)["vfs"]}
+    counters = {}
+    for line in proc_net_dev.read_text().splitlines()[2:]:
+        name, _, values = line.partition(":")
+        counters[name.strip()] = [int(v) for v in values.split()]
+    stats = {}
+    for index, port in ports.items():
+        seen = counters.get(port)
+        if seen is None:
+            continue
+        stats[index] = VfStats(
+            rx_packets=seen[TX_PACKETS],
+            tx_packets=seen[RX_PACKETS],
+            rx_bytes=seen[TX_BYTES],
+            tx_bytes=seen[RX_BYTES],
+            rx_dropped=seen[TX_DROP],
+            tx_dropped=seen[RX_DROP],
+        )
+    return stats
+
+
 def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> None:
     """Apply ``settings`` (names from SETTING_NAMES) to VF ``index`` of ``pf`` as the NIC would.
 
-    In the kernel's order: the admin MAC, also set on the VF netdev if that is in
-    this namespace (an all-zero MAC, the "unset" one, is only recorded); the VLAN,
-    for which the VF's switch port moves to that VLAN's bridge; the rest is only
-    recorded. It stops at the first that fails, and the state then records what
-    took effect before it, as a NIC reports it. One read and one write of the
-    state file, whatever the number of settings: this runs twice per endpoint.
+    In the kernel's order (``VF_SETTING_GROUPS``): the admin MAC, also set on the
+    VF netdev if that is in this namespace (an all-zero MAC, the "unset" one, is
+    only recorded); the VLAN, for which the VF's switch port moves to that VLAN's
+    bridge; the rest is only recorded. It stops at the first that fails, and the
+    state then records what took effect before it, as a NIC reports it. One read
+    and one write of the state file, whatever the number of settings: this runs
+    twice per endpoint.
     """
     unknown = settings.keys() - set(SETTING_NAMES)
     if unknown:
@@ -202,15 +239,15 @@ def set_vf(root: Path, pf: str, index: int, settings: Mapping[str, object]) -> N
     with locked(root):
         state = load_pf(root, pf)
         vf = vf_state(state, index)
-        applied: Mapping[str, object] = {}
+        applied: dict[str, object] = {}
         try:
-            if "mac" in settings:
-                _set_admin_mac(vf["netdev"], settings["mac"])
-                applied = {"mac": settings["mac"]}
-            vlan = settings.get("vlan", vf["vlan"])
-            if vlan != vf["vlan"]:
-                move_port(pf_fabric(root, state), vf["peer"], vf["vlan"], vlan)
-            applied = settings
+            for group, names in VF_SETTING_GROUPS:
+                values = {name: settings[name] for name in names if name in settings}
+                if group == "mac" and values:
+                    _set_admin_mac(vf["netdev"], values["mac"])
+                if group == "vlan" and values.get("vlan", vf["vlan"]) != vf["vlan"]:
+                    move_port(pf_fabric(root, state), vf["peer"], vf["vlan"], values["vlan"])
+                applied.update(values)
         finally:
             if applied:
                 vf.update(applied)
