@@ -50,7 +50,7 @@ source "$repo/scripts/lib/stages.sh"
 HELD_FDS=$run_claim
 # Seconds one test of a stage may take (pytest-timeout): a hang fails with its stack. The
 # session fixtures that build the plugin or boot the guest count towards their first test.
-stage_timeout=([unit]=120 [netns]=300 [cluster]=600 [docker]=1200 [vm]=2400 [swarm]=1200)
+stage_timeout=([unit]=120 [netns]=300 [cluster]=600 [docker]=1200 [vm]=2400 [wire]=2400 [swarm]=1200)
 
 # Runs of this script (and the e2e fixtures) that use the system engine register in
 # ENGINE_USERS under its lock: the run that started dockerd stops it at its end only when no
@@ -128,6 +128,12 @@ vm_stage() {
     run_pytest -m vm "$@"
 }
 
+# Two guests cabled back to back; the plugin's rootfs is the one the vm stage built, if current.
+wire_stage() {
+    start_dockerd || return 1
+    run_pytest -m wire "$@"
+}
+
 swarm_stage() {
     start_dockerd || return 1
     run_pytest -m swarm "$@"
@@ -142,11 +148,12 @@ export PATH="$repo/.venv/bin:$PATH"
 trap stop_started_dockerd EXIT
 
 run_stage ruff ruff check .
-run_stage unit run_pytest -m "not netns and not docker and not cluster and not vm and not swarm" "$@"
+run_stage unit run_pytest -m "not netns and not docker and not cluster and not vm and not wire and not swarm" "$@"
 run_stage netns run_pytest -m netns "$@"
 run_stage cluster run_pytest -m cluster "$@"
 run_stage docker docker_stage "$@"
 run_stage vm vm_stage "$@"
+run_stage wire wire_stage "$@"
 run_stage swarm swarm_stage "$@"
 
 print_summary

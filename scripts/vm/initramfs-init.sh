@@ -4,6 +4,8 @@
 # the guest kernel's modules over /lib/modules (sriov_modules= on the kernel command line,
 # a host path without spaces), the repository at its host path (sriov_repo=, likewise) under
 # an overlay of its own, and the run's writable share (9p tag "io") at /sriov-io;
+# and, if the guest has one, the share that several guests meet in (9p tag "shared") at
+# /sriov-shared; sets the hostname (sriov_hostname=, default sriov-vm);
 # runs /sriov-io/cmd in that root with sh, writes its output to /sriov-io/out, its exit
 # status to /sriov-io/status and the kernel log to /sriov-io/dmesg, then powers off.
 export PATH=/bin
@@ -24,10 +26,12 @@ done </modules/order
 
 modules=
 repo=
+name=sriov-vm
 for arg in $(cat /proc/cmdline); do
     case $arg in
         sriov_modules=*) modules=${arg#sriov_modules=} ;;
         sriov_repo=*) repo=${arg#sriov_repo=} ;;
+        sriov_hostname=*) name=${arg#sriov_hostname=} ;;
     esac
 done
 
@@ -64,8 +68,13 @@ if [ -n "$repo" ]; then
 fi
 mkdir -p $r/sriov-io
 mount -t 9p -o "$ninep,cache=none" io $r/sriov-io || fail "mount the io share"
+if cat /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag | grep -q shared; then
+    mkdir -p $r/sriov-shared
+    mount -t 9p -o "$ninep,cache=none" shared $r/sriov-shared || fail "mount the shared share"
+fi
 
-hostname sriov-vm
+hostname "$name"
+echo "$name" >$r/etc/hostname
 ip link set lo up
 echo "sriov-vm: booted, running /sriov-io/cmd"
 

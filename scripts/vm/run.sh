@@ -16,6 +16,16 @@
 #   SRIOV_VM_CPUS     guest CPUs (default 2)
 #   SRIOV_VM_BOOT_TIMEOUT  seconds to wait for the guest to reach its command (default 120);
 #                     a guest that did not is killed and booted once more
+#   SRIOV_VM_NAME     the guest's hostname (default sriov-vm)
+#   SRIOV_VM_NETDEV   what the igb's port is cabled to, as QEMU -netdev options after its
+#                     id (default: an isolated hub, "hubport,hubid=0"); e.g. one end of a
+#                     cable to another guest: "stream,server=on,addr.type=unix,addr.path=P"
+#   SRIOV_VM_MAC      the igb PF's MAC (default QEMU's; two guests on one cable need their own)
+#   SRIOV_VM_PCAP     record every frame of the igb's port in this pcap file (QEMU filter-dump)
+#   SRIOV_VM_SHARE    a host directory mounted read-write at /sriov-shared in the guest
+#                     (several guests given the same one use it to meet)
+#   SRIOV_VM_IOMMU    1: an emulated Intel IOMMU (-device intel-iommu), so that the guest
+#                     can bind a VF to vfio-pci
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +34,8 @@ timeout=${SRIOV_VM_TIMEOUT:-900}
 mem=${SRIOV_VM_MEM:-2048}
 cpus=${SRIOV_VM_CPUS:-2}
 boot_timeout=${SRIOV_VM_BOOT_TIMEOUT:-120}
+name=${SRIOV_VM_NAME:-sriov-vm}
+netdev=${SRIOV_VM_NETDEV:-hubport,hubid=0}
 
 die() {
     echo "vm/run.sh: $*" >&2
@@ -41,6 +53,7 @@ modules=$cache/kernel/lib/modules
 # The initramfs reads these paths from the kernel command line, which splits on spaces.
 [[ $modules != *[[:space:]]* ]] || die "SRIOV_VM_CACHE must not contain whitespace: $cache"
 [[ $repo != *[[:space:]]* ]] || die "the repository's path must not contain whitespace: $repo"
+[[ $name =~ ^[a-z0-9][a-z0-9-]{0,62}$ ]] || die "SRIOV_VM_NAME=$name: not a hostname"
 
 if [ -n "${SRIOV_VM_OUT:-}" ]; then
     out=$SRIOV_VM_OUT
@@ -65,6 +78,22 @@ qemu_path() {
     printf '%s' "${1//,/,,}"
 }
 
+# The igb's cable, and what goes with it.
+nic_args=(-netdev "$netdev,id=igbnet")
+if [ -n "${SRIOV_VM_PCAP:-}" ]; then
+    nic_args+=(-object "filter-dump,id=igbdump,netdev=igbnet,file=$(qemu_path "$SRIOV_VM_PCAP")")
+fi
+nic_args+=(-device pcie-root-port,id=igbport,chassis=1)
+nic_args+=(-device "igb,netdev=igbnet,bus=igbport${SRIOV_VM_MAC:+,mac=$SRIOV_VM_MAC}")
+share_args=()
+if [ -n "${SRIOV_VM_SHARE:-}" ]; then
+    share_args=(-fsdev "local,id=shared,path=$(qemu_path "$SRIOV_VM_SHARE"),security_model=none"
+        -device virtio-9p-pci,fsdev=shared,mount_tag=shared)
+fi
+# The IOMMU comes first: it must exist before the PCI devices it translates for.
+iommu_args=()
+[ "${SRIOV_VM_IOMMU:-0}" = 1 ] && iommu_args=(-device intel-iommu)
+
 # /dev/kvm exists on these machines but a KVM guest hangs in early boot (nested
 # virtualisation); TCG boots in a few seconds. q35 because SR-IOV needs PCI Express.
 # -cpu qemu64: with -cpu max a guest on a busy host sometimes never got a timer tick
@@ -73,17 +102,14 @@ start_qemu() {
     rm -f "$out/console.log"
     timeout --kill-after=10 "$timeout" qemu-system-x86_64 \
         -accel tcg -machine q35 -cpu qemu64 -smp "$cpus" -m "$mem" \
-        -nodefaults -no-user-config -display none -no-reboot \
+        -nodefaults -no-user-config -display none -no-reboot "${iommu_args[@]}" \
         -serial "file:$(qemu_path "$out/console.log")" \
         -kernel "$cache/kernel/vmlinuz" -initrd "$cache/initramfs.cpio.gz" \
-        -append "console=ttyS0 panic=-1 loglevel=4 sriov_modules=$modules sriov_repo=$repo" \
+        -append "console=ttyS0 panic=-1 loglevel=4 sriov_modules=$modules sriov_repo=$repo sriov_hostname=$name" \
         -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
         -fsdev "local,id=io,path=$(qemu_path "$out"),security_model=none" \
-        -device virtio-9p-pci,fsdev=io,mount_tag=io \
-        -netdev hubport,id=igbnet,hubid=0 \
-        -device pcie-root-port,id=igbport,chassis=1 \
-        -device igb,netdev=igbnet,bus=igbport \
+        -device virtio-9p-pci,fsdev=io,mount_tag=io "${share_args[@]}" "${nic_args[@]}" \
         2> >(grep -v 'hub 0 is not connected to host network' >&2) &
     qemu_pid=$!
 }

@@ -21,48 +21,16 @@ import pytest
 pytestmark = pytest.mark.vm
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKER_LOCK = "/tmp/sriov-docker.lock"
-# A name no other user of the shared engine has: the build only needs the rootfs/ it leaves.
-BUILD_NAME = "sriov-vm-build:latest"
 
 
-def run(*args, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(a) for a in args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def step(what: str, *args, timeout: float = 1800) -> str:
-    started = time.monotonic()
-    proc = run(*args, timeout=timeout)
-    print(f"{what}: {time.monotonic() - started:.1f} s")
-    assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
-    return proc.stdout
-
-
-@pytest.fixture(scope="module")
-def plugin_rootfs() -> Path:
-    """rootfs/ built by scripts/build-plugin.sh on the host, before the guest boots."""
-    build_and_remove = f"scripts/build-plugin.sh {BUILD_NAME} && docker plugin rm {BUILD_NAME}"
-    step(
-        "build the plugin (and wait for the Docker lock)",
-        "flock",
-        DOCKER_LOCK,
-        "sh",
-        "-c",
-        build_and_remove,
-    )
-    return REPO / "rootfs"
-
-
-def test_guest_suites_pass_on_an_emulated_igb(plugin_rootfs, tmp_path):
-    step("scripts/vm/setup.sh", "scripts/vm/setup.sh")
+def test_guest_suites_pass_on_an_emulated_igb(plugin_rootfs, vm_setup, tmp_path):
     out = tmp_path / "vm"
     started = time.monotonic()
     proc = subprocess.run(
         ["scripts/vm/run.sh", "scripts/vm/guest-tests.sh", "-s"],
         cwd=REPO,
-        env={**os.environ, "SRIOV_VM_OUT": str(out)},
+        # The IOMMU lets the Kata tests bind VFs to vfio-pci.
+        env={**os.environ, "SRIOV_VM_OUT": str(out), "SRIOV_VM_IOMMU": "1"},
         capture_output=True,
         text=True,
         timeout=1800,

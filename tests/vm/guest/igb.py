@@ -8,6 +8,7 @@ would show them.
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -57,11 +58,43 @@ class Vf:
 
 
 class Pf:
-    """The igb PF netdev in the guest."""
+    """The igb PF netdev in the guest.
+
+    Every time VFs are enabled (by a test or by the plugin) the VF mailbox must be
+    proven again before anything read from the VFs is believed: ``mailbox_proven``
+    does that once per enable the kernel logged, and ``assert_every_enable_proven``
+    fails a test after which an enable went unproven.
+    """
 
     def __init__(self, name: str):
         self.name = name
         self.device = Path(f"/sys/class/net/{name}/device")
+        self.pci = self.device.resolve().name
+        self.proven_enables = 0
+
+    def enables(self) -> int:
+        """How many times igb enabled this PF's VFs since boot, as its kernel log says."""
+        allocated = re.compile(rf" {re.escape(self.pci)}: \d+ VFs allocated$", re.MULTILINE)
+        return len(allocated.findall(dmesg()))
+
+    def mailbox_proven(self) -> str | None:
+        """Prove the mailbox if VFs were enabled since the last proof; the proof's dmesg line.
+
+        Uses the highest VF, which must be in this namespace and not leased.
+        """
+        enables = self.enables()
+        if enables == self.proven_enables or self.numvfs == 0:
+            return None
+        line = prove_mailbox(self, self.numvfs - 1)
+        self.proven_enables = enables
+        return line
+
+    def assert_every_enable_proven(self) -> None:
+        enables = self.enables()
+        assert enables == self.proven_enables, (
+            f"VFs of {self.name} were enabled {enables} times but the mailbox was proven after "
+            f"{self.proven_enables} of them: call pf.mailbox_proven() after each change"
+        )
 
     @property
     def numvfs(self) -> int:
@@ -82,11 +115,17 @@ class Pf:
         if count:
             wait_for(f"{count} VF netdevs", lambda: all(self.netdev(n) for n in range(count)))
         wait_for(f"carrier on {self.name}", lambda: has_carrier(self.name), timeout=60)
+        if count:
+            self.mailbox_proven()
 
     def netdev(self, index: int) -> str | None:
         """The VF's netdev in this namespace, None if it is elsewhere (or not bound)."""
         names = list((self.device / f"virtfn{index}" / "net").glob("*"))
         return names[0].name if names else None
+
+    def vf_pci(self, index: int) -> str:
+        """The VF's PCI address (``virtfnN``)."""
+        return (self.device / f"virtfn{index}").resolve().name
 
     def vf_driver(self, index: int) -> str:
         return (self.device / f"virtfn{index}" / "driver").resolve().name

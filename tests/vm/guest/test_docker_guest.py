@@ -1,115 +1,26 @@
-"""The managed plugin inside a real dockerd in the guest, on the igb PF.
-
-dockerd (Debian's docker.io from the host's root) runs with its data root on
-tmpfs and --iptables=false; the plugin is created from config.json and the
-rootfs/ that scripts/build-plugin.sh built on the host (tests/vm/test_vm.py
-builds it before booting); the busybox test image is imported without any
-registry (scripts/make-test-image.sh).
-"""
+"""The managed plugin inside a real dockerd in the guest, on the igb PF (see engine.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from igb import NO_MAC, Pf, run, wait_for
+import vfio
+from engine import IMAGE, PLUGIN, container_mac, docker, timed
+from engine import engine as guest_engine
+from igb import NO_MAC, Pf, Vf, run, wait_for
 
-REPO = Path(__file__).resolve().parents[3]
-PLUGIN = "sriov:latest"
-IMAGE = "sriov-test-busybox:latest"
-PLUGIN_DIR = Path("/tmp/sriov-plugin")  # config.json and rootfs/ only: the CLI sends it all
-SOCKET = "/run/docker.sock"
 RUNS_ON_ONE_VF = 10
-
-
-def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        ["docker", "-H", f"unix://{SOCKET}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
-
-
-def enable_plugin(attempts: int = 3) -> None:
-    """docker plugin enable; again if the plugin was not answering yet.
-
-    dockerd gives a plugin about 10 s to answer on its socket, and Python under
-    TCG on a busy host sometimes needs more for its first start.
-    """
-    for attempt in range(1, attempts + 1):
-        proc = docker("plugin", "enable", PLUGIN, check=False)
-        if proc.returncode == 0:
-            return
-        print(f"docker plugin enable, attempt {attempt}: {proc.stderr.strip()}")
-    raise AssertionError(f"docker plugin enable {PLUGIN} failed {attempts} times")
-
-
-def container_mac(ip_link: str) -> str:
-    """The MAC in `ip -o link show eth0` run in the container's network namespace.
-
-    Not /sys/class/net: a container in this guest sees the guest's own sysfs.
-    """
-    words = ip_link.split()
-    return words[words.index("link/ether") + 1]
-
-
-def timed(what: str, started: float) -> None:
-    print(f"{what}: {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture(scope="module")
 def engine(pf: Pf):
     """dockerd with the sriov plugin enabled and the test image loaded."""
-    assert (REPO / "rootfs" / "opt" / "sriov").is_dir(), "build the plugin on the host first"
-    log = open("/tmp/dockerd.log", "w")  # noqa: SIM115 (open while dockerd runs)
-    started = time.monotonic()
-    daemon = subprocess.Popen(
-        [
-            "dockerd",
-            "-H",
-            f"unix://{SOCKET}",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--bridge=none",
-            "--data-root=/var/lib/docker",
-            "--exec-root=/run/docker",
-            "--pidfile=/run/docker.pid",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for("dockerd", lambda: docker("version", check=False).returncode == 0, timeout=120)
-        timed("dockerd start", started)
-        started = time.monotonic()
-        env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}"}
-        subprocess.run([REPO / "scripts/make-test-image.sh", IMAGE], env=env, check=True)
-        timed("test image import", started)
-        started = time.monotonic()
-        (PLUGIN_DIR / "rootfs").mkdir(parents=True)
-        (PLUGIN_DIR / "config.json").write_bytes((REPO / "config.json").read_bytes())
-        run("mount", "--bind", str(REPO / "rootfs"), str(PLUGIN_DIR / "rootfs"))
-        docker("plugin", "create", PLUGIN, str(PLUGIN_DIR))
-        timed("docker plugin create", started)
-        started = time.monotonic()
-        enable_plugin()
-        timed("docker plugin enable", started)
+    with guest_engine():
         yield
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
-        print("dockerd log (tail):\n" + Path("/tmp/dockerd.log").read_text()[-4000:])
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +31,7 @@ def vfnet(engine, pf: Pf):
         "-o", f"pf_iface={pf.name}", "-o", "vlanid=300",
         "--subnet", "10.70.0.0/24", "vfnet",
     )  # fmt: skip
+    pf.mailbox_proven()
     yield "vfnet"
     docker("network", "rm", "vfnet", check=False)
     pf.set_numvfs(0)
@@ -166,3 +78,144 @@ def test_many_containers_in_turn_on_the_same_vf(vfnet, pf: Pf):
     assert not failures, "\n".join(failures) + f"\n({overrides} igb override refusals in dmesg)"
     assert len(macs) == RUNS_ON_ONE_VF, "each container got its own admin MAC"
     assert pf.vf(3).mac == NO_MAC, pf.ip_link_line(3)
+
+
+def test_docker_run_on_a_setting_igb_refuses_says_the_kernels_reason(vfnet, pf: Pf):
+    """The user reads igb's EOPNOTSUPP for link_state in `docker run`'s error, and the VF is
+    left as it was."""
+    docker(
+        "network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN,
+        "-o", f"pf_iface={pf.name}", "-o", "link_state=enable",
+        "--subnet", "10.71.0.0/24", "statenet",
+    )  # fmt: skip
+    try:
+        before = dataclasses.replace(pf.vf(4), netdev_mac=None)
+        proc = docker(
+            "run", "--rm", "--network", "name=statenet,driver-opt=vf=4", IMAGE, "true",
+            check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0, proc.stdout
+        assert "link_state" in proc.stderr and "VF 4 of" in proc.stderr, proc.stderr
+        assert os.strerror(errno.EOPNOTSUPP) in proc.stderr, proc.stderr
+        assert dataclasses.replace(pf.vf(4), netdev_mac=None) == before, pf.ip_link_line(4)
+    finally:
+        docker("network", "rm", "statenet", check=False)
+
+
+def settings(vf: Vf) -> Vf:
+    """What the plugin programs and restores through the PF, and the netdev's MTU."""
+    return dataclasses.replace(vf, netdev_mac=None)
+
+
+@pytest.fixture(scope="module")
+def katanet(engine, pf: Pf):
+    """A network setting everything igb keeps per VF, for containers whose VF Kata takes."""
+    docker(
+        "network", "create", "-d", PLUGIN, "--ipam-driver", PLUGIN, "-o", f"pf_iface={pf.name}",
+        "-o", "vlanid=400", "-o", "vlan_qos=4", "-o", "max_tx_rate=50", "-o", "trust=on",
+        "-o", "spoofchk=off", "-o", "mtu=1400", "--subnet", "10.72.0.0/24", "katanet",
+    )  # fmt: skip
+    pf.mailbox_proven()
+    yield "katanet"
+    docker("network", "rm", "katanet", check=False)
+
+
+def kata_container(pf: Pf, name: str, vf: int) -> Vf:
+    """docker run on katanet pinned to ``vf``; what the PF then reports for it."""
+    docker("run", "-d", "--name", name, "--network", f"name=katanet,driver-opt=vf={vf}",
+           IMAGE, "sleep", "600")  # fmt: skip
+    leased = pf.vf(vf)
+    assert pf.netdev(vf) is None, f"VF {vf}'s netdev is in the container"
+    assert (leased.vlan, leased.qos, leased.max_tx_rate) == (400, 4, 50), pf.ip_link_line(vf)
+    assert (leased.trust, leased.spoofchk) == (True, False), pf.ip_link_line(vf)
+    return leased
+
+
+def kata_takes(pf: Pf, vf: int) -> None:
+    """Kata starts its VM: the VF leaves igbvf for vfio-pci and is opened (and reset)."""
+    admin = pf.vf(vf)
+    pci = pf.vf_pci(vf)
+    vfio.rebind(pci, "vfio-pci")
+    with vfio.opened_as_a_vm_would(pci) as info:
+        assert info["pci"] and info["regions"] > 0, info
+        held = pf.vf(vf)
+        assert (held.mac, held.vlan, held.qos) == (admin.mac, admin.vlan, admin.qos), (
+            f"the VM finds the VF by its admin MAC: {pf.ip_link_line(vf)}"
+        )
+
+
+def kata_gives_back(pf: Pf, vf: int) -> str:
+    """Kata's cleanup: the VF back on igbvf; its netdev comes back in the host namespace."""
+    vfio.rebind(pf.vf_pci(vf), "igbvf")
+    return wait_for(f"VF {vf}'s netdev back on the host", lambda: pf.netdev(vf))
+
+
+def kernel_log_during(action) -> list[str]:
+    """The kernel log lines written while ``action()`` ran."""
+    before = len(run("dmesg").stdout.splitlines())
+    action()
+    return run("dmesg").stdout.splitlines()[before:]
+
+
+def test_a_vf_kata_takes_and_gives_back_is_released_restored_and_handed_out_again(katanet, pf):
+    before = {n: settings(pf.vf(n)) for n in range(pf.numvfs)}
+    kata_container(pf, "kata1", 1)
+    kata_takes(pf, 1)
+    kata_gives_back(pf, 1)
+    docker("rm", "-f", "kata1")
+    for n in range(pf.numvfs):
+        assert settings(pf.vf(n)) == before[n], f"VF {n} not restored: {pf.ip_link_line(n)}"
+    again = docker("run", "--rm", "--network", "name=katanet,driver-opt=vf=1", IMAGE,
+                   "ip", "-o", "link", "show", "eth0")  # fmt: skip
+    assert "mtu 1400" in again.stdout, again.stdout
+    assert settings(pf.vf(1)) == before[1], pf.ip_link_line(1)
+
+
+def test_a_container_ending_while_its_vf_is_on_vfio_pci_releases_it_and_restores_the_pf_side(
+    katanet, pf
+):
+    before = {n: settings(pf.vf(n)) for n in range(pf.numvfs)}
+    kata_container(pf, "kata2", 2)
+    kata_takes(pf, 2)
+    assert vfio.driver(pf.vf_pci(2)) == "vfio-pci"
+    docker("rm", "-f", "kata2")
+    # Its netdev is gone (no MTU to restore); everything the PF keeps is restored.
+    assert settings(pf.vf(2)) == dataclasses.replace(before[2], mtu=None), pf.ip_link_line(2)
+    refused = docker("run", "--rm", "--network", "name=katanet,driver-opt=vf=2", IMAGE, "true",
+                     check=False)  # fmt: skip
+    assert refused.returncode != 0 and "vf 2 of" in refused.stderr.lower(), refused.stderr
+    kata_gives_back(pf, 2)
+    # With no admin MAC, igbvf registers a MAC of its own when it binds: the PF reports it.
+    back = pf.vf(2)
+    assert back.mac in (NO_MAC, back.netdev_mac), pf.ip_link_line(2)
+    assert dataclasses.replace(settings(back), mac=NO_MAC) == before[2], pf.ip_link_line(2)
+    docker("run", "--rm", "--network", "name=katanet,driver-opt=vf=2", IMAGE, "true")
+    for n in range(pf.numvfs):
+        assert settings(pf.vf(n)) == before[n], f"VF {n} not restored: {pf.ip_link_line(n)}"
+
+
+def test_two_kata_vfs_given_back_in_reverse_order_swap_names_and_each_release_hits_its_own_vf(
+    katanet, pf
+):
+    """The kernel names a returning VF's netdev anew (lowest free ethN): the plugin must find
+    each VF's netdev by its PCI address now, not by the name it had when leased."""
+    before = {n: settings(pf.vf(n)) for n in range(pf.numvfs)}
+    names = {4: pf.netdev(4), 5: pf.netdev(5)}
+    kata_container(pf, "kata4", 4)
+    kata_container(pf, "kata5", 5)
+    kata_takes(pf, 4)
+    kata_takes(pf, 5)
+    kata_gives_back(pf, 5)
+    kata_gives_back(pf, 4)
+    assert (pf.netdev(4), pf.netdev(5)) == (names[5], names[4]), "the kernel swapped the names"
+    held = pf.vf(5)
+    released = kernel_log_during(lambda: docker("rm", "-f", "kata4"))
+    assert settings(pf.vf(4)) == before[4], pf.ip_link_line(4)
+    assert settings(pf.vf(5)) == settings(held), f"VF 5 was disturbed: {pf.ip_link_line(5)}"
+    # The bug this guards against cycled VF 5's link and set VF 4's MAC on it.
+    assert not [line for line in released if "VF 5 " in line or pf.vf_pci(5) in line], released
+    docker("rm", "-f", "kata5")
+    for n in range(pf.numvfs):
+        assert settings(pf.vf(n)) == before[n], f"VF {n} not restored: {pf.ip_link_line(n)}"
+    for vf in (4, 5):
+        docker("run", "--rm", "--network", f"name=katanet,driver-opt=vf={vf}", IMAGE, "true")

@@ -9,6 +9,8 @@ and back) is done for real with `ip`.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -80,6 +82,7 @@ class Dockerd:
         )
         # Enabling VFs resets the igb PF; rate limits are refused until its link is back.
         wait_for(f"carrier on {self.pf.name}", lambda: has_carrier(self.pf.name), timeout=60)
+        self.pf.mailbox_proven()
         return network, pool
 
     def create_endpoint(self, network: str, pool: str, options: dict | None = None):
@@ -226,23 +229,54 @@ def test_every_option_igb_supports_is_programmed_read_back_moved_and_restored(do
     dockerd.ok("NetworkDriver.DeleteNetwork", {"NetworkID": network})
 
 
+def kernel_refusal(pf: Pf, *ip_link_vf_args: str) -> str:
+    """The kernel's answer to `ip link set PF vf 2 ...` (iproute2, no plugin code), as text."""
+    proc = run("ip", "link", "set", pf.name, "vf", "2", *ip_link_vf_args, check=False)
+    assert proc.returncode != 0, f"the kernel took vf 2 {' '.join(ip_link_vf_args)}"
+    return proc.stderr.strip()
+
+
 @pytest.mark.parametrize(
-    ("subnet", "options", "setting"),
+    ("subnet", "options", "setting", "ip_link_vf", "code"),
     [
-        ("10.61.0.0/24", {"link_state": "enable"}, "link_state"),
-        ("10.61.1.0/24", {"min_tx_rate": "10", "max_tx_rate": "100"}, "rate to min 10"),
-        ("10.61.2.0/24", {"vlanid": "100", "vlan_proto": "802.1ad"}, "proto 802.1ad"),
+        (
+            "10.61.0.0/24",
+            {"link_state": "enable"},
+            "link_state",
+            ("state", "enable"),
+            errno.EOPNOTSUPP,
+        ),
+        (
+            "10.61.1.0/24",
+            {"min_tx_rate": "10", "max_tx_rate": "100"},
+            "rate to min 10",
+            ("min_tx_rate", "10", "max_tx_rate", "100"),
+            errno.EINVAL,
+        ),
+        # EPROTONOSUPPORT, not EINVAL: the plugin's 16-byte ifla_vf_vlan_info passed the
+        # kernel's length check and reached igb, which takes only 802.1Q.
+        (
+            "10.61.2.0/24",
+            {"vlanid": "100", "vlan_proto": "802.1ad"},
+            "proto 802.1ad",
+            ("vlan", "100", "proto", "802.1ad"),
+            errno.EPROTONOSUPPORT,
+        ),
     ],
 )
-def test_settings_igb_refuses_fail_naming_the_setting_and_leave_the_vf_as_it_was(
-    dockerd, pf, subnet, options, setting
+def test_settings_igb_refuses_fail_naming_the_setting_and_the_kernels_reason(
+    dockerd, pf, subnet, options, setting, ip_link_vf, code
 ):
     network, pool = dockerd.create_network(subnet, mtu="1400", **options)
     try:
+        reason = os.strerror(code)
         before = {n: pf.vf(n) for n in range(7)}
+        kernel = kernel_refusal(pf, *ip_link_vf)
+        assert kernel.endswith(reason), f"the kernel said {kernel!r}, expected {reason!r}"
         status, reply, _endpoint, _ = dockerd.create_endpoint(network, pool, {"vf": "2"})
         assert status == 500, reply
         assert setting in reply["Err"] and "VF 2 of" in reply["Err"], reply["Err"]
+        assert reason in reply["Err"], f"the kernel's reason {reason!r} not in {reply['Err']!r}"
         after = {n: pf.vf(n) for n in range(7)}
         for n in range(7):
             assert settings(after[n]) == settings(before[n]), (
