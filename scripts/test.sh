@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): dependencies, lint, then pytest in six stages.
+# The project's test command (README, CI): dependencies, lint, then pytest in seven stages.
 #
 # Usage: scripts/test.sh [--stage NAME]... [PYTEST ARGS...]
 #   --stage NAME  run only this stage (repeatable; default every stage); the summary names the
 #                 stages not run
 #   PYTEST ARGS   go to every pytest stage; a stage they select nothing in fails, saying so
 # Stages: ruff check; unit (-m "not netns and not docker and not cluster and not vm and not
-# swarm"); netns (-m netns, needs root); cluster (-m cluster: real etcd members and plugin
-# processes on loopback); docker (-m docker; starts dockerd first, and stops it at the end if it
-# started it; the tests marked every_engine also run on Debian 13's Engine 26.1 and Debian
-# unstable's 28.5 beside it, see tests/e2e/engines.py); vm (-m vm: a QEMU guest with an emulated igb SR-IOV NIC, see
-# tests/vm/test_vm.py); swarm (-m swarm: dockerd nodes of its own in a swarm, Debian's Engine
-# 20.10; the system engine builds the plugin).
+# wire and not swarm"); netns (-m netns, needs root); cluster (-m cluster: real etcd members
+# and plugin processes on loopback); docker (-m docker; starts dockerd first, and stops it at
+# the end if it started it; the tests marked every_engine also run on Debian 13's Engine 26.1
+# and Debian unstable's 28.5 beside it, see tests/e2e/engines.py); vm (-m vm: a QEMU guest
+# with an emulated igb SR-IOV NIC, see tests/vm/test_vm.py); wire (-m wire: two such guests
+# cabled back to back in a swarm, the cable's pcap read on the host, tests/vm/test_wire.py);
+# swarm (-m swarm: dockerd nodes of its own in a swarm, Debian's Engine 20.10; the system
+# engine builds the plugin).
 # Every stage runs even if an earlier one failed; the exit status is non-zero if any failed.
 # A pytest stage passes only if at least one test ran, none failed and every skipped test is
 # on tests/allowed_skips.txt (scripts/lib/stages.sh); each test has a per-stage time limit.
