@@ -186,7 +186,7 @@ class Sysfs:
             if hint < numvfs and self._points_to(link, pci):
                 return self._vf(pf_names[0], hint, link)
         for index, link in self._virtfn_links(pf_dir):
-            if os.path.basename(os.readlink(link)) == pci:
+            if self._points_to(link, pci):
                 return self._vf(pf_names[0], index, link) if index < numvfs else None
         raise DeviceError(
             f"read VF {pci}: its PF {os.path.basename(pf_dir)} lists no virtfn for it"
@@ -275,15 +275,7 @@ class Sysfs:
         vf_dir = self._link_target(link, in_real_dir=True)
         if vf_dir is None:
             raise DeviceError(f"read VF {index} of {pf_name}: {link} vanished")
-        netdevs = self._netdevs(vf_dir)
-        driver = self._link_target(os.path.join(vf_dir, "driver"), in_real_dir=True)
-        return VfInfo(
-            pf=pf_name,
-            index=index,
-            pci=os.path.basename(vf_dir),
-            netdev=netdevs[0] if netdevs else None,
-            driver=None if driver is None else os.path.basename(driver),
-        )
+        return self.describe_vf(VfRef(pf_name, index, os.path.basename(vf_dir), vf_dir))
 
     @staticmethod
     def _netdevs(device: str) -> list[str]:
