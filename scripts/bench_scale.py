@@ -23,11 +23,13 @@ It draws the figures as a PNG (``--png``; matplotlib, a test dependency). No
 test asserts these times; the script exits non-zero when a target is missed.
 
     python3 scripts/bench_scale.py [--runs 200] [--png docs/bench-scale.png]
-    python3 scripts/bench_scale.py --nic kernel --pf enp0s3 --runs 20   # in the VM guest
+    python3 scripts/bench_scale.py --nic kernel --pf A --pf B --pf C --runs 20   # VM guest
 
-``--nic kernel`` runs the links part and the status part on the real PF named by
-``--pf``, in this (the host's) namespace, with the kernel backend: what the VM
-stage's igb guest can do. Needs root.
+``--nic kernel`` runs the links part (and its ``GET /status``) with the kernel
+backend on three real PFs, one per link count: each PF and its VFs' netdevs are
+moved into the namespace of their host, whose plugin serves them; the namespaces
+are deleted at the end, which gives the netdevs back. What the VM stage's guest
+can do with ``SRIOV_VM_MORE_PFS=2`` (scripts/vm/bench-scale.sh). Needs root.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ LEASES_RATIO_TARGET = 1.3
 VIEW_TARGET_MS = 50.0
 PFS, VFS_PER_PF, LEASED = 8, 64, 400
 PARALLEL = 32
-ROUNDS = 3  # --nic kernel: rounds over the link counts on the one real PF
 STARTUP_LIMIT_S = 60.0  # a TCG guest takes more than the usual 5 s to import the plugin
 WARMUP = [10]  # containers before the timed ones, per target (--warmup)
 
@@ -320,23 +321,57 @@ def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
         return links_figures(targets, list(LINK_COUNTS))
 
 
-def kernel_links_part(scratch: Path, pf: str, runs: int, kind: str) -> dict:
-    """The one real PF and one plugin: the link counts in turn, over ``ROUNDS`` rounds (links
-    added, then all removed), so that drift of the machine falls on every count alike."""
-    with Host(None) as host:
-        env = plugin_env(scratch / "links", Path("/sys"), "kernel")
-        with PluginProcess(env, startup_limit=STARTUP_LIMIT_S) as plugin:
+def enable_vfs(pf: str) -> list[str]:
+    """Enable every VF of the real PF ``pf`` (if none is) and wait for their netdevs; their
+    names."""
+    device = Path(f"/sys/class/net/{pf}/device")
+    if (device / "sriov_numvfs").read_text().strip() == "0":
+        (device / "sriov_numvfs").write_text((device / "sriov_totalvfs").read_text())
+    virtfns = sorted(device.glob("virtfn*"))
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while not all(list((virtfn / "net").glob("*")) for virtfn in virtfns):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the VFs of {pf} got no netdev in {STARTUP_LIMIT_S:.0f} s")
+        time.sleep(0.2)
+    return [next((virtfn / "net").iterdir()).name for virtfn in virtfns]
+
+
+def bring_up(host: Host, pf: str) -> None:
+    """Set the PF up and wait for its carrier (its VFs' links follow the PF's)."""
+    run(*host.ip(), "link", "set", "dev", pf, "up")
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while "LOWER_UP" not in run(*host.ip(), "-o", "link", "show", "dev", pf):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{pf} has no carrier after {STARTUP_LIMIT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def kernel_links_part(scratch: Path, pfs: list[str], runs: int, kind: str) -> dict:
+    """One real PF per link count, moved with its VFs' netdevs into a namespace of its own
+    with its own plugin, as on the simulated NIC: the hosts are measured in turn, container
+    by container, in one kernel, so what the machine does falls on every count alike."""
+    if len(pfs) != len(LINK_COUNTS):
+        raise SystemExit(f"--nic kernel needs {len(LINK_COUNTS)} PFs (--pf), one per link "
+                         f"count {', '.join(map(str, LINK_COUNTS))}; got {len(pfs)}")  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for count, pf in zip(LINK_COUNTS, pfs, strict=True):
+            vfs = enable_vfs(pf)
+            host = stack.enter_context(Host(f"sriovscale{secrets.token_hex(3)}"))
+            for netdev in (pf, *vfs):  # the namespace's end gives them back to the host's
+                run("ip", "link", "set", "dev", netdev, "netns", host.name)
+            bring_up(host, pf)
+            host.add_links(count, kind)
+            env = plugin_env(scratch / f"links-{count}", Path("/sys"), "kernel")
+            plugin = stack.enter_context(
+                PluginProcess(env, netns=host.name, startup_limit=STARTUP_LIMIT_S)
+            )
             client = LeanClient(plugin.socket_path)
+            stack.callback(client.close)
             network = Network(client, pf, "10.41.0.0/16").create()
-            targets = [Target(host, plugin, client, network) for _ in LINK_COUNTS]
-            per_round = max(1, runs // ROUNDS)
-            for _ in range(ROUNDS):
-                for count, target in zip(LINK_COUNTS, targets, strict=True):
-                    host.add_links(count, kind)
-                    interleaved([target], per_round)
-                host.add_links(0, kind)
-            client.close()
-    return links_figures(targets, list(LINK_COUNTS))
+            targets.append(Target(host, plugin, client, network))
+        interleaved(targets, runs)
+        return links_figures(targets, list(LINK_COUNTS))
 
 
 def parallel_part(network: Network, socket_path: Path) -> dict:
@@ -507,7 +542,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="timed containers per figure")
     parser.add_argument("--nic", choices=("sim", "kernel"), default="sim")
-    parser.add_argument("--pf", help="--nic kernel: the real PF to use (its VFs enabled)")
+    parser.add_argument(
+        "--pf",
+        action="append",
+        default=[],
+        help="--nic kernel: a real SR-IOV PF, one per link count (repeat)",
+    )
     parser.add_argument("--links", choices=("veth", "dummy"), help="kind of the extra links")
     parser.add_argument("--png", type=Path, help="draw the figures into this PNG")
     parser.add_argument("--json", type=Path, help="write the figures into this JSON file")
@@ -530,8 +570,6 @@ def main() -> int:
         scratch = Path(scratch_dir)
         print(f"links ({results['backend']}, {args.runs} runs per figure):", flush=True)
         if args.nic == "kernel":
-            if not args.pf:
-                raise SystemExit("--nic kernel needs --pf")
             results["links"] = kernel_links_part(scratch, args.pf, args.runs, kind)
         else:
             results["links"] = sim_links_part(scratch, args.runs, kind)

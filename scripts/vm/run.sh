@@ -26,6 +26,8 @@
 #                     (several guests given the same one use it to meet)
 #   SRIOV_VM_IOMMU    1: an emulated Intel IOMMU (-device intel-iommu), so that the guest
 #                     can bind a VF to vfio-pci
+#   SRIOV_VM_MORE_PFS N more igb PFs (default 0), each alone on an isolated hub of its
+#                     own (scripts/vm/bench-scale.sh compares hosts side by side on them)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -85,6 +87,13 @@ if [ -n "${SRIOV_VM_PCAP:-}" ]; then
 fi
 nic_args+=(-device pcie-root-port,id=igbport,chassis=1)
 nic_args+=(-device "igb,netdev=igbnet,bus=igbport${SRIOV_VM_MAC:+,mac=$SRIOV_VM_MAC}")
+more_pfs=${SRIOV_VM_MORE_PFS:-0}
+[[ $more_pfs =~ ^[0-9]$ ]] || die "SRIOV_VM_MORE_PFS=$more_pfs: a number of PFs from 0 to 9"
+for ((n = 1; n <= more_pfs; n++)); do
+    nic_args+=(-netdev "hubport,hubid=$n,id=igbnet$n")
+    nic_args+=(-device "pcie-root-port,id=igbport$n,chassis=$((n + 1))")
+    nic_args+=(-device "igb,netdev=igbnet$n,bus=igbport$n")
+done
 share_args=()
 if [ -n "${SRIOV_VM_SHARE:-}" ]; then
     share_args=(-fsdev "local,id=shared,path=$(qemu_path "$SRIOV_VM_SHARE"),security_model=none"
@@ -110,7 +119,7 @@ start_qemu() {
         -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
         -fsdev "local,id=io,path=$(qemu_path "$out"),security_model=none" \
         -device virtio-9p-pci,fsdev=io,mount_tag=io "${share_args[@]}" "${nic_args[@]}" \
-        2> >(grep -v 'hub 0 is not connected to host network' >&2) &
+        2> >(grep -v -E 'hub [0-9]+ is not connected to host network' >&2) &
     qemu_pid=$!
 }
 
