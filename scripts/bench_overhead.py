@@ -133,12 +133,18 @@ def run(rounds: int, calls: int) -> float:
     ratio = plugin_ms / bare_ms
     plugin_cpu_ms = statistics.median(plugin_cpu) * 1000
     bare_cpu_ms = statistics.median(bare_cpu) * 1000
-    print(f"{METHOD}, {rounds} interleaved rounds of {calls} calls, keep-alive, "
-          f"load {os.getloadavg()[0]:.1f}:")
-    print(f"  median per call   plugin {plugin_ms:.4f} ms  bare {bare_ms:.4f} ms  "
-          f"ratio {ratio:.3f}  (target <= {RATIO_TARGET})")
-    print(f"  server CPU/call   plugin {plugin_cpu_ms:.4f} ms  bare {bare_cpu_ms:.4f} ms  "
-          f"ratio {plugin_cpu_ms / bare_cpu_ms:.3f}")
+    print(
+        f"{METHOD}, {rounds} interleaved rounds of {calls} calls, keep-alive, "
+        f"load {os.getloadavg()[0]:.1f}:"
+    )
+    print(
+        f"  median per call   plugin {plugin_ms:.4f} ms  bare {bare_ms:.4f} ms  "
+        f"ratio {ratio:.3f}  (target <= {RATIO_TARGET})"
+    )
+    print(
+        f"  server CPU/call   plugin {plugin_cpu_ms:.4f} ms  bare {bare_cpu_ms:.4f} ms  "
+        f"ratio {plugin_cpu_ms / bare_cpu_ms:.3f}"
+    )
     return ratio
 
 

@@ -5,7 +5,7 @@
 #   --stage NAME  run only this stage (repeatable; default every stage); the summary names the
 #                 stages not run
 #   PYTEST ARGS   go to every pytest stage; a stage they select nothing in fails, saying so
-# Stages: ruff check; unit (-m "not netns and not docker and not cluster and not vm and not
+# Stages: ruff (check, format --check); unit (-m "not netns and not docker and not cluster and not vm and not
 # wire and not swarm"); netns (-m netns, needs root); cluster (-m cluster: real etcd members
 # and plugin processes on loopback); docker (-m docker; starts dockerd first, and stops it at
 # the end if it started it; the tests marked every_engine also run on Debian 13's Engine 26.1
@@ -149,7 +149,12 @@ fi
 export PATH="$repo/.venv/bin:$PATH"
 trap stop_started_dockerd EXIT
 
-run_stage ruff ruff check .
+# The lint stage: ruff's rules, and its formatter's layout.
+lint() {
+    ruff check . && ruff format --check .
+}
+
+run_stage ruff lint
 run_stage unit run_pytest -m "not netns and not docker and not cluster and not vm and not wire and not swarm" "$@"
 run_stage netns run_pytest -m netns "$@"
 run_stage cluster run_pytest -m cluster "$@"

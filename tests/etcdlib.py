@@ -35,8 +35,21 @@ def make_certificates(directory: Path) -> None:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=sriov-test-ca", "-keyout", "ca.key", "-out", "ca.crt")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sriov-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
     # etcd's JSON gateway connects to its own gRPC port with the server certificate, so with
     # --client-cert-auth that certificate must allow client authentication too
     extensions = {
@@ -45,8 +58,18 @@ def make_certificates(directory: Path) -> None:
     }
     for name, extension in extensions.items():
         (directory / f"{name}.ext").write_text(extension)
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=sriov-test-{name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN=sriov-test-{name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
                 "-out", f"{name}.crt")  # fmt: skip

@@ -265,9 +265,7 @@ class Sysfs:
         except OSError as err:
             raise DeviceError(f"list {device}: {err.strerror or err}") from err
         found = [
-            (int(m.group(1)), os.path.join(device, n))
-            for n in names
-            if (m := _VIRTFN.fullmatch(n))
+            (int(m.group(1)), os.path.join(device, n)) for n in names if (m := _VIRTFN.fullmatch(n))
         ]
         return sorted(found)
 

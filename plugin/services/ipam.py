@@ -242,8 +242,7 @@ class IpamService:
         subnet = parse_subnet(pool, "pool")
         if (subnet.version == 6) != v6:
             raise InvalidRequest(
-                f"pool {pool} is IPv{subnet.version} but the request is for "
-                f"IPv{6 if v6 else 4}"
+                f"pool {pool} is IPv{subnet.version} but the request is for IPv{6 if v6 else 4}"
             )
         if not subpool:
             return subnet, None
@@ -336,9 +335,7 @@ def _address_space(space: str) -> AddressSpace:
 def _cluster_option(options: dict | None) -> bool:
     """The value of --ipam-opt cluster; refuse any other option (com.docker.* are Docker's)."""
     options = options or {}
-    user = sorted(
-        k for k in options if not k.startswith(DOCKER_PREFIX) and k != CLUSTER_OPTION
-    )
+    user = sorted(k for k in options if not k.startswith(DOCKER_PREFIX) and k != CLUSTER_OPTION)
     if user:
         raise InvalidRequest(
             f"unknown --ipam-opt {', '.join(user)} "
@@ -430,8 +427,7 @@ def _address_in_pool(address: str, subnet: Subnet, pool: PoolRow) -> int:
     first, last = usable_range(subnet)
     if not first <= int(ip) <= last:
         raise InvalidRequest(
-            f"{ip} is the network, broadcast or subnet-router address "
-            f"of {pool.cidr}"
+            f"{ip} is the network, broadcast or subnet-router address of {pool.cidr}"
         )
     return int(ip)
 
@@ -462,9 +458,7 @@ def _lease_specific(
         return addr
     if held_as == kind and kind in SHARED_KINDS:
         return addr  # the same gateway or aux asked for again: shared or retried, not a conflict
-    raise Conflict(
-        f"{address_text(subnet, addr)} in {pool.cidr} is already in use"
-    )
+    raise Conflict(f"{address_text(subnet, addr)} in {pool.cidr} is already in use")
 
 
 def _allocation_range(subnet: Subnet, pool: PoolRow) -> tuple[int, int]:
@@ -490,9 +484,7 @@ def _lease_next_free(tx: PoolTransaction, pool: PoolRow, subnet: Subnet) -> int:
     if found is None:
         in_use = tx.count_addresses(pool.id, low, high)
         where = pool.subpool or pool.cidr
-        raise Conflict(
-            f"no free address in {where} ({in_use} of {high - low + 1} in use)"
-        )
+        raise Conflict(f"no free address in {where} ({in_use} of {high - low + 1} in use)")
     tx.insert_address(pool.id, found, AddressKind.DYNAMIC)
     tx.set_pool_cursor(pool.id, found + 1 if found < high else low)
     return found

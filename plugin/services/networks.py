@@ -215,9 +215,7 @@ class NetworkService:
                 return False
             for pf in pfs:
                 # Networks recorded before PFs were keyed by PCI address hold the name.
-                holder = tx.network_using_port(pf.pci, vlan) or tx.network_using_port(
-                    pf.name, vlan
-                )
+                holder = tx.network_using_port(pf.pci, vlan) or tx.network_using_port(pf.name, vlan)
                 if holder is not None:
                     raise Conflict(
                         f"PF {pf.name} VLAN {vlan} is already used by network "

@@ -56,6 +56,7 @@ DB = Member("db", "10.96.1.71", None, "02:96:01:00:00:71", None)
 WORKER = Member("worker", None, None, None, None)
 MEMBERS = (APP, DB, WORKER)
 
+
 def compose_file(pf: str, version: int) -> str:
     """The project as a Compose file; version 1 has a MAC per service, 2 per network."""
     lines = ['version: "2.4"'] if version == 1 else []

@@ -417,9 +417,7 @@ def test_release_node_refuses_a_live_node_then_frees_what_it_held(etcd_one, node
 
     status, reply = a.client.call("Cluster.ReleaseNode", {"Node": "node-b"})
     assert status == 409
-    assert reply["Err"].startswith(
-        "node node-b still has its plugin running and connected to etcd"
-    )
+    assert reply["Err"].startswith("node node-b still has its plugin running and connected to etcd")
     assert set(theirs) <= set(held_in_etcd(etcd_one))
 
     b.stop()  # a clean stop withdraws node-b's presence at once

@@ -131,9 +131,7 @@ def test_service_errors_keep_their_status(client):
     assert post_json(client, "IpamDriver.RequestPool", body).status_code == 200
     overlap = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.0/16"})
     assert overlap.status_code == 409
-    assert overlap.json == {
-        "Err": "10.1.0.0/16 overlaps pool 10.1.0.0/24 in address space local"
-    }
+    assert overlap.json == {"Err": "10.1.0.0/16 overlaps pool 10.1.0.0/24 in address space local"}
     bad = post_json(client, "IpamDriver.RequestPool", {**body, "Pool": "10.1.0.5/24"})
     assert bad.status_code == 400
     assert "did you mean 10.1.0.0/24?" in bad.json["Err"]
@@ -171,9 +169,7 @@ def test_unexpected_exception_is_500_without_traceback_but_logged(validate, capl
     with caplog.at_level(logging.INFO, logger="sriov"):
         result = post(falcon.testing.TestClient(app), "Plugin.Activate")
     assert result.status_code == 500
-    assert result.json == {
-        "Err": "internal error (RuntimeError); the plugin log has the details"
-    }
+    assert result.json == {"Err": "internal error (RuntimeError); the plugin log has the details"}
     assert "Traceback" not in result.text
     assert "secret detail" not in result.text
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]

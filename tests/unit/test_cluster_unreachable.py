@@ -63,7 +63,7 @@ def test_with_a_cluster_store_docker_is_asked_for_each_endpoint_mac(ipam, store)
         (
             "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: "
             "/v3/kv/range (Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', "
-            "port=1): Failed to establish a new connection: [Errno 111] Connection refused\"))",
+            'port=1): Failed to establish a new connection: [Errno 111] Connection refused"))',
             "[Errno 111] Connection refused",
         ),
         (

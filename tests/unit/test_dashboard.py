@@ -42,7 +42,7 @@ def series_names(expr: str) -> set[str]:
 
 def test_series_names_finds_names_not_functions_labels_or_variables():
     expr = (
-        'histogram_quantile(0.99, sum by (le, method) (rate(sriov_request_duration_seconds_bucket'
+        "histogram_quantile(0.99, sum by (le, method) (rate(sriov_request_duration_seconds_bucket"
         '{instance=~"$instance"}[$__rate_interval]))) / on (pf) group_left(endpoint) other_total'
     )
     assert series_names(expr) == {"sriov_request_duration_seconds_bucket", "other_total"}

@@ -116,9 +116,7 @@ def test_overlap_in_same_space_is_a_conflict(ipam):
     pool_of(ipam, "10.1.0.0/16")
     with pytest.raises(Conflict) as raised:
         ipam.request_pool("local", "10.1.0.0/24", "", None, False)
-    assert raised.value.message == (
-        "10.1.0.0/24 overlaps pool 10.1.0.0/16 in address space local"
-    )
+    assert raised.value.message == ("10.1.0.0/24 overlaps pool 10.1.0.0/16 in address space local")
     assert raised.value.status == 409
 
 
@@ -179,8 +177,7 @@ def test_user_options_are_refused_and_create_nothing(ipam, store):
     with pytest.raises(InvalidRequest) as raised:
         ipam.request_pool("local", "10.1.0.0/24", "", {"foo": "1", "bar": "2"}, False)
     assert raised.value.message == (
-        "unknown --ipam-opt bar, foo (the sriov IPAM driver takes only "
-        "cluster=true|false)"
+        "unknown --ipam-opt bar, foo (the sriov IPAM driver takes only cluster=true|false)"
     )
     assert pool_count(store) == 0
 
@@ -398,9 +395,7 @@ def test_exhaustion_message(ipam):
     assert len(allocate_all(ipam, pool_id)) == 254
     with pytest.raises(Conflict) as raised:
         ipam.request_address(pool_id, "", None)
-    assert (
-        raised.value.message == "no free address in 10.1.0.0/24 (254 of 254 in use)"
-    )
+    assert raised.value.message == "no free address in 10.1.0.0/24 (254 of 254 in use)"
 
 
 def test_subpool_exhaustion_names_the_subpool(ipam):

@@ -206,11 +206,17 @@ def test_vf_traffic_is_counted_per_vf_with_the_lease_labels_and_only_as_reported
 
     families = {f.name: f.type for f in text_string_to_metric_families(exposition.decode())}
     traffic_series = {
-        key: value for key, value in samples_of(exposition).items() if "_vf_rx_" in key[0]
-        or "_vf_tx_" in key[0]
+        key: value
+        for key, value in samples_of(exposition).items()
+        if "_vf_rx_" in key[0] or "_vf_tx_" in key[0]
     }
-    leased = (("endpoint", "ep1"), ("network", "net1"), ("pciAddr", "0000:3b:02.0"),
-              ("pf", "pf0"), ("vf", "0"))
+    leased = (
+        ("endpoint", "ep1"),
+        ("network", "net1"),
+        ("pciAddr", "0000:3b:02.0"),
+        ("pf", "pf0"),
+        ("vf", "0"),
+    )
     free = (("pciAddr", "0000:3b:02.2"), ("pf", "pf0"), ("vf", "2"))
     assert traffic_series == {
         ("sriov_vf_rx_bytes_total", leased): 1000,

@@ -777,9 +777,7 @@ def test_release_after_netdev_names_swapped_works_on_each_vfs_own_netdev(make, t
     assert svc.endpoint_info(ep_id(2)).netdev == "pf0v0"
 
 
-def test_a_vf_bound_to_vfio_pci_at_release_is_restored_through_its_pf_and_released(
-    make, tmp_path
-):
+def test_a_vf_bound_to_vfio_pci_at_release_is_restored_through_its_pf_and_released(make, tmp_path):
     """Kata moved the VF into its VM (vfio-pci) and the container ended before it gave it back."""
     svc, nic, store = make(nic_tree(vfs0=1))
     svc.create_network(net_id(1), options(pf_iface="pf0", vlanid=10, mtu=1400), GATEWAY)

@@ -319,8 +319,7 @@ BAD_REQUESTS = [
     (
         "NetworkDriver.CreateNetwork",
         {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv4": "no"}},
-        'Options["com.docker.network.enable_ipv4"]: '
-        "'no' is not of type 'boolean'",
+        "Options[\"com.docker.network.enable_ipv4\"]: 'no' is not of type 'boolean'",
     ),
     (
         "NetworkDriver.CreateNetwork",

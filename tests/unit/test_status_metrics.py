@@ -214,8 +214,16 @@ def test_vf_traffic_is_shown_per_vf_with_the_leases_network_and_endpoint(plugin)
     (pf,) = status["pfs"]
     assert pf["reports_traffic"] is True
     vf0, vf1, vf2, _ = pf["vfs"]
-    assert vf0["traffic"] == {"rx_packets": 15, "tx_packets": 9, "rx_bytes": 1500, "tx_bytes": 900,
-                              "broadcast": 2, "multicast": 3, "rx_dropped": 1, "tx_dropped": 0}
+    assert vf0["traffic"] == {
+        "rx_packets": 15,
+        "tx_packets": 9,
+        "rx_bytes": 1500,
+        "tx_bytes": 900,
+        "broadcast": 2,
+        "multicast": 3,
+        "rx_dropped": 1,
+        "tx_dropped": 0,
+    }
     assert vf1["traffic"] == {"rx_packets": 0, "tx_packets": 1, "rx_bytes": 0, "tx_bytes": 64}
     assert "traffic" not in vf2  # the PF reports no counters for it
     text = format_status(status)

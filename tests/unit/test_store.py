@@ -129,9 +129,7 @@ def syncs_between_commits(tmp_path, *kinds: str) -> list[int]:
 
 
 def test_a_durable_commit_syncs_the_wal_and_a_lighter_one_waits_for_the_next(tmp_path):
-    durable, light, durable_after = syncs_between_commits(
-        tmp_path, "durable", "light", "durable"
-    )
+    durable, light, durable_after = syncs_between_commits(tmp_path, "durable", "light", "durable")
     assert durable >= 1
     assert light == 0
     assert durable_after == durable

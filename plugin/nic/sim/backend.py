@@ -80,7 +80,6 @@ class SimBackend:
                 return None
             raise DeviceError(f"read address of {vf.netdev}: {err.strerror}") from err
 
-
     def vf_stats(self, pf: str) -> dict[int, VfStats]:
         """Each VF's traffic, from its switch port's counters (see ``device.vf_stats``)."""
         try:

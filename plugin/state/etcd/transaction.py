@@ -248,9 +248,7 @@ class ClusterTransaction:
         if not self._writes:
             return
         failure = [txn_ops.get(self._marker)] if self._marker else []
-        reply = self._etcd.txn(
-            list(self._compares.values()), list(self._writes.values()), failure
-        )
+        reply = self._etcd.txn(list(self._compares.values()), list(self._writes.values()), failure)
         if not reply.get("succeeded"):
             kvs = key_values(reply["responses"][0]["response_range"]) if self._marker else []
             if not (kvs and kvs[0].value.get("txn") == self._token):
