@@ -154,6 +154,14 @@ def subnet16(purpose: str) -> ipaddress.IPv4Network:
 
 
 @functools.cache
+def default_pools() -> str:
+    """SRIOV_DEFAULT_POOLS for the plugins this run installs: /24s of a 10.X.0.0/16 of its
+    own (with the manifest's 10.128.0.0/9, two runs' engines would give bridge networks
+    the same /24 on one host)."""
+    return f"{subnet16('default-pools')}:24"
+
+
+@functools.cache
 def e2e_subnet(index: int) -> ipaddress.IPv4Network:
     """The ``index``-th /24 of the engine suite's 10.X.0.0/16 (claimed on first use)."""
     return list(subnet16("e2e").subnets(new_prefix=24))[index]

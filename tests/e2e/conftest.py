@@ -15,7 +15,8 @@ The fixtures:
   (``dockerlib.system_engine_session``); trixie's and sid's are this run's own,
   started beside it and always stopped.
 - ``plugin`` (session): ``sriov:latest`` built with scripts/build-plugin.sh, its
-  state on a fresh temporary directory (``state.source``), enabled; removed at the end.
+  state on a fresh temporary directory (``state.source``), its default pools in the
+  run's own 10.X.0.0/16 (``runid.default_pools``), enabled; removed at the end.
 - ``test_image`` (session): ``sriov-test-busybox:latest``, a static busybox with its
   applets (sh, ip, ping, ifconfig, cat, sleep, ...), made without a registry.
 - ``resources`` (per test): a ``dockerlib.Resources`` that creates containers
@@ -44,6 +45,7 @@ from pathlib import Path
 import dockerlib
 import engines
 import pytest
+import runid
 from dockerlib import PLUGIN, Resources, SimNic
 from engines import Engine, SideBySide
 
@@ -118,7 +120,8 @@ def plugin(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     dockerlib.remove_leftovers()
     dockerlib.build_plugin(PLUGIN)
     state = tmp_path_factory.mktemp("plugin-state")
-    dockerlib.configure_plugin({"state.source": str(state)}, PLUGIN)
+    settings = {"state.source": str(state), "SRIOV_DEFAULT_POOLS": runid.default_pools()}
+    dockerlib.configure_plugin(settings, PLUGIN)
     yield PLUGIN
     dockerlib.remove_leftovers()
     dockerlib.remove_plugin(PLUGIN)

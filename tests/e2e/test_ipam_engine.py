@@ -23,7 +23,7 @@ def host(number: int) -> str:
     return str(SUBNET.network_address + number)
 
 
-DEFAULT_BASE = ipaddress.IPv4Network("10.128.0.0/9")  # SRIOV_DEFAULT_POOLS in config.json
+DEFAULT_BASE = ipaddress.IPv4Network(runid.default_pools().split(":")[0])  # the plugin fixture's
 
 
 def sriov_bridge(resources: Resources, *args: str) -> str:
