@@ -180,6 +180,33 @@ def loopback24(purpose: str, ports: Iterable[int] = ()) -> ipaddress.IPv4Network
     return _pick("loopback", _rotated(candidates, purpose), free)
 
 
+# ---- network namespaces -------------------------------------------------------------------
+
+_NETNS = re.compile(r"sriov-([0-9a-z]{1,6})-")
+
+
+def netns_name(role: str) -> str:
+    """A name for a network namespace this run makes: ``sriov-<run>-<role>-<tag>``."""
+    return f"sriov-{RUN_ID}-{role}-{secrets.token_hex(3)}"
+
+
+def remove_dead_runs_netns() -> list[str]:
+    """Delete the network namespaces (``netns_name``) of runs that no longer live, such as
+    a killed session's; the names deleted."""
+    listing = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True)
+    names = [entry["name"] for entry in json.loads(listing.stdout or "[]")]
+    dead = [
+        name
+        for name in names
+        if (match := _NETNS.match(name))
+        and match.group(1) != RUN_ID
+        and not is_live(match.group(1))
+    ]
+    for name in dead:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return dead
+
+
 # While this process runs, the run counts as live for other runs' clean-up (test.sh, which
 # sets the id, holds the claim itself; then this one is not needed).
 claim(f"run-{RUN_ID}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import runid
 from support import PluginClient, PluginProcess, docker_id
 
 pytestmark = pytest.mark.netns
@@ -35,11 +35,9 @@ class Lab:
     """A host namespace with a simulated NIC, the plugin, and container namespaces."""
 
     def __init__(self, tmp_path, socket_dir):
-        tag = uuid.uuid4().hex[:6]
-        self.host = f"sriovh{tag}"
+        self.host = runid.netns_name("host")
         self.sysfs = tmp_path / "sys"
         self.containers: list[str] = []
-        self.tag = tag
         self.env = {
             "SRIOV_SOCKET": str(socket_dir / "sriov.sock"),
             "SRIOV_STATE_DIR": str(tmp_path / "state"),
@@ -71,7 +69,7 @@ class Lab:
         return reply
 
     def container(self) -> str:
-        name = f"sriovc{self.tag}{len(self.containers)}"
+        name = runid.netns_name(f"c{len(self.containers)}")
         run("ip", "netns", "add", name)
         self.containers.append(name)
         return name

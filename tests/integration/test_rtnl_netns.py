@@ -12,10 +12,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+import runid
 
 pytestmark = pytest.mark.netns
 
@@ -70,7 +70,7 @@ def run(*argv: str) -> str:
 
 @pytest.fixture
 def netns():
-    name = f"sriovrtnl{uuid.uuid4().hex[:6]}"
+    name = runid.netns_name("rtnl")
     run("ip", "netns", "add", name)
     yield name
     run("ip", "netns", "del", name)

@@ -14,10 +14,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+import runid
 
 pytestmark = pytest.mark.netns
 
@@ -36,11 +36,10 @@ class Namespaces:
     """Named network namespaces made for one test and deleted after it."""
 
     def __init__(self):
-        self.tag = uuid.uuid4().hex[:6]
         self.names: list[str] = []
 
     def add(self, role: str) -> str:
-        name = f"sriovsim{self.tag}{role}"
+        name = runid.netns_name(f"sim{role}")
         run("ip", "netns", "add", name)
         self.names.append(name)
         return name
