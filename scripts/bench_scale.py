@@ -301,6 +301,14 @@ def links_figures(targets: list[Target], counts: list[int]) -> dict:
     return figures
 
 
+def served(stack: contextlib.ExitStack, host: Host, env: dict, pf: str) -> Target:
+    """The host's own plugin, started with ``env`` in its namespace, and a network on ``pf``."""
+    plugin = stack.enter_context(PluginProcess(env, netns=host.name, startup_limit=STARTUP_LIMIT_S))
+    client = LeanClient(plugin.socket_path)
+    stack.callback(client.close)
+    return Target(host, plugin, client, Network(client, pf, "10.41.0.0/16").create())
+
+
 def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
     """One host per link count, each with a simulated PF of 4 VFs and its own plugin."""
     with contextlib.ExitStack() as stack:
@@ -311,12 +319,7 @@ def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
             sysfs = scratch / f"sys-links-{count}"
             sim_create(host, sysfs, pf, 4)
             host.add_links(count, kind)
-            env = plugin_env(scratch / f"links-{count}", sysfs, "sim")
-            plugin = stack.enter_context(PluginProcess(env, netns=host.name))
-            client = LeanClient(plugin.socket_path)
-            stack.callback(client.close)
-            network = Network(client, pf, "10.41.0.0/16").create()
-            targets.append(Target(host, plugin, client, network))
+            targets.append(served(stack, host, plugin_env(scratch / f"l{count}", sysfs, "sim"), pf))
         interleaved(targets, runs)
         return links_figures(targets, list(LINK_COUNTS))
 
@@ -362,14 +365,8 @@ def kernel_links_part(scratch: Path, pfs: list[str], runs: int, kind: str) -> di
                 run("ip", "link", "set", "dev", netdev, "netns", host.name)
             bring_up(host, pf)
             host.add_links(count, kind)
-            env = plugin_env(scratch / f"links-{count}", Path("/sys"), "kernel")
-            plugin = stack.enter_context(
-                PluginProcess(env, netns=host.name, startup_limit=STARTUP_LIMIT_S)
-            )
-            client = LeanClient(plugin.socket_path)
-            stack.callback(client.close)
-            network = Network(client, pf, "10.41.0.0/16").create()
-            targets.append(Target(host, plugin, client, network))
+            env = plugin_env(scratch / f"l{count}", Path("/sys"), "kernel")
+            targets.append(served(stack, host, env, pf))
         interleaved(targets, runs)
         return links_figures(targets, list(LINK_COUNTS))
 
