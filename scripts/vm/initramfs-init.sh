@@ -6,7 +6,8 @@
 # an overlay of its own, and the run's writable share (9p tag "io") at /sriov-io;
 # and, if the guest has one, the share that several guests meet in (9p tag "shared") at
 # /sriov-shared; sets the hostname (sriov_hostname=, default sriov-vm);
-# runs /sriov-io/cmd in that root with sh, writes its output to /sriov-io/out, its exit
+# switches to that root (switch_root, as a normal boot does: see below) and
+# runs /sriov-io/cmd in it with sh, writes its output to /sriov-io/out, its exit
 # status to /sriov-io/status and the kernel log to /sriov-io/dmesg, then powers off.
 export PATH=/bin
 
@@ -78,9 +79,20 @@ echo "$name" >$r/etc/hostname
 ip link set lo up
 echo "sriov-vm: booted, running /sriov-io/cmd"
 
-env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb \
-    chroot $r /bin/sh /sriov-io/cmd >$r/sriov-io/out 2>&1 </dev/null
-echo $? >$r/sriov-io/status
-dmesg >$r/sriov-io/dmesg
-sync
-poweroff -f
+# PID 1 switches to the guest's root as a normal boot does (the initramfs emptied, the new
+# root moved onto /, PID 1 chrooted into it), not a chroot below this initramfs, for two things:
+# - the kernel runs its on-demand module loads (/proc/sys/kernel/modprobe: veth and bridge
+#   for a docker network; nf_tables, nft_chain_nat, xt_nat for the rules that send a
+#   container's 127.0.0.11:53 to Docker's embedded DNS; ...) in PID 1's root;
+# - `docker exec` joins the container's mount namespace at the mount on its "/", which is
+#   the container's root only if the guest's root was there.
+# Under a chroot, each module load failed silently and `docker exec` ran in this initramfs,
+# without the container's /etc/resolv.conf: no name resolved in a container.
+# From here on only /bin/busybox (busybox-static, which setup.sh requires on the host).
+exec switch_root $r /bin/busybox sh -c '
+    busybox env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root TERM=dumb /bin/sh /sriov-io/cmd >/sriov-io/out 2>&1 </dev/null
+    echo $? >/sriov-io/status
+    busybox dmesg >/sriov-io/dmesg
+    busybox sync
+    busybox poweroff -f'

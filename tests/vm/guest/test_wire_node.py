@@ -5,16 +5,18 @@ it out otherwise). Both nodes enable their VFs (mailbox proven), put the
 swarm's control traffic untagged on the PF (192.168.77.1 and .2, MTU 9000), run dockerd
 with the plugin and make their `--config-only` networks as README's swarm
 recipe says. Node a is the manager: it makes the swarm network, one dnsrr
-service on each node, pings across, then puts a VLAN 200 container with an
-address in VLAN 100's subnet on the wire. What each VF was given, as the PF
-reports it, goes to /sriov-shared for the host, which checks the frames
-recorded on the cable against it.
+service on each node, pings across by address and by service name, then puts
+a VLAN 200 container with an address in VLAN 100's subnet on the wire. What
+each VF was given, as the PF reports it, and what the name resolved to go to
+/sriov-shared for the host, which checks the frames recorded on the cable
+against them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +34,7 @@ VLAN, QOS, MTU = 100, 5, 9000
 OTHER_VLAN, OTHER_QOS = 200, 2
 INTRUDER_ADDRESS = "10.80.0.99"
 # ping payload sizes: the host tells the pings apart by them
-BY_ADDRESS, JUMBO, INTRUDER = 1000, MTU - 28, 1222
+BY_ADDRESS, BY_NAME, JUMBO, INTRUDER = 1000, 1111, MTU - 28, 1222
 PEER_TIMEOUT = 420.0
 
 
@@ -75,6 +77,17 @@ def task_container(service: str) -> str:
     except AssertionError as err:
         tasks = docker("service", "ps", "--no-trunc", service, check=False)
         raise AssertionError(f"{err}\n{tasks.stdout}{tasks.stderr}") from None
+
+
+def resolved(name: str, nslookup: str) -> list[str]:
+    """The IPv4 addresses in busybox nslookup's answer for ``name``, in its order."""
+    answer = nslookup.split(f"Name:\t{name}", 1)
+    lines = answer[1].splitlines() if len(answer) == 2 else []
+    return [
+        line.split()[-1]
+        for line in lines
+        if line.startswith("Address") and ":" not in line.split()[-1]
+    ]
 
 
 def container_address(container: str) -> str:
@@ -157,14 +170,12 @@ def test_node_a_runs_the_swarm_and_pings_across(node: Pf):
         return proc
 
     ping(peer["address"], BY_ADDRESS)
-    # Docker's embedded DNS does not answer in these guests' containers: `nslookup a` (the
-    # node's own service) and `nslookup b` get "write to '127.0.0.11': Connection refused",
-    # its redirect in the container's namespace is missing (the swarm stage's nodes on the
-    # host resolve both). What it says is recorded for the host to print, not checked.
-    names = {
-        name: docker("exec", container, "nslookup", name, "127.0.0.11", check=False)
-        for name in ("a", "b")
-    }
+    # b's task by its service name, through Docker's embedded DNS (127.0.0.11 in the task's
+    # /etc/resolv.conf): what it answered, and the address ping resolved the name to; the
+    # host checks both against b's task and the frames of this ping on the cable.
+    lookup = docker("exec", container, "nslookup", "b", check=False)
+    by_name = ping("b", BY_NAME, check=False)
+    pinged = re.search(r"^PING b \(([0-9.]+)\)", by_name.stdout, re.MULTILINE)
     ping(peer["address"], JUMBO)
 
     docker(
@@ -184,8 +195,11 @@ def test_node_a_runs_the_swarm_and_pings_across(node: Pf):
     write_shared(
         "a.json",
         {**mine, "peer": peer, "intruder": {"mac": intruder_mac, "address": INTRUDER_ADDRESS},
-         "names": {name: proc.stdout + proc.stderr for name, proc in names.items()},
-         "sizes": {"by_address": BY_ADDRESS, "jumbo": JUMBO,
+         "by_name": {"resolved": resolved("b", lookup.stdout),
+                     "nslookup": lookup.stdout + lookup.stderr,
+                     "pinged": pinged and pinged.group(1),
+                     "ping": by_name.stdout + by_name.stderr},
+         "sizes": {"by_address": BY_ADDRESS, "by_name": BY_NAME, "jumbo": JUMBO,
                    "intruder": INTRUDER},
          "vlan": VLAN, "qos": QOS, "other_vlan": OTHER_VLAN, "other_qos": OTHER_QOS},
     )  # fmt: skip
