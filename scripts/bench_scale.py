@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ipam import LeanClient
 from support import PluginProcess, docker_id
 
+REPO = Path(__file__).resolve().parent.parent
 LINK_COUNTS = (0, 500, 2000)
 LINKS_RATIO_TARGET = 1.2
 LEASES_RATIO_TARGET = 1.3
@@ -89,6 +90,7 @@ class Network:
     client: LeanClient
     pfs: str
     subnet: str
+    vlan: str = ""  # the network's vlanid option; none: untagged
     id: str = field(default_factory=docker_id)
     pool: str = ""
 
@@ -105,12 +107,15 @@ class Network:
             "NetworkDriver.CreateNetwork",
             {
                 "NetworkID": self.id,
-                "Options": {"com.docker.network.generic": {"pf_iface": self.pfs}},
+                "Options": {"com.docker.network.generic": self.options()},
                 "IPv4Data": [{"AddressSpace": "local", "Pool": self.subnet, "Gateway": gateway}],
                 "IPv6Data": [],
             },
         )
         return self
+
+    def options(self) -> dict:
+        return {"pf_iface": self.pfs, **({"vlanid": self.vlan} if self.vlan else {})}
 
     def start(self, client: LeanClient | None = None) -> tuple[str, str]:
         """RequestAddress, CreateEndpoint, Join: a container starting. (endpoint, address)"""
@@ -214,9 +219,10 @@ def plugin_env(scratch: Path, sysfs: Path, nic: str) -> dict:
     }
 
 
-def sim_create(host: Host, sysfs: Path, pf: str, vfs: int) -> None:
-    run(*host.exec(), sys.executable, "-m", "plugin", "sim", "create",
-        "--pf", pf, "--vfs", str(vfs), "--sysfs", str(sysfs))  # fmt: skip
+def sim_create(host: Host, sysfs: Path, pf: str, vfs: int, repo: Path = REPO) -> None:
+    """A simulated PF of ``vfs`` VFs in ``host``, made by ``repo``'s simulator."""
+    run(*host.exec(), "env", f"PYTHONPATH={repo}", sys.executable, "-m", "plugin", "sim",
+        "create", "--pf", pf, "--vfs", str(vfs), "--sysfs", str(sysfs))  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -301,12 +307,23 @@ def links_figures(targets: list[Target], counts: list[int]) -> dict:
     return figures
 
 
-def served(stack: contextlib.ExitStack, host: Host, env: dict, pf: str) -> Target:
-    """The host's own plugin, started with ``env`` in its namespace, and a network on ``pf``."""
-    plugin = stack.enter_context(PluginProcess(env, netns=host.name, startup_limit=STARTUP_LIMIT_S))
+def served(
+    stack: contextlib.ExitStack,
+    host: Host,
+    env: dict,
+    pf: str,
+    vlan: str = "",
+    repo: Path = REPO,
+) -> Target:
+    """The host's own plugin (``repo``'s), started with ``env`` in its namespace, and a
+    network on ``pf`` (on ``vlan``, if given)."""
+    plugin = stack.enter_context(
+        PluginProcess(env, netns=host.name, startup_limit=STARTUP_LIMIT_S, repo=repo)
+    )
     client = LeanClient(plugin.socket_path)
     stack.callback(client.close)
-    return Target(host, plugin, client, Network(client, pf, "10.41.0.0/16").create())
+    network = Network(client, pf, "10.41.0.0/16", vlan=vlan).create()
+    return Target(host, plugin, client, network)
 
 
 def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:

@@ -90,9 +90,15 @@ class PluginProcess:
     """``python -m plugin serve`` as a child process, with its output in a temp file."""
 
     def __init__(
-        self, env: dict, netns: str | None = None, startup_limit: float = STARTUP_LIMIT_SECONDS
+        self,
+        env: dict,
+        netns: str | None = None,
+        startup_limit: float = STARTUP_LIMIT_SECONDS,
+        repo: Path = REPO_ROOT,
     ):
+        """``repo``: the checkout whose plugin runs (another one to compare versions)."""
         self.env = dict(env)
+        self.repo = repo
         self.netns = netns
         self.startup_limit = startup_limit
         self.socket_path = Path(self.env["SRIOV_SOCKET"])
@@ -113,7 +119,7 @@ class PluginProcess:
         """Spawn the plugin and wait until Plugin.Activate answers 200."""
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            p for p in (str(self.repo), os.environ.get("PYTHONPATH", "")) if p
         )
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
         try:
@@ -121,7 +127,7 @@ class PluginProcess:
             self._proc = subprocess.Popen(
                 self._command(),
                 env=env,
-                cwd=REPO_ROOT,
+                cwd=self.repo,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
