@@ -154,11 +154,16 @@ def subnet16(purpose: str) -> ipaddress.IPv4Network:
 
 
 @functools.cache
+def default_pool() -> ipaddress.IPv4Network:
+    """The 10.X.0.0/16 whose /24s the plugins this run installs give networks created
+    without a subnet (with the manifest's 10.128.0.0/9, two runs' engines would give bridge
+    networks the same /24 on one host)."""
+    return subnet16("default-pools")
+
+
 def default_pools() -> str:
-    """SRIOV_DEFAULT_POOLS for the plugins this run installs: /24s of a 10.X.0.0/16 of its
-    own (with the manifest's 10.128.0.0/9, two runs' engines would give bridge networks
-    the same /24 on one host)."""
-    return f"{subnet16('default-pools')}:24"
+    """``default_pool`` as SRIOV_DEFAULT_POOLS."""
+    return f"{default_pool()}:24"
 
 
 @functools.cache

@@ -23,7 +23,7 @@ def host(number: int) -> str:
     return str(SUBNET.network_address + number)
 
 
-DEFAULT_BASE = ipaddress.IPv4Network(runid.default_pools().split(":")[0])  # the plugin fixture's
+DEFAULT_BASE = runid.default_pool()  # the plugin fixture's SRIOV_DEFAULT_POOLS
 
 
 def sriov_bridge(resources: Resources, *args: str) -> str:
