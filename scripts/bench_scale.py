@@ -341,6 +341,15 @@ def sim_links_part(scratch: Path, runs: int, kind: str) -> dict:
         return links_figures(targets, list(LINK_COUNTS))
 
 
+def wait_until(ready: Callable[[], bool], failure: str) -> None:
+    """Poll ``ready`` until it is true; exit saying ``failure`` after ``STARTUP_LIMIT_S``."""
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{failure} after {STARTUP_LIMIT_S:.0f} s")
+        time.sleep(0.2)
+
+
 def enable_vfs(pf: str) -> list[str]:
     """Enable every VF of the real PF ``pf`` (if none is) and wait for their netdevs; their
     names."""
@@ -348,22 +357,20 @@ def enable_vfs(pf: str) -> list[str]:
     if (device / "sriov_numvfs").read_text().strip() == "0":
         (device / "sriov_numvfs").write_text((device / "sriov_totalvfs").read_text())
     virtfns = sorted(device.glob("virtfn*"))
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while not all(list((virtfn / "net").glob("*")) for virtfn in virtfns):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the VFs of {pf} got no netdev in {STARTUP_LIMIT_S:.0f} s")
-        time.sleep(0.2)
+    wait_until(
+        lambda: all(list((virtfn / "net").glob("*")) for virtfn in virtfns),
+        f"the VFs of {pf} have no netdev",
+    )
     return [next((virtfn / "net").iterdir()).name for virtfn in virtfns]
 
 
 def bring_up(host: Host, pf: str) -> None:
     """Set the PF up and wait for its carrier (its VFs' links follow the PF's)."""
     run(*host.ip(), "link", "set", "dev", pf, "up")
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while "LOWER_UP" not in run(*host.ip(), "-o", "link", "show", "dev", pf):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{pf} has no carrier after {STARTUP_LIMIT_S:.0f} s")
-        time.sleep(0.2)
+    wait_until(
+        lambda: "LOWER_UP" in run(*host.ip(), "-o", "link", "show", "dev", pf),
+        f"{pf} has no carrier",
+    )
 
 
 def kernel_links_part(scratch: Path, pfs: list[str], runs: int, kind: str) -> dict:

@@ -43,9 +43,10 @@ def versions_targets(
         for name, vlan in NETWORKS:
             host = stack.enter_context(Host(f"sriovver{secrets.token_hex(3)}"))
             pf = f"sv{secrets.token_hex(2)}"
-            sysfs = scratch / f"sys-{index}-{vlan or 'untagged'}"
+            tag = f"{index}-{vlan or 'untagged'}"
+            sysfs = scratch / f"sys-{tag}"
             sim_create(host, sysfs, pf, 4, repo=repo)
-            env = plugin_env(scratch / f"p{index}-{vlan or 'untagged'}", sysfs, "sim")
+            env = plugin_env(scratch / f"p{tag}", sysfs, "sim")
             env["SRIOV_LOG_LEVEL"] = "info"  # the plugin's default, as a user runs it
             targets[repo, name] = served(stack, host, env, pf, vlan=vlan, repo=repo)
     return targets
